@@ -1,0 +1,47 @@
+# The commands the README names. Everything installs itself on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+DEBIAN_PACKAGES := dcmtk orthanc dicom3tools
+
+.PHONY: run test lint bench install peers clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned, so pip takes the local CPU wheel rather than a multi-GB CUDA build.
+$(STAMPS)/install: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@mkdir -p $(STAMPS) && touch $@
+
+install: $(STAMPS)/install
+
+# The real DICOM peers the integration tests and benchmarks talk to (DCMTK, Orthanc, dciodvfy).
+$(STAMPS)/peers:
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
+peers: $(STAMPS)/peers
+
+run: install
+	TRIAGE_ALLOWED_CALLING_AES="$${TRIAGE_ALLOWED_CALLING_AES:-TRIAGESCU,STORESCU}" $(BIN)/triage serve
+
+test: install peers
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install peers
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) $(STAMPS) var

@@ -1,0 +1,1 @@
+"""The DICOM edge: receives, persists, assembles and routes studies. Never imports torch."""

@@ -1,0 +1,160 @@
+"""The message contract between the DICOM node and the workers, and the outbox that feeds the broker.
+
+Tasks carry JSON: ids, UIDs and storage keys, never datasets. The database is the source of truth
+for what still has to run: a task is written to the outbox in the transaction that queues its
+study, and published from there, so a broker outage delays work but never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from celery import Celery
+from pydantic import BaseModel, ConfigDict
+from kombu.exceptions import OperationalError
+from sqlalchemy import select, update
+
+from triage.settings import Settings
+from worklist.db import Database, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+ANALYSE_STUDY = "triage.analyse_study"
+QUEUE = "triage"
+_EMBEDDED_POLL_SECONDS = 0.05  # kombu's server-less transports poll; 1 s by default is 1 s per study
+_MAX_BACKOFF_SECONDS = 60.0
+
+
+class InstanceRef(BaseModel):
+    """One instance a task reads: where it lies under the storage root and what its bytes hash to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    storage_key: str
+    sha256: str
+
+
+class AnalyseStudy(BaseModel):
+    """Payload of ``triage.analyse_study``: one complete, routed version of a study."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_version_id: int
+    study_instance_uid: str
+    version: int
+    pipeline: str
+    instances: tuple[InstanceRef, ...]
+    skipped: dict[str, str]
+
+
+def make_celery(settings: Settings, name: str = "triage") -> Celery:
+    """Build the Celery app both producer and workers use: JSON only, one named queue.
+
+    With ``broker_url`` unset the broker is a folder under ``home`` (kombu's filesystem transport):
+    nothing to install or run, for workers on the same machine.
+    """
+    app = Celery(name)
+    if settings.broker_url:
+        app.conf.broker_url = settings.broker_url
+    else:
+        folder = settings.queue_dir.resolve()
+        for sub in ("messages", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        app.conf.broker_url = "filesystem://"
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(folder / "messages"),
+            "data_folder_out": str(folder / "messages"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": _EMBEDDED_POLL_SECONDS,
+        }
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        enable_utc=True,
+    )
+    return app
+
+
+def _backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    return random.uniform(0, min(_MAX_BACKOFF_SECONDS, 0.5 * 2**attempts))  # noqa: S311
+
+
+class OutboxPublisher:
+    """Publishes due outbox messages to the broker, in order, backing off while it is down.
+
+    No database transaction is held while the broker is being talked to, so a slow broker never
+    holds up the listener's writes. A crash between publishing and marking a message published
+    sends it again; tasks claim their study version, so a duplicate message does nothing.
+    """
+
+    def __init__(self, database: Database, app: Celery) -> None:
+        self._database = database
+        self._app = app
+        self._failures = 0
+
+    def publish_due(self, now: datetime, limit: int = 100) -> int:
+        """Publish up to ``limit`` due messages; return how many the broker took."""
+        with self._database.session() as session:
+            due = session.execute(
+                select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
+                .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            ).all()
+        published: list[int] = []
+        failure: str | None = None
+        for message_id, task_name, payload in due:
+            try:
+                self._app.send_task(
+                    task_name,
+                    kwargs={"payload": payload},
+                    task_id=f"outbox-{message_id}",
+                    queue=QUEUE,
+                    retry=False,
+                )
+            except (OperationalError, OSError) as error:
+                failure = f"{type(error).__name__}: {error}"
+                break
+            published.append(message_id)
+        unsent = [row[0] for row in due[len(published) :]]
+        with self._database.session() as session:
+            if published:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(published))
+                    .values(published_at=now, attempts=OutboxMessage.attempts + 1)
+                )
+            if failure is not None:
+                retry_at = now + timedelta(seconds=_backoff_seconds(self._failures))
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(unsent))
+                    .values(
+                        next_attempt_at=retry_at,
+                        attempts=OutboxMessage.attempts + 1,
+                        last_error=failure,
+                    )
+                )
+        self._note_broker(failure, len(unsent))
+        return len(published)
+
+    def _note_broker(self, failure: str | None, waiting: int) -> None:
+        """Log once when the broker goes away and once when it comes back."""
+        if failure is not None:
+            if self._failures == 0:
+                logger.warning("broker unreachable, %d task(s) wait in the outbox: %s", waiting, failure)
+            self._failures += 1
+        elif self._failures:
+            logger.info("broker reachable again after %d failed attempt(s)", self._failures)
+            self._failures = 0

@@ -1,0 +1,191 @@
+"""C-ECHO and C-STORE handlers: make each instance durable, record it, answer a named status.
+
+The handler never waits on inference or the broker; it writes one file and one transaction.
+Success is answered only when the instance is fsynced under its final name and its row is
+committed; otherwise a failure status tells the sender to keep the instance and retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+from pynetdicom.events import Event
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicom_node import routing, storage
+from dicom_node.status import Status
+from triage.logs import correlation_id
+from worklist import store
+from worklist.db import Database, utcnow
+
+logger = logging.getLogger(__name__)
+
+# What pydicom raises for a byte stream that is not a DICOM data set it can parse.
+_UNPARSEABLE = (InvalidDicomError, ValueError, EOFError, struct.error, KeyError, TypeError,
+                OverflowError, NotImplementedError, zlib.error)
+
+_PATIENT_FIELDS = {  # keyword -> (column, maximum length)
+    "PatientID": ("patient_id", 64),
+    "IssuerOfPatientID": ("issuer_of_patient_id", 64),
+    "PatientName": ("patient_name", 324),
+    "PatientBirthDate": ("patient_birth_date", 8),
+    "AccessionNumber": ("accession_number", 16),
+    "StudyDate": ("study_date", 8),
+    "StudyDescription": ("study_description", 64),
+}
+
+
+@dataclass(frozen=True)
+class StoragePaths:
+    """Where durable instances and quarantined objects go."""
+
+    storage_dir: Path
+    quarantine_dir: Path
+
+
+class _UidLocks:
+    """Serialises stores of the same SOP Instance UID arriving on concurrent associations."""
+
+    def __init__(self, stripes: int = 64) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def __call__(self, uid: str) -> threading.Lock:
+        return self._locks[hash(uid) % len(self._locks)]
+
+
+class Rejected(Exception):
+    """A received object that cannot be stored as an instance; it goes to quarantine."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def read_header(path: Path) -> Dataset:
+    """Parse every element before the pixel data, so a malformed header fails here, not later.
+
+    Raises:
+        Rejected: the data set cannot be parsed (CANNOT_UNDERSTAND).
+    """
+    try:
+        ds = dcmread(path, stop_before_pixels=True)
+        for element in ds.iterall():
+            _ = element.value
+    except _UNPARSEABLE as error:
+        raise Rejected(Status.CANNOT_UNDERSTAND, f"the data set cannot be parsed: {type(error).__name__}") from error
+    return ds
+
+
+def check_identity(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> None:
+    """Check the data set is the instance the C-STORE request announced (PS3.4 B.2.3).
+
+    Raises:
+        Rejected: DATA_SET_DOES_NOT_MATCH_SOP_CLASS, naming the attribute at fault.
+    """
+    for keyword, announced in (("SOPClassUID", sop_class_uid), ("SOPInstanceUID", sop_instance_uid)):
+        if str(ds.get(keyword, "")) != announced:
+            raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} differs from the C-STORE request")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        value = str(ds.get(keyword, ""))
+        if not value or not UID(value).is_valid:
+            raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing or not a valid UID")
+
+
+class StorageHandlers:
+    """The bound C-ECHO and C-STORE handlers of the listener."""
+
+    def __init__(self, database: Database, paths: StoragePaths) -> None:
+        self._database = database
+        self._paths = paths
+        self._locks = _UidLocks()
+
+    def on_echo(self, event: Event) -> int:
+        """Answer C-ECHO (PS3.4 A.4): the node is up."""
+        return int(Status.SUCCESS)
+
+    def on_store(self, event: Event) -> int:
+        """Answer C-STORE; any unexpected error becomes PROCESSING_FAILURE, logged once."""
+        correlation_id.set(f"assoc-{id(event.assoc):x}")
+        try:
+            status = self._store(event)
+        except Exception:  # process boundary: the association must survive a bug in one store
+            logger.exception("C-STORE failed unexpectedly; answered PROCESSING_FAILURE")
+            status = Status.PROCESSING_FAILURE
+        return int(status)
+
+    def _store(self, event: Event) -> Status:
+        path: Path = event.dataset_path
+        request = event.request
+        calling = str(event.assoc.requestor.ae_title).strip()
+        peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
+        sop_instance_uid = str(request.AffectedSOPInstanceUID)
+        try:
+            ds = read_header(path)
+            check_identity(ds, str(request.AffectedSOPClassUID), sop_instance_uid)
+        except Rejected as rejected:
+            return self._quarantine_rejected(path, calling, sop_instance_uid, rejected)
+        try:
+            with self._locks(sop_instance_uid):
+                return self._persist(path, ds, calling, peer)
+        except (OSError, SQLAlchemyError) as error:
+            logger.error("could not persist instance %s: %s", sop_instance_uid, type(error).__name__)
+            return Status.OUT_OF_RESOURCES
+
+    def _persist(self, path: Path, ds: Dataset, calling: str, peer: str) -> Status:
+        received = store.ReceivedInstance(
+            study_instance_uid=str(ds.StudyInstanceUID),
+            series_instance_uid=str(ds.SeriesInstanceUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID),
+            transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+            storage_key=storage.instance_key(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)),
+            sha256=storage.sha256_of(path),
+            size_bytes=path.stat().st_size,
+            calling_ae_title=calling,
+            peer_address=peer,
+            patient={column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()},
+            facts=routing.facts_from_dataset(ds),
+        )
+        with self._database.session() as session:
+            existing = store.find_instance(session, received.sop_instance_uid)
+            existing_sha256 = existing.sha256 if existing else None
+        if existing_sha256 == received.sha256:
+            logger.info("instance %s received again with the same content; kept as is", received.sop_instance_uid)
+            return Status.SUCCESS
+        now = utcnow()
+        if existing_sha256 is not None:
+            key = storage.quarantine_key(received.sop_instance_uid, received.sha256)
+            storage.make_durable(path, self._paths.quarantine_dir, key)
+            with self._database.session() as session:
+                store.flag_conflict(session, received, key, now)
+            logger.warning("instance %s conflicts with the stored one; quarantined as %s", received.sop_instance_uid, key)
+            return Status.SUCCESS
+        storage.make_durable(path, self._paths.storage_dir, received.storage_key)
+        with self._database.session() as session:
+            store.add_instance(session, received, now)
+        return Status.SUCCESS
+
+    def _quarantine_rejected(self, path: Path, calling: str, sop_instance_uid: str, rejected: Rejected) -> Status:
+        """Keep a rejected object for inspection and answer its failure status."""
+        sha256 = storage.sha256_of(path)
+        key = storage.quarantine_key(sop_instance_uid, sha256)
+        try:
+            storage.make_durable(path, self._paths.quarantine_dir, key)
+            with self._database.session() as session:
+                store.add_quarantined(
+                    session, storage_key=key, sha256=sha256, calling_ae_title=calling,
+                    reason=rejected.reason, now=utcnow(), sop_instance_uid=sop_instance_uid[:64],
+                )
+        except (OSError, SQLAlchemyError) as error:
+            logger.error("could not quarantine a rejected object: %s", type(error).__name__)
+        logger.warning("rejected instance %s from %s: %s", sop_instance_uid, calling, rejected.reason)
+        return rejected.status

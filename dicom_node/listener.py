@@ -1,0 +1,58 @@
+"""The listener process: DICOM server, study monitor and outbox publisher over one database."""
+
+from __future__ import annotations
+
+import logging
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node import dispatch, routing, scp
+from dicom_node.handlers import StorageHandlers, StoragePaths
+from dicom_node.studies import MonitorThread, StudyMonitor
+from triage.settings import Settings
+from worklist.db import Database, migrate
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    """Everything the ``triage listener`` process runs; ``start`` returns once it is serving."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        migrate(settings.resolved_database_url)
+        self.database = Database(settings.resolved_database_url)
+        for folder in (settings.storage_dir, settings.quarantine_dir, settings.incoming_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.monitor = StudyMonitor(
+            self.database,
+            routing.RoutingConfig.load(settings.routing_file),
+            dispatch.OutboxPublisher(self.database, dispatch.make_celery(settings)),
+            settings.analysis_lease_seconds,
+        )
+        self.handlers = StorageHandlers(
+            self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir)
+        )
+        self._server: ThreadedAssociationServer | None = None
+        self._monitor_thread: MonitorThread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the listener is not started"
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Recover unfinished work, then serve DICOM and run the monitor in background threads."""
+        self.monitor.recover(self.settings.incoming_dir)
+        self._server = scp.start_listener(self.settings, self.handlers)
+        self._monitor_thread = MonitorThread(self.monitor, self.settings.monitor_interval_seconds)
+        self._monitor_thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting associations, finish the monitor's pass, close the database."""
+        if self._server is not None:
+            self._server.shutdown()
+        if self._monitor_thread is not None:
+            self._monitor_thread.stop()
+        self.database.dispose()
+        logger.info("DICOM listener stopped")

@@ -1,0 +1,207 @@
+"""Routing rules and the intended-use gate: which pipeline analyses a study, or why none does.
+
+Everything here is a pure function of the header facts stored per instance, so a decision can be
+re-made at any time from the database alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom.uid
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydicom import Dataset
+
+# View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
+# retired SNOMED-RT codes that older modalities still send.
+_VIEW_CODES = {
+    "399162004": "CC",
+    "R-10242": "CC",
+    "399368009": "MLO",
+    "R-10226": "MLO",
+}
+
+
+def facts_from_dataset(ds: Dataset) -> dict[str, Any]:
+    """Extract the header facts routing and the gate need, by keyword, as JSON-ready values."""
+    laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper()
+    view = ""
+    view_codes = ds.get("ViewCodeSequence")
+    if view_codes:
+        code = view_codes[0]
+        view = _VIEW_CODES.get(str(code.get("CodeValue", "")), str(code.get("CodeMeaning", "")))
+    if not view:
+        view = str(ds.get("ViewPosition", "")).upper()
+    return {
+        "modality": str(ds.get("Modality", "")).upper(),
+        "body_part_examined": str(ds.get("BodyPartExamined", "")).upper(),
+        "laterality": laterality,
+        "view": view,
+        "breast_implant_present": str(ds.get("BreastImplantPresent", "")).upper(),
+        "series_number": str(ds.get("SeriesNumber", "")),
+        "instance_number": str(ds.get("InstanceNumber", "")),
+    }
+
+
+class PipelineConfig(BaseModel):
+    """When a study bound for one pipeline is complete, and how long its result may take."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quiet_period_seconds: float = Field(gt=0)
+    completion_deadline_seconds: float = Field(gt=0)
+    result_deadline_seconds: float = Field(gt=0)
+    expected_views: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _deadline_after_quiet(self) -> PipelineConfig:
+        if self.completion_deadline_seconds < self.quiet_period_seconds:
+            raise ValueError("completion_deadline_seconds must not be shorter than quiet_period_seconds")
+        return self
+
+
+class Rule(BaseModel):
+    """Instances of these modalities, SOP classes and (optionally) body parts go to ``pipeline``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    pipeline: str
+    modalities: frozenset[str]
+    sop_classes: frozenset[str]
+    body_parts: frozenset[str] = frozenset()
+
+    @field_validator("sop_classes", mode="before")
+    @classmethod
+    def _resolve_keywords(cls, value: object) -> object:
+        if not isinstance(value, list | tuple | set | frozenset):
+            return value
+        uids = set()
+        for keyword in value:
+            uid = getattr(pydicom.uid, str(keyword), None)
+            if not isinstance(uid, pydicom.uid.UID):
+                raise ValueError(f"{keyword!r} is not a pydicom UID keyword of a SOP class")
+            uids.add(str(uid))
+        return frozenset(uids)
+
+    def why_not(self, sop_class_uid: str, facts: dict[str, Any]) -> str | None:
+        """Return why this rule does not take an instance, or None when it does."""
+        if facts["modality"] not in self.modalities:
+            return f"modality {facts['modality'] or 'missing'} is not one of {sorted(self.modalities)}"
+        if sop_class_uid not in self.sop_classes:
+            return f"SOP class {pydicom.uid.UID(sop_class_uid).name} is not analysed"
+        if self.body_parts and facts["body_part_examined"] not in self.body_parts:
+            return f"body part {facts['body_part_examined'] or 'missing'} is not in the intended use"
+        return None
+
+
+class RoutingConfig(BaseModel):
+    """The routing file: pipelines with their completion policy, and the ordered rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipelines: dict[str, PipelineConfig]
+    unrouted_quiet_period_seconds: float = Field(gt=0)
+    rules: tuple[Rule, ...]
+
+    @model_validator(mode="after")
+    def _rules_name_pipelines(self) -> RoutingConfig:
+        for rule in self.rules:
+            if rule.pipeline not in self.pipelines:
+                raise ValueError(f"rule {rule.name!r} names pipeline {rule.pipeline!r}, which is not defined")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> RoutingConfig:
+        """Read and validate a routing YAML file."""
+        with path.open(encoding="utf-8") as stream:
+            return cls.model_validate(yaml.safe_load(stream))
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What routing knows of one stored instance."""
+
+    storage_key: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A study goes to ``pipeline``; ``analysed`` are its instances the pipeline takes."""
+
+    pipeline: str
+    rule: str
+    analysed: tuple[InstanceFacts, ...]
+    skipped: dict[str, str] = field(default_factory=dict)  # sop_instance_uid -> reason
+
+
+@dataclass(frozen=True)
+class Unrouted:
+    """No rule takes any instance of the study; it is stored and ignored."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotAnalysed:
+    """The study is routed but outside the intended use; it takes the conservative path."""
+
+    reason: str
+
+
+def route(config: RoutingConfig, instances: Sequence[InstanceFacts]) -> Route | Unrouted:
+    """Apply the first rule that takes at least one instance of the study."""
+    if not instances:
+        return Unrouted("the study has no instances")
+    reasons = []
+    for rule in config.rules:
+        taken, skipped = [], {}
+        for instance in instances:
+            why = rule.why_not(instance.sop_class_uid, instance.facts)
+            if why is None:
+                taken.append(instance)
+            else:
+                skipped[instance.sop_instance_uid] = why
+        if taken:
+            return Route(rule.pipeline, rule.name, tuple(taken), skipped)
+        reasons.append(f"not a {rule.name}: {sorted(set(skipped.values()))[0]}")
+    return Unrouted("; ".join(reasons) if reasons else "no routing rules are configured")
+
+
+def gate(config: RoutingConfig, decision: Route) -> Route | NotAnalysed:
+    """Check a routed study against its pipeline's intended use (PS3.16 CID 4014 views for screens)."""
+    pipeline = config.pipelines[decision.pipeline]
+    if not pipeline.expected_views:
+        return decision
+    problems = []
+    present = set()
+    for instance in decision.analysed:
+        facts = instance.facts
+        if facts["breast_implant_present"] == "YES":
+            problems.append("a breast implant is present")
+        if facts["laterality"] not in {"L", "R"}:
+            problems.append(f"an image has no laterality ({instance.sop_instance_uid})")
+        elif not facts["view"]:
+            problems.append(f"an image has no view ({instance.sop_instance_uid})")
+        else:
+            present.add(f"{facts['laterality']}-{facts['view']}")
+    missing = [view for view in pipeline.expected_views if view not in present]
+    if missing:
+        problems.append(f"incomplete screen: missing {', '.join(missing)}")
+    if problems:
+        return NotAnalysed("; ".join(dict.fromkeys(problems)))
+    return decision
+
+
+def expected_views_present(config: RoutingConfig, decision: Route) -> bool:
+    """Whether every expected view of the pipeline has arrived (False when none are expected)."""
+    expected = config.pipelines[decision.pipeline].expected_views
+    present = {f"{i.facts['laterality']}-{i.facts['view']}" for i in decision.analysed}
+    return bool(expected) and set(expected) <= present

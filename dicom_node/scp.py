@@ -1,0 +1,104 @@
+"""Builds the listener's application entity: contexts, timeouts, allow-list, TLS; binds the handlers."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import tempfile
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.sop_class import Verification
+from pydicom import uid
+
+from dicom_node.handlers import StorageHandlers
+from triage.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Every transfer syntax the issue names; pixel data in each decodes with the pylibjpeg plugins.
+TRANSFER_SYNTAXES = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.RLELossless,
+]
+assert set(TRANSFER_SYNTAXES) <= set(ALL_TRANSFER_SYNTAXES)
+
+
+class AllowListEmpty(ValueError):
+    """The calling-AE allow-list is empty, so no peer could ever send."""
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server TLS context (TLS 1.2 or newer), requiring client certificates when a CA is given."""
+    if settings.tls_certificate is None or settings.tls_private_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
+    if settings.tls_client_ca is not None:
+        context.load_verify_locations(settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def build_ae(settings: Settings) -> AE:
+    """Create the listener's AE: Verification and every storage SOP class, with our limits.
+
+    Raises:
+        AllowListEmpty: no calling AE is allowed; the message says how to allow some.
+    """
+    if not settings.allowed_calling_aes:
+        raise AllowListEmpty(
+            "TRIAGE_ALLOWED_CALLING_AES is empty, so no PACS or modality may send to triage. "
+            "Set it to the calling AE titles allowed to send, e.g. TRIAGE_ALLOWED_CALLING_AES=PACS,ORTHANC, "
+            "or to * to accept any caller on a network you trust."
+        )
+    # pynetdicom reads these module settings; this is the one place we set them. Instances stream to
+    # a file as they arrive (memory does not grow with instance size), in a folder on the same
+    # filesystem as storage so that making one durable is a rename, not a copy.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.LOG_HANDLER_LEVEL = "none"
+    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(settings.incoming_dir.resolve())
+
+    ae = AE(ae_title=settings.ae_title)
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    ae.require_called_aet = True
+    ae.require_calling_aet = [] if settings.accepts_any_calling_ae else list(settings.allowed_calling_aes)
+    ae.maximum_associations = settings.max_associations
+    ae.acse_timeout = settings.acse_timeout_seconds
+    ae.dimse_timeout = settings.dimse_timeout_seconds
+    ae.network_timeout = settings.network_timeout_seconds
+    ae.maximum_pdu_size = settings.maximum_pdu_bytes
+    return ae
+
+
+def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAssociationServer:
+    """Start serving in background threads; stop with ``server.shutdown()``."""
+    ae = build_ae(settings)
+    server = ae.start_server(
+        (settings.dicom_host, settings.dicom_port),
+        block=False,
+        ssl_context=tls_context(settings),
+        evt_handlers=[(evt.EVT_C_ECHO, handlers.on_echo), (evt.EVT_C_STORE, handlers.on_store)],
+    )
+    callers = "any calling AE" if settings.accepts_any_calling_ae else ", ".join(settings.allowed_calling_aes)
+    logger.info(
+        "DICOM listener %s on %s:%d (TLS %s), accepting %s",
+        settings.ae_title, settings.dicom_host, server.server_address[1],
+        "on" if settings.tls_certificate else "off", callers,
+    )
+    return server

@@ -1,0 +1,1 @@
+"""Turns a complete study into a result; the only runtime package that may import torch."""

@@ -1,0 +1,122 @@
+"""Shared fixtures: settings on a temporary home, a running listener, synthetic studies, peers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dicom_node.listener import Listener
+from triage.settings import Settings, load_settings
+from worklist.db import Database, migrate
+
+REPO = Path(__file__).resolve().parent.parent
+CALLING_AES = "STORESCU,TRIAGESCU,ORTHANC,TESTSCU,ECHOSCU"
+# DCMTK leaves Nagle's algorithm on unless told; without this, loopback tests crawl.
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a peer tool that ``make test`` installs; fail loudly when missing."""
+    path = shutil.which(name)
+    assert path, f"{name} is not installed: run 'make peers' (make test does)"
+    return path
+
+
+@pytest.fixture
+def routing_file(tmp_path: Path) -> Path:
+    """The shipped routing rules with short quiet periods, so tests do not wait half a minute."""
+    config = yaml.safe_load((REPO / "configs" / "routing.yaml").read_text())
+    for pipeline in config["pipelines"].values():
+        pipeline["quiet_period_seconds"] = 1.0
+    config["unrouted_quiet_period_seconds"] = 1.0
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, routing_file: Path) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "home": tmp_path / "home",
+            "dicom_port": 0,
+            "allowed_calling_aes": CALLING_AES,
+            "routing_file": routing_file,
+            "monitor_interval_seconds": 0.1,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def listener(settings: Settings) -> Iterator[Listener]:
+    node = Listener(settings)
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the machine's real PostgreSQL, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"triage_test_{os.getpid()}"
+    admin = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def storescu(port: int, *paths: Path, calling: str = "STORESCU", called: str = "TRIAGE",
+             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Send files with DCMTK's storescu; returns the finished process (check its returncode)."""
+    return subprocess.run(
+        [require_tool("storescu"), "-aet", calling, "-aec", called, *extra, "127.0.0.1", str(port), *map(str, paths)],
+        capture_output=True, text=True, env=PEER_ENV, timeout=120, check=False,
+    )

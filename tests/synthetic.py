@@ -1,0 +1,135 @@
+"""Synthetic DX and MG instances with realistic headers (no real patient data), for tests and benches.
+
+Headers follow the real CR/DX samples in ``shared/datasets/dicom_samples`` (DX for presentation,
+MONOCHROME2, 16-bit storage); pixel content is noise around a ramp, not anatomy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DigitalMammographyXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+_VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
+
+
+@dataclass
+class Patient:
+    patient_id: str = "SYN0001"
+    name: str = "Synthetic^Patient"
+    birth_date: str = "19700101"
+    accession_number: str = "ACC0001"
+
+
+@dataclass
+class StudyIds:
+    study_instance_uid: str = field(default_factory=generate_uid)
+    series_instance_uid: str = field(default_factory=generate_uid)
+
+
+def _base(sop_class_uid: str, ids: StudyIds, patient: Patient, modality: str, sop_instance_uid: str | None) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid or generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = ids.study_instance_uid
+    ds.SeriesInstanceUID = ids.series_instance_uid
+    ds.Modality = modality
+    ds.PatientID = patient.patient_id
+    ds.IssuerOfPatientID = "SYNTHETIC"
+    ds.PatientName = patient.name
+    ds.PatientBirthDate = patient.birth_date
+    ds.PatientSex = "F" if modality == "MG" else "O"
+    ds.AccessionNumber = patient.accession_number
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.Manufacturer = "triage test suite (synthetic)"
+    ds.ReferringPhysicianName = ""
+    ds.PatientOrientation = ["A", "F"]
+    ds.BurnedInAnnotation = "NO"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.PixelSpacing = [0.1, 0.1]
+    ds.ImagerPixelSpacing = [0.1, 0.1]
+    return ds
+
+
+def _pixels(ds: Dataset, rows: int, columns: int, bits: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, (1 << bits) - 1, columns, dtype=np.float64)[None, :].repeat(rows, axis=0)
+    noise = rng.normal(0, (1 << bits) / 64, size=(rows, columns))
+    pixels = np.clip(ramp + noise, 0, (1 << bits) - 1).astype(np.uint16)
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth = (1 << bits) // 2, 1 << bits
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PixelData = pixels.tobytes()
+
+
+def dx(ids: StudyIds | None = None, *, body_part: str = "WRIST", patient: Patient | None = None,
+       rows: int = 64, columns: int = 64, bits: int = 12, seed: int = 0, instance_number: int = 1,
+       sop_instance_uid: str | None = None) -> Dataset:
+    """A DX For Presentation instance of a trauma series."""
+    ds = _base(DigitalXRayImageStorageForPresentation, ids or StudyIds(), patient or Patient(), "DX", sop_instance_uid)
+    ds.BodyPartExamined = body_part
+    ds.ViewPosition = "PA"
+    ds.ImageLaterality = "R"
+    ds.InstanceNumber = instance_number
+    ds.StudyDescription = f"XR {body_part} trauma"
+    _pixels(ds, rows, columns, bits, seed)
+    return ds
+
+
+def mg(ids: StudyIds | None = None, *, laterality: str = "L", view: str = "CC", patient: Patient | None = None,
+       rows: int = 64, columns: int = 48, implant: str = "NO", seed: int = 0,
+       sop_instance_uid: str | None = None) -> Dataset:
+    """An MG For Presentation screening view, with laterality and view coded as a modality sends them."""
+    ds = _base(DigitalMammographyXRayImageStorageForPresentation, ids or StudyIds(), patient or Patient(), "MG", sop_instance_uid)
+    ds.BodyPartExamined = "BREAST"
+    ds.ImageLaterality = laterality
+    ds.ViewPosition = view
+    code = Dataset()
+    code.CodeValue, code.CodeMeaning = _VIEW_CODES[view]
+    code.CodingSchemeDesignator = "SCT"
+    ds.ViewCodeSequence = Sequence([code])
+    ds.BreastImplantPresent = implant
+    ds.StudyDescription = "Screening mammography"
+    ds.InstanceNumber = {"R-CC": 1, "L-CC": 2, "R-MLO": 3, "L-MLO": 4}.get(f"{laterality}-{view}", 5)
+    _pixels(ds, rows, columns, 12, seed)
+    return ds
+
+
+def screen(ids: StudyIds | None = None, views: tuple[str, ...] = ("L-CC", "L-MLO", "R-CC", "R-MLO"), **kwargs: object) -> list[Dataset]:
+    """A four-view screening exam (or the given subset of its views), one study."""
+    ids = ids or StudyIds()
+    return [mg(ids, laterality=v.split("-")[0], view=v.split("-")[1], seed=i, **kwargs) for i, v in enumerate(views)]  # type: ignore[arg-type]
+
+
+def write(datasets: list[Dataset], folder: Path) -> list[Path]:
+    """Write each data set as a DICOM file named after its SOP Instance UID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in datasets:
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

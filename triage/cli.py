@@ -1,0 +1,183 @@
+"""The one ``triage`` command: serve, listener, worker, api, send, echo."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from triage.logs import configure_logging
+from triage.settings import DicomPeer, Settings, check_ae_title, load_settings
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="TRIAGE_CONFIG", help="YAML file of settings; TRIAGE_* variables win."),
+]
+CallingAe = Annotated[str, typer.Option("--calling-ae", help="Our AE title in the association.")]
+_STOP_GRACE_SECONDS = 30.0
+
+
+def _settings(config: Path | None) -> Settings:
+    """Build the settings once, or exit with the reason in plain words."""
+    try:
+        return load_settings(config)
+    except (ValidationError, FileNotFoundError) as error:
+        typer.echo(f"triage: invalid settings:\n{error}", err=True)
+        raise typer.Exit(2) from error
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@app.command()
+def listener(config: ConfigOption = None) -> None:
+    """Run the DICOM listener, study monitor and outbox publisher."""
+    from dicom_node.listener import Listener
+    from dicom_node.scp import AllowListEmpty
+
+    configure_logging()
+    settings = _settings(config)
+    node = Listener(settings)
+    try:
+        node.start()
+    except AllowListEmpty as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    _wait_for_signal()
+    node.stop()
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run a Celery worker that analyses queued studies."""
+    from dicom_node.dispatch import QUEUE
+    from inference.worker import make_worker_app
+    from worklist.db import Database, migrate
+
+    configure_logging()
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    celery_app = make_worker_app(settings, Database(settings.resolved_database_url), pipelines={})
+    celery_app.worker_main(
+        [
+            "worker", f"--concurrency={concurrency}", "--pool=prefork", "-Q", QUEUE,
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+        ]
+    )
+
+
+@app.command()
+def api(config: ConfigOption = None) -> None:
+    """Run the web API."""
+    import uvicorn
+
+    from worklist.app import create_app
+    from worklist.db import Database, migrate
+
+    configure_logging()
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    uvicorn.run(
+        create_app(Database(settings.resolved_database_url)),
+        host=settings.api_host, port=settings.api_port, log_config=None,
+    )
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """Run listener, worker and API together on one machine; Ctrl-C stops all three."""
+    from worklist.db import migrate
+
+    configure_logging()
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)  # once here, so the three do not race to create it
+    extra = ["--config", str(config)] if config else []
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", "triage", name, *extra])
+        for name in ("listener", "worker", "api")
+    }
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    failed = None
+    while not stopping.wait(0.5):
+        failed = next((name for name, child in children.items() if child.poll() is not None), None)
+        if failed:
+            logger.error("the %s stopped unexpectedly (exit %s); stopping the others", failed, children[failed].returncode)
+            break
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE_SECONDS
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def send(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders to send.")],
+    to: Annotated[str, typer.Option("--to", help="Destination as AE@host:port.")],
+    calling_ae: CallingAe = "TRIAGESCU",
+) -> None:
+    """Send DICOM files to a peer with C-STORE."""
+    from dicom_node.scu import send as send_files
+
+    configure_logging("WARNING")
+    results = send_files(paths, _peer(to), check_ae_title(calling_ae))
+    for result in results:
+        shown = "-" if result.status is None else f"0x{result.status:04X}"
+        typer.echo(f"{shown} {result.detail}: {result.path}")
+    failed = sum(not r.ok for r in results)
+    typer.echo(f"{len(results) - failed} sent, {failed} failed")
+    raise typer.Exit(1 if failed or not results else 0)
+
+
+@app.command()
+def echo(
+    peer: Annotated[str, typer.Argument(help="Peer as AE@host:port.")],
+    calling_ae: CallingAe = "TRIAGESCU",
+) -> None:
+    """Check a peer answers C-ECHO."""
+    from dicom_node.scu import echo as send_echo
+
+    configure_logging("WARNING")
+    status = send_echo(_peer(peer), check_ae_title(calling_ae))
+    if status is None:
+        typer.echo(f"no association with {peer}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"C-ECHO status 0x{status:04X}")
+    raise typer.Exit(0 if status == 0 else 1)
+
+
+def _peer(text: str) -> DicomPeer:
+    try:
+        return DicomPeer.parse(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,180 @@
+"""The service's settings: environment (prefix ``TRIAGE_``) over an optional YAML file over defaults.
+
+Built once by the entry point and passed down; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+_PEER = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+_SOURCE_TREE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def check_ae_title(value: str) -> str:
+    """Return an AE title that PS3.5 allows: 1-16 characters, no backslash or control characters."""
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 16 or "\\" in stripped or not stripped.isprintable():
+        raise ValueError(
+            f"{value!r} is not a valid AE title: use 1 to 16 printable characters without a backslash"
+        )
+    return stripped
+
+
+class DicomPeer(BaseModel):
+    """A remote DICOM application entity, written ``AE@host:port``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> DicomPeer:
+        """Parse ``AE@host:port`` (an IPv6 host in brackets), failing with a full sentence."""
+        match = _PEER.match(text.strip())
+        if match is None:
+            raise ValueError(f"{text!r} is not a DICOM peer: write it as AE@host:port, e.g. PACS@10.0.0.5:104")
+        return cls(
+            ae_title=check_ae_title(match["ae"]),
+            host=match["host"].strip("[]"),
+            port=int(match["port"]),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; ``configs/service.example.yaml`` documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="forbid", frozen=True)
+
+    home: Path = Path("var")
+    ae_title: str = "TRIAGE"
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    allowed_calling_aes: Annotated[tuple[str, ...], NoDecode] = ()
+    pacs: Annotated[DicomPeer | None, NoDecode] = None
+    database_url: str | None = None
+    broker_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    routing_file: Path = _SOURCE_TREE_CONFIGS / "routing.yaml"
+
+    max_associations: int = Field(default=16, ge=1)
+    acse_timeout_seconds: float = Field(default=30.0, gt=0)
+    dimse_timeout_seconds: float = Field(default=60.0, gt=0)
+    network_timeout_seconds: float = Field(default=60.0, gt=0)
+    maximum_pdu_bytes: int = Field(default=131072, ge=0)
+
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    monitor_interval_seconds: float = Field(default=0.5, gt=0)
+    analysis_lease_seconds: float = Field(default=900.0, gt=0)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return check_ae_title(value)
+
+    @field_validator("allowed_calling_aes", mode="before")
+    @classmethod
+    def _split_aes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(part if part == "*" else check_ae_title(str(part)) for part in value)
+        return value
+
+    @field_validator("pacs", mode="before")
+    @classmethod
+    def _parse_pacs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return DicomPeer.parse(value) if value.strip() else None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("DICOM TLS needs both TRIAGE_TLS_CERTIFICATE and TRIAGE_TLS_PRIVATE_KEY")
+        if self.tls_client_ca is not None and self.tls_certificate is None:
+            raise ValueError("TRIAGE_TLS_CLIENT_CA needs TRIAGE_TLS_CERTIFICATE and TRIAGE_TLS_PRIVATE_KEY")
+        if not self.routing_file.is_file():
+            raise ValueError(f"the routing file {self.routing_file} does not exist: set TRIAGE_ROUTING_FILE")
+        return self
+
+    @property
+    def accepts_any_calling_ae(self) -> bool:
+        """Whether the allow-list was opened to every calling AE with ``*``."""
+        return "*" in self.allowed_calling_aes
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite under ``home``."""
+        return self.database_url or f"sqlite:///{(self.home / 'triage.db').resolve()}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.home / "storage"
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where instances are received, on the same filesystem as storage so a rename is atomic."""
+        return self.home / "incoming"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def queue_dir(self) -> Path:
+        """The embedded broker's folder, used when ``broker_url`` is unset."""
+        return self.home / "queue"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        if yaml_file is not None:
+            sources += (YamlConfigSettingsSource(settings_cls),)
+        return sources
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build the settings once: keyword overrides, then ``TRIAGE_*`` variables, then the YAML file.
+
+    Raises:
+        pydantic.ValidationError: a setting is invalid; the message names it.
+        FileNotFoundError: ``config_file`` was given but does not exist.
+    """
+    if config_file is None:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    if not config_file.is_file():
+        raise FileNotFoundError(f"the configuration file {config_file} does not exist")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    return FileSettings(**overrides)  # type: ignore[arg-type]

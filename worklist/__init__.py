@@ -1,0 +1,1 @@
+"""The system of record: studies, versions, instances, state history, outbox and audit."""

@@ -1,0 +1,237 @@
+"""State transitions and audit records: the only writer of study state.
+
+Every transition is a conditional update (``WHERE state = expected``), so two processes racing to
+move the same study version can never both win: a study is completed, queued or claimed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from worklist.db import (
+    AuditEvent,
+    Instance,
+    OutboxMessage,
+    QuarantinedObject,
+    StateChange,
+    Study,
+    StudyState,
+    StudyVersion,
+)
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """One instance made durable by the listener, with the header facts the database keeps."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    calling_ae_title: str
+    peer_address: str
+    patient: dict[str, str]
+    facts: dict[str, Any]
+
+
+def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
+    return session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
+
+
+def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == received.study_instance_uid)
+    )
+    if study is None:
+        study = Study(
+            study_instance_uid=received.study_instance_uid,
+            current_version=0,
+            created_at=now,
+            **received.patient,
+        )
+        session.add(study)
+        session.flush()
+    return study
+
+
+def _receiving_version(
+    session: Session, study: Study, received: ReceivedInstance, now: datetime
+) -> StudyVersion:
+    """Return the study's open version, opening the next one if the last was already complete."""
+    latest = session.scalar(
+        select(StudyVersion)
+        .where(StudyVersion.study_id == study.id)
+        .order_by(StudyVersion.number.desc())
+        .limit(1)
+    )
+    if latest is not None and latest.state == StudyState.RECEIVING:
+        return latest
+    version = StudyVersion(
+        study_id=study.id,
+        number=(latest.number + 1) if latest else 1,
+        state=StudyState.RECEIVING,
+        opened_at=now,
+        last_instance_at=now,
+    )
+    session.add(version)
+    session.flush()
+    study.current_version = version.number
+    reason = "first instance" if latest is None else f"instance after version {latest.number} was complete"
+    session.add(StateChange(version_id=version.id, state=StudyState.RECEIVING, reason=reason, at=now))
+    session.add(
+        AuditEvent(
+            at=now,
+            actor=f"dicom:{received.calling_ae_title}",
+            action="study.received",
+            study_id=study.id,
+            source=received.peer_address,
+            detail=f"version {version.number} opened",
+        )
+    )
+    return version
+
+
+def add_instance(session: Session, received: ReceivedInstance, now: datetime) -> StudyVersion:
+    """Record a new durable instance in its study's open version (opening one if needed)."""
+    study = _study_for(session, received, now)
+    version = _receiving_version(session, study, received, now)
+    version.last_instance_at = now
+    session.add(
+        Instance(
+            study_id=study.id,
+            version_number=version.number,
+            sop_instance_uid=received.sop_instance_uid,
+            sop_class_uid=received.sop_class_uid,
+            series_instance_uid=received.series_instance_uid,
+            transfer_syntax_uid=received.transfer_syntax_uid,
+            storage_key=received.storage_key,
+            sha256=received.sha256,
+            size_bytes=received.size_bytes,
+            calling_ae_title=received.calling_ae_title,
+            attributes=received.facts,
+            received_at=now,
+        )
+    )
+    return version
+
+
+def add_quarantined(
+    session: Session,
+    *,
+    storage_key: str,
+    sha256: str,
+    calling_ae_title: str,
+    reason: str,
+    now: datetime,
+    sop_instance_uid: str = "",
+    study_instance_uid: str = "",
+) -> None:
+    session.add(
+        QuarantinedObject(
+            storage_key=storage_key,
+            sop_instance_uid=sop_instance_uid,
+            study_instance_uid=study_instance_uid,
+            sha256=sha256,
+            calling_ae_title=calling_ae_title,
+            reason=reason,
+            received_at=now,
+        )
+    )
+
+
+def flag_conflict(
+    session: Session, received: ReceivedInstance, quarantine_key: str, now: datetime
+) -> None:
+    """Keep a conflicting duplicate in quarantine and send the study down the conservative path.
+
+    The stored instance (what any result was computed from) is left untouched. A new version is
+    opened when needed so that the study's latest state shows the conflict.
+    """
+    add_quarantined(
+        session,
+        storage_key=quarantine_key,
+        sha256=received.sha256,
+        calling_ae_title=received.calling_ae_title,
+        reason="same SOP Instance UID as a stored instance, different content",
+        now=now,
+        sop_instance_uid=received.sop_instance_uid,
+        study_instance_uid=received.study_instance_uid,
+    )
+    study = _study_for(session, received, now)
+    study.conflict = True
+    version = _receiving_version(session, study, received, now)
+    version.last_instance_at = now
+
+
+def transition(
+    session: Session,
+    version_id: int,
+    expected: StudyState | tuple[StudyState, ...],
+    new: StudyState,
+    now: datetime,
+    reason: str = "",
+    **values: Any,
+) -> bool:
+    """Move a version from one of ``expected`` to ``new``; return False if another writer got there first."""
+    allowed = (expected,) if isinstance(expected, StudyState) else expected
+    result = session.execute(
+        update(StudyVersion)
+        .where(StudyVersion.id == version_id, StudyVersion.state.in_(allowed))
+        .values(state=new, reason=reason, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(StateChange(version_id=version_id, state=new, reason=reason, at=now))
+    return True
+
+
+def enqueue(session: Session, task_name: str, payload: dict[str, Any], now: datetime) -> None:
+    """Write a task to the outbox; the publisher sends it to the broker after this commits."""
+    session.add(OutboxMessage(task_name=task_name, payload=payload, created_at=now, next_attempt_at=now))
+
+
+def versions_in(session: Session, *states: StudyState) -> list[StudyVersion]:
+    return list(
+        session.scalars(
+            select(StudyVersion).where(StudyVersion.state.in_(states)).order_by(StudyVersion.id)
+        )
+    )
+
+
+def instances_of(session: Session, version: StudyVersion) -> list[Instance]:
+    """Every instance a version comprises: those received in it and in every earlier version."""
+    return list(
+        session.scalars(
+            select(Instance)
+            .where(Instance.study_id == version.study_id, Instance.version_number <= version.number)
+            .order_by(Instance.id)
+        )
+    )
+
+
+def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, Any]]:
+    """Payloads of outbox messages of one task not yet published."""
+    return list(
+        session.scalars(
+            select(OutboxMessage.payload).where(
+                OutboxMessage.task_name == task_name, OutboxMessage.published_at.is_(None)
+            )
+        )
+    )
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(StudyVersion.state, func.count()).group_by(StudyVersion.state)
+    ).all()
+    return {str(state): int(count) for state, count in rows}
