@@ -89,8 +89,11 @@ def check_identity(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> No
     """Check the data set is the instance the C-STORE request announced (PS3.4 B.2.3).
 
     Raises:
-        Rejected: DATA_SET_DOES_NOT_MATCH_SOP_CLASS, naming the attribute at fault.
+        Rejected: CANNOT_UNDERSTAND when the bytes parse to no instance at all, otherwise
+            DATA_SET_DOES_NOT_MATCH_SOP_CLASS naming the attribute at fault.
     """
+    if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
+        raise Rejected(Status.CANNOT_UNDERSTAND, "the data set has neither SOP Class UID nor SOP Instance UID")
     for keyword, announced in (("SOPClassUID", sop_class_uid), ("SOPInstanceUID", sop_instance_uid)):
         if str(ds.get(keyword, "")) != announced:
             raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} differs from the C-STORE request")
@@ -98,6 +101,24 @@ def check_identity(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> No
         value = str(ds.get(keyword, ""))
         if not value or not UID(value).is_valid:
             raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing or not a valid UID")
+
+
+def describe(ds: Dataset, *, sha256: str, size_bytes: int, calling: str, peer: str) -> store.ReceivedInstance:
+    """Describe a checked data set as the database records it."""
+    return store.ReceivedInstance(
+        study_instance_uid=str(ds.StudyInstanceUID),
+        series_instance_uid=str(ds.SeriesInstanceUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        storage_key=storage.instance_key(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)),
+        sha256=sha256,
+        size_bytes=size_bytes,
+        calling_ae_title=calling,
+        peer_address=peer,
+        patient={column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()},
+        facts=routing.facts_from_dataset(ds),
+    )
 
 
 class StorageHandlers:
@@ -141,20 +162,7 @@ class StorageHandlers:
             return Status.OUT_OF_RESOURCES
 
     def _persist(self, path: Path, ds: Dataset, calling: str, peer: str) -> Status:
-        received = store.ReceivedInstance(
-            study_instance_uid=str(ds.StudyInstanceUID),
-            series_instance_uid=str(ds.SeriesInstanceUID),
-            sop_instance_uid=str(ds.SOPInstanceUID),
-            sop_class_uid=str(ds.SOPClassUID),
-            transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-            storage_key=storage.instance_key(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)),
-            sha256=storage.sha256_of(path),
-            size_bytes=path.stat().st_size,
-            calling_ae_title=calling,
-            peer_address=peer,
-            patient={column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()},
-            facts=routing.facts_from_dataset(ds),
-        )
+        received = describe(ds, sha256=storage.sha256_of(path), size_bytes=path.stat().st_size, calling=calling, peer=peer)
         with self._database.session() as session:
             existing = store.find_instance(session, received.sop_instance_uid)
             existing_sha256 = existing.sha256 if existing else None

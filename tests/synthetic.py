@@ -74,11 +74,12 @@ def _pixels(ds: Dataset, rows: int, columns: int, bits: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, (1 << bits) - 1, columns, dtype=np.float64)[None, :].repeat(rows, axis=0)
     noise = rng.normal(0, (1 << bits) / 64, size=(rows, columns))
-    pixels = np.clip(ramp + noise, 0, (1 << bits) - 1).astype(np.uint16)
+    allocated = 8 if bits <= 8 else 16
+    pixels = np.clip(ramp + noise, 0, (1 << bits) - 1).astype(np.uint8 if allocated == 8 else np.uint16)
     ds.Rows, ds.Columns = rows, columns
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = allocated, bits, bits - 1
     ds.PixelRepresentation = 0
     ds.WindowCenter, ds.WindowWidth = (1 << bits) // 2, 1 << bits
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"

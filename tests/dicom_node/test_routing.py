@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from dicom_node import routing
+from tests import synthetic
+
+REPO_ROUTING = Path(__file__).resolve().parents[2] / "configs" / "routing.yaml"
+
+
+@pytest.fixture(scope="module")
+def config() -> routing.RoutingConfig:
+    return routing.RoutingConfig.load(REPO_ROUTING)
+
+
+def facts(datasets) -> list[routing.InstanceFacts]:
+    return [
+        routing.InstanceFacts(f"k/{ds.SOPInstanceUID}", str(ds.SOPInstanceUID), str(ds.SOPClassUID),
+                              routing.facts_from_dataset(ds))
+        for ds in datasets
+    ]
+
+
+def test_trauma_radiograph_goes_to_fracture(config):
+    decision = routing.route(config, facts([synthetic.dx(body_part="WRIST")]))
+    assert isinstance(decision, routing.Route)
+    assert decision.pipeline == "fracture"
+    assert routing.gate(config, decision) is decision
+
+
+def test_chest_radiograph_is_not_a_trauma_study(config):
+    decision = routing.route(config, facts([synthetic.dx(body_part="CHEST")]))
+    assert isinstance(decision, routing.Unrouted)
+    assert "body part CHEST is not in the intended use" in decision.reason
+
+
+def test_instances_a_rule_does_not_take_are_listed_as_skipped(config):
+    ids = synthetic.StudyIds()
+    wrist, chest = synthetic.dx(ids, body_part="WRIST"), synthetic.dx(ids, body_part="CHEST")
+    decision = routing.route(config, facts([wrist, chest]))
+    assert isinstance(decision, routing.Route)
+    assert [i.sop_instance_uid for i in decision.analysed] == [wrist.SOPInstanceUID]
+    assert "CHEST" in decision.skipped[chest.SOPInstanceUID]
+
+
+def test_four_view_screen_passes_the_gate(config):
+    decision = routing.route(config, facts(synthetic.screen()))
+    assert isinstance(decision, routing.Route) and decision.pipeline == "breast"
+    assert routing.expected_views_present(config, decision)
+    assert routing.gate(config, decision) is decision
+
+
+def test_two_of_four_views_is_an_incomplete_screen(config):
+    decision = routing.route(config, facts(synthetic.screen(views=("L-CC", "R-CC"))))
+    assert isinstance(decision, routing.Route)
+    assert not routing.expected_views_present(config, decision)
+    outcome = routing.gate(config, decision)
+    assert isinstance(outcome, routing.NotAnalysed)
+    assert outcome.reason == "incomplete screen: missing L-MLO, R-MLO"
+
+
+def test_implant_is_outside_intended_use(config):
+    decision = routing.route(config, facts(synthetic.screen(implant="YES")))
+    outcome = routing.gate(config, decision)
+    assert isinstance(outcome, routing.NotAnalysed)
+    assert "breast implant" in outcome.reason
+
+
+def test_missing_laterality_is_outside_intended_use(config):
+    views = synthetic.screen()
+    del views[0].ImageLaterality
+    outcome = routing.gate(config, routing.route(config, facts(views)))
+    assert isinstance(outcome, routing.NotAnalysed)
+    assert "no laterality" in outcome.reason and "missing L-CC" in outcome.reason
+
+
+def test_view_read_from_view_code_sequence_before_view_position():
+    ds = synthetic.mg(view="MLO")
+    ds.ViewPosition = ""
+    assert routing.facts_from_dataset(ds)["view"] == "MLO"
+
+
+def test_mammogram_for_processing_is_stored_not_analysed(config):
+    ds = synthetic.mg()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2.1"  # Digital Mammography X-Ray Image Storage - For Processing
+    decision = routing.route(config, facts([ds]))
+    assert isinstance(decision, routing.Unrouted)
+    assert "For Processing is not analysed" in decision.reason
+
+
+def test_unknown_sop_class_keyword_is_refused_when_loading():
+    with pytest.raises(ValidationError, match="NotASopClass"):
+        routing.Rule(name="x", pipeline="p", modalities=["DX"], sop_classes=["NotASopClass"])
+
+
+def test_rule_naming_an_undefined_pipeline_is_refused(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "pipelines: {}\nunrouted_quiet_period_seconds: 1\n"
+        "rules: [{name: r, pipeline: nowhere, modalities: [DX], sop_classes: [DigitalXRayImageStorageForPresentation]}]\n"
+    )
+    with pytest.raises(ValidationError, match="pipeline 'nowhere', which is not defined"):
+        routing.RoutingConfig.load(path)

@@ -1,0 +1,166 @@
+"""The study monitor on a real SQLite database, with time passed in (no sleeping)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from dicom_node import dispatch, routing
+from dicom_node.handlers import describe
+from dicom_node.studies import StudyMonitor
+from tests import synthetic
+from worklist import store
+from worklist.db import AuditEvent, OutboxMessage, StateChange, Study, StudyState, StudyVersion
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class RecordingPublisher:
+    """Stands in for the broker: records what would be published."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def publish_due(self, now, limit=100):
+        self.calls += 1
+        return 0
+
+
+@pytest.fixture
+def monitor(database, settings):
+    config = routing.RoutingConfig.load(settings.routing_file)
+    return StudyMonitor(database, config, RecordingPublisher(), analysis_lease_seconds=60)
+
+
+def receive(database, datasets, at):
+    with database.session() as session:
+        for ds in datasets:
+            store.add_instance(session, describe(ds, sha256="0" * 64, size_bytes=1, calling="TESTSCU", peer="127.0.0.1:1"), at)
+
+
+def versions(database):
+    with database.session() as session:
+        return [(v.number, v.state, v.reason) for v in session.scalars(select(StudyVersion).order_by(StudyVersion.id))]
+
+
+def outbox(database):
+    with database.session() as session:
+        return [m.payload for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+
+
+def test_screen_completes_as_soon_as_four_views_are_present(database, monitor):
+    receive(database, synthetic.screen(), T0)
+    result = monitor.sweep(T0)
+    assert result.completed == 1
+    assert versions(database) == [(1, StudyState.QUEUED, "routed by rule 'screening mammogram'")]
+    [payload] = outbox(database)
+    task = dispatch.AnalyseStudy.model_validate(payload)
+    assert task.pipeline == "breast" and len(task.instances) == 4
+    assert all(ref.storage_key.endswith(".dcm") and len(ref.sha256) == 64 for ref in task.instances)
+
+
+def test_trauma_study_waits_for_its_quiet_period(database, monitor):
+    receive(database, [synthetic.dx()], T0)
+    assert monitor.sweep(T0 + timedelta(seconds=0.5)).completed == 0
+    assert versions(database)[0][1] == StudyState.RECEIVING
+    assert monitor.sweep(T0 + timedelta(seconds=1.0)).completed == 1
+    assert versions(database) == [(1, StudyState.QUEUED, "routed by rule 'trauma radiograph'")]
+
+
+def test_completion_deadline_ends_a_study_that_keeps_trickling(database, settings):
+    config = routing.RoutingConfig.load(settings.routing_file)
+    fracture = config.pipelines["fracture"].model_copy(update={"completion_deadline_seconds": 5.0})
+    config = config.model_copy(update={"pipelines": {**config.pipelines, "fracture": fracture}})
+    monitor = StudyMonitor(database, config, RecordingPublisher(), analysis_lease_seconds=60)
+    ids = synthetic.StudyIds()
+    receive(database, [synthetic.dx(ids)], T0)
+    at = T0
+    while at < T0 + timedelta(seconds=10):  # an image every half second, never quiet for 1 s
+        at += timedelta(seconds=0.5)
+        receive(database, [synthetic.dx(ids)], at)
+        if monitor.sweep(at).completed:
+            break
+    assert at == T0 + timedelta(seconds=5)
+    with database.session() as session:
+        change = session.scalars(select(StateChange).where(StateChange.state == StudyState.COMPLETE)).one()
+    assert change.reason == "completion deadline of 5 s reached"
+
+
+def test_two_of_four_views_goes_to_double_reading_with_reason(database, monitor):
+    receive(database, synthetic.screen(views=("L-CC", "R-CC")), T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    assert versions(database) == [(1, StudyState.NOT_ANALYSED, "incomplete screen: missing L-MLO, R-MLO")]
+    assert outbox(database) == []
+
+
+def test_unrouted_study_is_ignored_with_reason(database, monitor):
+    receive(database, [synthetic.dx(body_part="CHEST")], T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    [(number, state, reason)] = versions(database)
+    assert state == StudyState.IGNORED and "CHEST" in reason
+
+
+def test_late_image_opens_a_new_version_analysed_with_everything(database, monitor):
+    ids = synthetic.StudyIds()
+    first = synthetic.dx(ids)
+    receive(database, [first], T0)
+    monitor.sweep(T0 + timedelta(seconds=2))
+    late = synthetic.dx(ids, instance_number=2)
+    receive(database, [late], T0 + timedelta(seconds=3))
+    monitor.sweep(T0 + timedelta(seconds=5))
+    assert [(n, s) for n, s, _ in versions(database)] == [(1, StudyState.SUPERSEDED), (2, StudyState.QUEUED)]
+    second = dispatch.AnalyseStudy.model_validate(outbox(database)[1])
+    assert second.version == 2
+    assert {r.sop_instance_uid for r in second.instances} == {first.SOPInstanceUID, late.SOPInstanceUID}
+
+
+def test_completion_happens_exactly_once(database, monitor):
+    receive(database, synthetic.screen(), T0)
+    assert monitor.sweep(T0).completed == 1
+    assert monitor.sweep(T0 + timedelta(seconds=10)).completed == 0
+    assert len(outbox(database)) == 1
+
+
+def test_no_result_by_the_deadline_goes_conservative(database, monitor, settings):
+    receive(database, synthetic.screen(), T0)
+    monitor.sweep(T0)
+    due = routing.RoutingConfig.load(settings.routing_file).pipelines["breast"].result_deadline_seconds
+    assert monitor.sweep(T0 + timedelta(seconds=due - 1)).expired == 0
+    assert monitor.sweep(T0 + timedelta(seconds=due)).expired == 1
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.NOT_ANALYSED and "no result before the result deadline" in reason
+
+
+def test_abandoned_analysis_is_queued_again_after_the_lease(database, monitor):
+    receive(database, [synthetic.dx()], T0)
+    monitor.sweep(T0 + timedelta(seconds=2))
+    with database.session() as session:
+        [version] = store.versions_in(session, StudyState.QUEUED)
+        assert store.transition(session, version.id, StudyState.QUEUED, StudyState.ANALYSING, T0, "claimed", claimed_at=T0)
+    assert monitor.sweep(T0 + timedelta(seconds=30)).requeued == 0
+    assert monitor.sweep(T0 + timedelta(seconds=61)).requeued == 1
+    assert versions(database)[0][1] == StudyState.QUEUED
+    assert len(outbox(database)) == 2
+
+
+def test_recover_requeues_queued_work_whose_message_was_lost(database, monitor, settings):
+    receive(database, [synthetic.dx()], T0)
+    monitor.sweep(T0 + timedelta(seconds=2))
+    with database.session() as session:  # the broker took the message, then lost it
+        for message in session.scalars(select(OutboxMessage)):
+            message.published_at = T0
+    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
+    orphan = settings.incoming_dir / "tmp123.dcm"
+    orphan.write_bytes(b"half a C-STORE")
+    assert monitor.recover(settings.incoming_dir, T0 + timedelta(seconds=3)) == 1
+    assert not orphan.exists()
+    assert len(outbox(database)) == 2
+    assert monitor.recover(settings.incoming_dir, T0 + timedelta(seconds=4)) == 0  # its message is pending
+
+
+def test_every_received_study_is_audited(database):
+    receive(database, synthetic.screen(), T0)
+    with database.session() as session:
+        study = session.scalars(select(Study)).one()
+        [event] = session.scalars(select(AuditEvent)).all()
+    assert event.study_id == study.id and event.action == "study.received" and event.actor == "dicom:TESTSCU"
