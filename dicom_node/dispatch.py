@@ -64,7 +64,7 @@ def make_celery(settings: Settings, name: str = "triage") -> Celery:
         folder = settings.queue_dir.resolve()
         for sub in ("messages", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        app.conf.broker_url = "filesystem://"
+        app.conf.broker_url = "filesystem://localhost/"
         app.conf.broker_transport_options = {
             "data_folder_in": str(folder / "messages"),
             "data_folder_out": str(folder / "messages"),

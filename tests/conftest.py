@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,3 +121,43 @@ def storescu(port: int, *paths: Path, calling: str = "STORESCU", called: str = "
         [require_tool("storescu"), "-aet", calling, "-aec", called, *extra, "127.0.0.1", str(port), *map(str, paths)],
         capture_output=True, text=True, env=PEER_ENV, timeout=120, check=False,
     )
+
+
+def triage_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment that makes a ``triage`` subprocess build the same settings as ``settings``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIAGE_")}
+    env.update(
+        TRIAGE_HOME=str(settings.home),
+        TRIAGE_DATABASE_URL=settings.resolved_database_url,
+        TRIAGE_ROUTING_FILE=str(settings.routing_file),
+        TRIAGE_ALLOWED_CALLING_AES=",".join(settings.allowed_calling_aes),
+        TRIAGE_DICOM_PORT=str(settings.dicom_port),
+        TRIAGE_API_PORT=str(settings.api_port),
+        TRIAGE_MONITOR_INTERVAL_SECONDS=str(settings.monitor_interval_seconds),
+        TCP_NODELAY="1",
+    )
+    if settings.broker_url:
+        env["TRIAGE_BROKER_URL"] = settings.broker_url
+    env.update(extra)
+    return env
+
+
+def start_triage(command: str, settings: Settings, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    """Start ``triage COMMAND`` as its own process, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "triage", command], env=triage_env(settings, **extra),
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Ask a process to stop (SIGTERM) and wait; kill it if it does not."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
