@@ -51,7 +51,8 @@ class StudyMonitor:
         self._lease = timedelta(seconds=analysis_lease_seconds)
 
     def recover(self, incoming_dir: Path, now: datetime | None = None) -> int:
-        """Pick up after a restart: drop never-acknowledged partial files, re-queue queued work.
+        """Pick up after a restart: drop never-acknowledged partial files, restart quiet periods,
+        re-queue queued work.
 
         Returns:
             How many queued versions were put back in the outbox.
@@ -61,6 +62,10 @@ class StudyMonitor:
             if orphan.is_file():  # a C-STORE interrupted before its durable rename: never acknowledged
                 orphan.unlink()
         with self._database.session() as session:
+            # Senders could not send while we were down: that was no quiet period. Give them a
+            # full one from now (the completion deadline still counts from the first instance).
+            for version in store.versions_in(session, StudyState.RECEIVING):
+                version.last_instance_at = max(version.last_instance_at, now)
             waiting = {p["study_version_id"] for p in store.pending_task_payloads(session, dispatch.ANALYSE_STUDY)}
             requeued = 0
             for version in store.versions_in(session, StudyState.QUEUED):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +163,55 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
             process.kill()
             process.wait()
     return int(process.returncode)
+
+
+class Orthanc:
+    """A private Orthanc (Debian package) on its own ports and folders, driven through its REST API."""
+
+    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+        self.http_port, self.dicom_port = free_port(), free_port()
+        self.folder = folder
+        config = {
+            "Name": "triage-test-pacs",
+            "StorageDirectory": str(folder / "storage"),
+            "IndexDirectory": str(folder / "index"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomModalities": {name: list(peer) for name, peer in modalities.items()},
+            "Plugins": [],
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "orthanc.json").write_text(json.dumps(config))
+        self.log = (folder / "orthanc.log").open("wb")
+        self.process = subprocess.Popen([require_tool("Orthanc"), str(folder / "orthanc.json")],
+                                        stdout=self.log, stderr=subprocess.STDOUT, env=PEER_ENV)
+        wait_until(self._up, timeout=30, interval=0.2)
+
+    def _up(self) -> bool:
+        try:
+            self.get("/system")
+        except OSError:
+            return False
+        return True
+
+    def request(self, method: str, path: str, body: bytes | dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return json.load(response)
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/instances", path.read_bytes())
+        return result
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()

@@ -158,6 +158,14 @@ def test_recover_requeues_queued_work_whose_message_was_lost(database, monitor, 
     assert monitor.recover(settings.incoming_dir, T0 + timedelta(seconds=4)) == 0  # its message is pending
 
 
+def test_recover_restarts_the_quiet_period_of_receiving_studies(database, monitor, settings):
+    receive(database, [synthetic.dx()], T0)
+    restart = T0 + timedelta(minutes=5)  # the listener was down; nobody could send
+    monitor.recover(settings.incoming_dir, restart)
+    assert monitor.sweep(restart + timedelta(seconds=0.5)).completed == 0
+    assert monitor.sweep(restart + timedelta(seconds=1)).completed == 1
+
+
 def test_every_received_study_is_audited(database):
     receive(database, synthetic.screen(), T0)
     with database.session() as session:

@@ -1,0 +1,55 @@
+import pytest
+from pydantic import ValidationError
+
+from triage.settings import DicomPeer, load_settings
+
+
+def test_defaults_match_the_documentation(monkeypatch):
+    for name in ("TRIAGE_HOME", "TRIAGE_AE_TITLE", "TRIAGE_DICOM_PORT", "TRIAGE_API_PORT", "TRIAGE_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (str(settings.home), settings.ae_title, settings.dicom_port, settings.api_port) == ("var", "TRIAGE", 11112, 8000)
+    assert settings.broker_url is None and settings.allowed_calling_aes == ()
+    assert settings.resolved_database_url.endswith("/var/triage.db")
+
+
+def test_environment_is_parsed(monkeypatch):
+    monkeypatch.setenv("TRIAGE_ALLOWED_CALLING_AES", "PACS1, ORTHANC")
+    monkeypatch.setenv("TRIAGE_PACS", "PACS1@10.1.2.3:104")
+    settings = load_settings()
+    assert settings.allowed_calling_aes == ("PACS1", "ORTHANC")
+    assert settings.pacs == DicomPeer(ae_title="PACS1", host="10.1.2.3", port=104)
+    assert not settings.accepts_any_calling_ae
+
+
+def test_star_opens_the_allow_list(monkeypatch):
+    monkeypatch.setenv("TRIAGE_ALLOWED_CALLING_AES", "*")
+    assert load_settings().accepts_any_calling_ae
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TRIAGE_PACS", "PACS:104", "write it as AE@host:port"),
+        ("TRIAGE_DICOM_PORT", "70000", "less than or equal to 65535"),
+        ("TRIAGE_ALLOWED_CALLING_AES", "A\\B", "not a valid AE title"),
+        ("TRIAGE_TLS_CERTIFICATE", "/etc/cert.pem", "needs both TRIAGE_TLS_CERTIFICATE and TRIAGE_TLS_PRIVATE_KEY"),
+        ("TRIAGE_ROUTING_FILE", "/nowhere.yaml", "set TRIAGE_ROUTING_FILE"),
+    ],
+)
+def test_invalid_settings_fail_with_a_reason(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        load_settings()
+
+
+def test_unknown_key_in_the_yaml_file_is_refused(tmp_path):
+    config = tmp_path / "service.yaml"
+    config.write_text("ae_titel: TYPO\n")
+    with pytest.raises(ValidationError, match="ae_titel"):
+        load_settings(config)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_settings(tmp_path / "missing.yaml")
