@@ -12,8 +12,8 @@ import random
 from datetime import datetime, timedelta
 
 from celery import Celery
-from pydantic import BaseModel, ConfigDict
 from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 
 from triage.settings import Settings
@@ -106,12 +106,14 @@ class OutboxPublisher:
     def publish_due(self, now: datetime, limit: int = 100) -> int:
         """Publish up to ``limit`` due messages; return how many the broker took."""
         with self._database.session() as session:
-            due = session.execute(
-                select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
-                .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.id)
-                .limit(limit)
-            ).all()
+            due = list(
+                session.execute(
+                    select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
+                    .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                ).tuples()
+            )
         published: list[int] = []
         failure: str | None = None
         for message_id, task_name, payload in due:

@@ -13,10 +13,12 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,8 +31,17 @@ from worklist.db import Database, utcnow
 logger = logging.getLogger(__name__)
 
 # What pydicom raises for a byte stream that is not a DICOM data set it can parse.
-_UNPARSEABLE = (InvalidDicomError, ValueError, EOFError, struct.error, KeyError, TypeError,
-                OverflowError, NotImplementedError, zlib.error)
+_UNPARSEABLE = (
+    InvalidDicomError,
+    ValueError,
+    EOFError,
+    struct.error,
+    KeyError,
+    TypeError,
+    OverflowError,
+    NotImplementedError,
+    zlib.error,
+)
 
 _PATIENT_FIELDS = {  # keyword -> (column, maximum length)
     "PatientID": ("patient_id", 64),
@@ -81,7 +92,9 @@ def read_header(path: Path) -> Dataset:
         for element in ds.iterall():
             _ = element.value
     except _UNPARSEABLE as error:
-        raise Rejected(Status.CANNOT_UNDERSTAND, f"the data set cannot be parsed: {type(error).__name__}") from error
+        raise Rejected(
+            Status.CANNOT_UNDERSTAND, f"the data set cannot be parsed: {type(error).__name__}"
+        ) from error
     return ds
 
 
@@ -93,14 +106,24 @@ def check_identity(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> No
             DATA_SET_DOES_NOT_MATCH_SOP_CLASS naming the attribute at fault.
     """
     if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
-        raise Rejected(Status.CANNOT_UNDERSTAND, "the data set has neither SOP Class UID nor SOP Instance UID")
-    for keyword, announced in (("SOPClassUID", sop_class_uid), ("SOPInstanceUID", sop_instance_uid)):
+        raise Rejected(
+            Status.CANNOT_UNDERSTAND, "the data set has neither SOP Class UID nor SOP Instance UID"
+        )
+    for keyword, announced in (
+        ("SOPClassUID", sop_class_uid),
+        ("SOPInstanceUID", sop_instance_uid),
+    ):
         if str(ds.get(keyword, "")) != announced:
-            raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} differs from the C-STORE request")
+            raise Rejected(
+                Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                f"{keyword} differs from the C-STORE request",
+            )
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
         value = str(ds.get(keyword, ""))
         if not value or not UID(value).is_valid:
-            raise Rejected(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing or not a valid UID")
+            raise Rejected(
+                Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing or not a valid UID"
+            )
 
 
 def describe(ds: Dataset, *, sha256: str, size_bytes: int, calling: str, peer: str) -> store.ReceivedInstance:
@@ -111,12 +134,16 @@ def describe(ds: Dataset, *, sha256: str, size_bytes: int, calling: str, peer: s
         sop_instance_uid=str(ds.SOPInstanceUID),
         sop_class_uid=str(ds.SOPClassUID),
         transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-        storage_key=storage.instance_key(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)),
+        storage_key=storage.instance_key(
+            str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+        ),
         sha256=sha256,
         size_bytes=size_bytes,
         calling_ae_title=calling,
         peer_address=peer,
-        patient={column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()},
+        patient={
+            column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()
+        },
         facts=routing.facts_from_dataset(ds),
     )
 
@@ -145,7 +172,7 @@ class StorageHandlers:
 
     def _store(self, event: Event) -> Status:
         path: Path = event.dataset_path
-        request = event.request
+        request = cast(C_STORE, event.request)
         calling = str(event.assoc.requestor.ae_title).strip()
         peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
         sop_instance_uid = str(request.AffectedSOPInstanceUID)
@@ -162,12 +189,21 @@ class StorageHandlers:
             return Status.OUT_OF_RESOURCES
 
     def _persist(self, path: Path, ds: Dataset, calling: str, peer: str) -> Status:
-        received = describe(ds, sha256=storage.sha256_of(path), size_bytes=path.stat().st_size, calling=calling, peer=peer)
+        received = describe(
+            ds,
+            sha256=storage.sha256_of(path),
+            size_bytes=path.stat().st_size,
+            calling=calling,
+            peer=peer,
+        )
         with self._database.session() as session:
             existing = store.find_instance(session, received.sop_instance_uid)
             existing_sha256 = existing.sha256 if existing else None
         if existing_sha256 == received.sha256:
-            logger.info("instance %s received again with the same content; kept as is", received.sop_instance_uid)
+            logger.info(
+                "instance %s received again with the same content; kept as is",
+                received.sop_instance_uid,
+            )
             return Status.SUCCESS
         now = utcnow()
         if existing_sha256 is not None:
@@ -175,14 +211,20 @@ class StorageHandlers:
             storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
                 store.flag_conflict(session, received, key, now)
-            logger.warning("instance %s conflicts with the stored one; quarantined as %s", received.sop_instance_uid, key)
+            logger.warning(
+                "instance %s conflicts with the stored one; quarantined as %s",
+                received.sop_instance_uid,
+                key,
+            )
             return Status.SUCCESS
         storage.make_durable(path, self._paths.storage_dir, received.storage_key)
         with self._database.session() as session:
             store.add_instance(session, received, now)
         return Status.SUCCESS
 
-    def _quarantine_rejected(self, path: Path, calling: str, sop_instance_uid: str, rejected: Rejected) -> Status:
+    def _quarantine_rejected(
+        self, path: Path, calling: str, sop_instance_uid: str, rejected: Rejected
+    ) -> Status:
         """Keep a rejected object for inspection and answer its failure status."""
         sha256 = storage.sha256_of(path)
         key = storage.quarantine_key(sop_instance_uid, sha256)
@@ -190,8 +232,13 @@ class StorageHandlers:
             storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
                 store.add_quarantined(
-                    session, storage_key=key, sha256=sha256, calling_ae_title=calling,
-                    reason=rejected.reason, now=utcnow(), sop_instance_uid=sop_instance_uid[:64],
+                    session,
+                    storage_key=key,
+                    sha256=sha256,
+                    calling_ae_title=calling,
+                    reason=rejected.reason,
+                    now=utcnow(),
+                    sop_instance_uid=sop_instance_uid[:64],
                 )
         except (OSError, SQLAlchemyError) as error:
             logger.error("could not quarantine a rejected object: %s", type(error).__name__)

@@ -6,11 +6,10 @@ import logging
 import ssl
 import tempfile
 
+from pydicom import uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.sop_class import Verification
-from pydicom import uid
 
 from dicom_node.handlers import StorageHandlers
 from triage.settings import Settings
@@ -33,6 +32,8 @@ TRANSFER_SYNTAXES = [
     uid.RLELossless,
 ]
 assert set(TRANSFER_SYNTAXES) <= set(ALL_TRANSFER_SYNTAXES)
+# Verification SOP Class (PS3.4 A.4); pydicom.uid has no constant for it.
+VERIFICATION = uid.UID("1.2.840.10008.1.1")
 
 
 class AllowListEmpty(ValueError):
@@ -73,8 +74,9 @@ def build_ae(settings: Settings) -> AE:
     tempfile.tempdir = str(settings.incoming_dir.resolve())
 
     ae = AE(ae_title=settings.ae_title)
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION)
     for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
     ae.require_called_aet = True
     ae.require_calling_aet = [] if settings.accepts_any_calling_ae else list(settings.allowed_calling_aes)
@@ -95,10 +97,14 @@ def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAss
         ssl_context=tls_context(settings),
         evt_handlers=[(evt.EVT_C_ECHO, handlers.on_echo), (evt.EVT_C_STORE, handlers.on_store)],
     )
+    assert server is not None, "start_server(block=False) returns the server"
     callers = "any calling AE" if settings.accepts_any_calling_ae else ", ".join(settings.allowed_calling_aes)
     logger.info(
         "DICOM listener %s on %s:%d (TLS %s), accepting %s",
-        settings.ae_title, settings.dicom_host, server.server_address[1],
-        "on" if settings.tls_certificate else "off", callers,
+        settings.ae_title,
+        settings.dicom_host,
+        server.server_address[1],
+        "on" if settings.tls_certificate else "off",
+        callers,
     )
     return server

@@ -10,8 +10,8 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config
-from pynetdicom.sop_class import Verification
 
+from dicom_node.scp import VERIFICATION
 from triage.settings import DicomPeer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def echo(peer: DicomPeer, calling_ae_title: str, timeout_seconds: float = 10.0) 
     """Send C-ECHO; return the status, or None when no association could be made."""
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(VERIFICATION)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
         return None

@@ -68,7 +68,7 @@ def make_durable(source: Path, root: Path, key: str) -> Path:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(source, target)
+    source.replace(target)
     fsync_directory(target.parent)
     for created in new_dirs:  # a new directory's own entry must reach its parent too
         fsync_directory(created.parent)

@@ -66,7 +66,9 @@ class StudyMonitor:
             # full one from now (the completion deadline still counts from the first instance).
             for version in store.versions_in(session, StudyState.RECEIVING):
                 version.last_instance_at = max(version.last_instance_at, now)
-            waiting = {p["study_version_id"] for p in store.pending_task_payloads(session, dispatch.ANALYSE_STUDY)}
+            waiting = {
+                p["study_version_id"] for p in store.pending_task_payloads(session, dispatch.ANALYSE_STUDY)
+            }
             requeued = 0
             for version in store.versions_in(session, StudyState.QUEUED):
                 if version.id not in waiting:
@@ -105,23 +107,53 @@ class StudyMonitor:
         why = self._why_complete(version, decision, now)
         if why is None:
             return 0
-        if not store.transition(session, version.id, StudyState.RECEIVING, StudyState.COMPLETE, now, why, completed_at=now):
+        if not store.transition(
+            session,
+            version.id,
+            StudyState.RECEIVING,
+            StudyState.COMPLETE,
+            now,
+            why,
+            completed_at=now,
+        ):
             return 0
         study = session.get_one(Study, version.study_id)
+        outcome: routing.Route | routing.NotAnalysed
         if study.conflict:
-            outcome = routing.NotAnalysed("a conflicting duplicate instance was received; it is in quarantine")
+            outcome = routing.NotAnalysed(
+                "a conflicting duplicate instance was received; it is in quarantine"
+            )
         elif isinstance(decision, routing.Unrouted):
-            store.transition(session, version.id, StudyState.COMPLETE, StudyState.IGNORED, now, decision.reason)
+            store.transition(
+                session, version.id, StudyState.COMPLETE, StudyState.IGNORED, now, decision.reason
+            )
             logger.info("study version %d ignored: %s", version.id, decision.reason)
             return 1
         else:
             outcome = routing.gate(self._config, decision)
         if isinstance(outcome, routing.NotAnalysed):
-            store.transition(session, version.id, StudyState.COMPLETE, StudyState.NOT_ANALYSED, now, outcome.reason, pipeline=getattr(decision, "pipeline", ""))
+            store.transition(
+                session,
+                version.id,
+                StudyState.COMPLETE,
+                StudyState.NOT_ANALYSED,
+                now,
+                outcome.reason,
+                pipeline=getattr(decision, "pipeline", ""),
+            )
             logger.info("study version %d not analysed: %s", version.id, outcome.reason)
             return 1
         due = now + timedelta(seconds=self._config.pipelines[outcome.pipeline].result_deadline_seconds)
-        store.transition(session, version.id, StudyState.COMPLETE, StudyState.QUEUED, now, f"routed by rule '{outcome.rule}'", pipeline=outcome.pipeline, result_due_at=due)
+        store.transition(
+            session,
+            version.id,
+            StudyState.COMPLETE,
+            StudyState.QUEUED,
+            now,
+            f"routed by rule '{outcome.rule}'",
+            pipeline=outcome.pipeline,
+            result_due_at=due,
+        )
         self._supersede_older(session, version, now)
         self._enqueue(session, version, now, outcome)
         logger.info("study version %d queued for %s (%s)", version.id, outcome.pipeline, why)
@@ -154,10 +186,21 @@ class StudyMonitor:
             )
         )
         for older_id in list(older):
-            store.transition(session, older_id, StudyState.QUEUED, StudyState.SUPERSEDED, now, f"replaced by version {version.number}")
+            store.transition(
+                session,
+                older_id,
+                StudyState.QUEUED,
+                StudyState.SUPERSEDED,
+                now,
+                f"replaced by version {version.number}",
+            )
 
     def _enqueue(
-        self, session: Session, version: StudyVersion, now: datetime, decision: routing.Route | None = None
+        self,
+        session: Session,
+        version: StudyVersion,
+        now: datetime,
+        decision: routing.Route | None = None,
     ) -> None:
         if decision is None:  # re-queue: the routing is re-derived from the stored facts
             facts = [
@@ -191,8 +234,17 @@ class StudyMonitor:
         with self._database.session() as session:
             for version in store.versions_in(session, StudyState.QUEUED, StudyState.ANALYSING):
                 if version.result_due_at is not None and now >= version.result_due_at:
-                    reason = "no result before the result deadline; read as normal (double reading for a screen)"
-                    if store.transition(session, version.id, (StudyState.QUEUED, StudyState.ANALYSING), StudyState.NOT_ANALYSED, now, reason):
+                    reason = (
+                        "no result before the result deadline; read as normal (double reading for a screen)"
+                    )
+                    if store.transition(
+                        session,
+                        version.id,
+                        (StudyState.QUEUED, StudyState.ANALYSING),
+                        StudyState.NOT_ANALYSED,
+                        now,
+                        reason,
+                    ):
                         logger.warning("study version %d not analysed: past its result deadline", version.id)
                         expired += 1
                 elif (
@@ -201,7 +253,15 @@ class StudyMonitor:
                     and now >= version.claimed_at + self._lease
                 ):
                     reason = "worker lost while analysing; queued again"
-                    if store.transition(session, version.id, StudyState.ANALYSING, StudyState.QUEUED, now, reason, claimed_at=None):
+                    if store.transition(
+                        session,
+                        version.id,
+                        StudyState.ANALYSING,
+                        StudyState.QUEUED,
+                        now,
+                        reason,
+                        claimed_at=None,
+                    ):
                         self._enqueue(session, version, now)
                         requeued += 1
         return expired, requeued
@@ -231,4 +291,6 @@ class MonitorThread(threading.Thread):
 def pending_outbox(database: Database) -> int:
     """Number of outbox messages not yet taken by the broker."""
     with database.session() as session:
-        return len(list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None)))))
+        return len(
+            list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))))
+        )

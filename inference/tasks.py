@@ -53,8 +53,13 @@ class AnalyseStudyTask:
         now = utcnow()
         with self._database.session() as session:
             claimed = store.transition(
-                session, payload.study_version_id, StudyState.QUEUED, StudyState.ANALYSING, now,
-                "claimed by a worker", claimed_at=now,
+                session,
+                payload.study_version_id,
+                StudyState.QUEUED,
+                StudyState.ANALYSING,
+                now,
+                "claimed by a worker",
+                claimed_at=now,
             )
         if not claimed:
             logger.info("study version %d is not queued (any more); nothing to do", payload.study_version_id)
@@ -67,11 +72,17 @@ class AnalyseStudyTask:
         now = utcnow()
         with self._database.session() as session:
             if isinstance(outcome, Analysed):
-                new, reason = StudyState.ANALYSED, f"{outcome.summary} (model {outcome.model_version})"
+                new, reason = (
+                    StudyState.ANALYSED,
+                    f"{outcome.summary} (model {outcome.model_version})",
+                )
             else:
                 new, reason = StudyState.NOT_ANALYSED, outcome.reason
             if not store.transition(session, study_version_id, StudyState.ANALYSING, new, now, reason):
-                logger.warning("study version %d left ANALYSING before its result was recorded", study_version_id)
+                logger.warning(
+                    "study version %d left ANALYSING before its result was recorded",
+                    study_version_id,
+                )
                 return "late"
         logger.info("study version %d: %s", study_version_id, new)
         return str(new)

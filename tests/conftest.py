@@ -106,7 +106,9 @@ def postgres_url() -> Iterator[str]:
     import sqlalchemy
 
     name = f"triage_test_{os.getpid()}"
-    admin = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    admin = sqlalchemy.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -116,12 +118,31 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-def storescu(port: int, *paths: Path, calling: str = "STORESCU", called: str = "TRIAGE",
-             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int,
+    *paths: Path,
+    calling: str = "STORESCU",
+    called: str = "TRIAGE",
+    extra: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
     """Send files with DCMTK's storescu; returns the finished process (check its returncode)."""
     return subprocess.run(
-        [require_tool("storescu"), "-aet", calling, "-aec", called, *extra, "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True, text=True, env=PEER_ENV, timeout=120, check=False,
+        [
+            require_tool("storescu"),
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            *extra,
+            "127.0.0.1",
+            str(port),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        env=PEER_ENV,
+        timeout=120,
+        check=False,
     )
 
 
@@ -148,8 +169,11 @@ def start_triage(command: str, settings: Settings, log: Path, **extra: str) -> s
     """Start ``triage COMMAND`` as its own process, its output in ``log``."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "triage", command], env=triage_env(settings, **extra),
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            [sys.executable, "-m", "triage", command],
+            env=triage_env(settings, **extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
 
 
@@ -187,8 +211,12 @@ class Orthanc:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("wb")
-        self.process = subprocess.Popen([require_tool("Orthanc"), str(folder / "orthanc.json")],
-                                        stdout=self.log, stderr=subprocess.STDOUT, env=PEER_ENV)
+        self.process = subprocess.Popen(
+            [require_tool("Orthanc"), str(folder / "orthanc.json")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=PEER_ENV,
+        )
         wait_until(self._up, timeout=30, interval=0.2)
 
     def _up(self) -> bool:

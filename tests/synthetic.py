@@ -36,7 +36,9 @@ class StudyIds:
     series_instance_uid: str = field(default_factory=generate_uid)
 
 
-def _base(sop_class_uid: str, ids: StudyIds, patient: Patient, modality: str, sop_instance_uid: str | None) -> Dataset:
+def _base(
+    sop_class_uid: str, ids: StudyIds, patient: Patient, modality: str, sop_instance_uid: str | None
+) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
@@ -86,11 +88,26 @@ def _pixels(ds: Dataset, rows: int, columns: int, bits: int, seed: int) -> None:
     ds.PixelData = pixels.tobytes()
 
 
-def dx(ids: StudyIds | None = None, *, body_part: str = "WRIST", patient: Patient | None = None,
-       rows: int = 64, columns: int = 64, bits: int = 12, seed: int = 0, instance_number: int = 1,
-       sop_instance_uid: str | None = None) -> Dataset:
+def dx(
+    ids: StudyIds | None = None,
+    *,
+    body_part: str = "WRIST",
+    patient: Patient | None = None,
+    rows: int = 64,
+    columns: int = 64,
+    bits: int = 12,
+    seed: int = 0,
+    instance_number: int = 1,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
     """A DX For Presentation instance of a trauma series."""
-    ds = _base(DigitalXRayImageStorageForPresentation, ids or StudyIds(), patient or Patient(), "DX", sop_instance_uid)
+    ds = _base(
+        DigitalXRayImageStorageForPresentation,
+        ids or StudyIds(),
+        patient or Patient(),
+        "DX",
+        sop_instance_uid,
+    )
     ds.BodyPartExamined = body_part
     ds.ViewPosition = "PA"
     ds.ImageLaterality = "R"
@@ -100,11 +117,26 @@ def dx(ids: StudyIds | None = None, *, body_part: str = "WRIST", patient: Patien
     return ds
 
 
-def mg(ids: StudyIds | None = None, *, laterality: str = "L", view: str = "CC", patient: Patient | None = None,
-       rows: int = 64, columns: int = 48, implant: str = "NO", seed: int = 0,
-       sop_instance_uid: str | None = None) -> Dataset:
+def mg(
+    ids: StudyIds | None = None,
+    *,
+    laterality: str = "L",
+    view: str = "CC",
+    patient: Patient | None = None,
+    rows: int = 64,
+    columns: int = 48,
+    implant: str = "NO",
+    seed: int = 0,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
     """An MG For Presentation screening view, with laterality and view coded as a modality sends them."""
-    ds = _base(DigitalMammographyXRayImageStorageForPresentation, ids or StudyIds(), patient or Patient(), "MG", sop_instance_uid)
+    ds = _base(
+        DigitalMammographyXRayImageStorageForPresentation,
+        ids or StudyIds(),
+        patient or Patient(),
+        "MG",
+        sop_instance_uid,
+    )
     ds.BodyPartExamined = "BREAST"
     ds.ImageLaterality = laterality
     ds.ViewPosition = view
@@ -119,10 +151,17 @@ def mg(ids: StudyIds | None = None, *, laterality: str = "L", view: str = "CC", 
     return ds
 
 
-def screen(ids: StudyIds | None = None, views: tuple[str, ...] = ("L-CC", "L-MLO", "R-CC", "R-MLO"), **kwargs: object) -> list[Dataset]:
+def screen(
+    ids: StudyIds | None = None,
+    views: tuple[str, ...] = ("L-CC", "L-MLO", "R-CC", "R-MLO"),
+    **kwargs: object,
+) -> list[Dataset]:
     """A four-view screening exam (or the given subset of its views), one study."""
     ids = ids or StudyIds()
-    return [mg(ids, laterality=v.split("-")[0], view=v.split("-")[1], seed=i, **kwargs) for i, v in enumerate(views)]  # type: ignore[arg-type]
+    return [
+        mg(ids, laterality=v.split("-")[0], view=v.split("-")[1], seed=i, **kwargs)
+        for i, v in enumerate(views)
+    ]  # type: ignore[arg-type]
 
 
 def write(datasets: list[Dataset], folder: Path) -> list[Path]:

@@ -11,14 +11,21 @@ import pytest
 from sqlalchemy import select
 
 from tests import synthetic
-from tests.conftest import REPO, free_port, start_triage, stop, storescu, triage_env, wait_until
+from tests.conftest import REPO, free_port, start_triage, storescu, triage_env, wait_until
 from worklist.db import Database, StudyState, StudyVersion
 
 
 def triage(*args, env=None, timeout=60):
     env = {**(env or os.environ), "COLUMNS": "400"}  # keep typer's error box from wrapping messages
-    return subprocess.run([sys.executable, "-m", "triage", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_echo_and_send_against_the_listener(listener, tmp_path):
@@ -56,7 +63,10 @@ def test_invalid_setting_is_named_at_start(settings):
 def test_listener_refuses_to_start_with_an_empty_allow_list(settings):
     result = triage("listener", env=triage_env(settings, TRIAGE_ALLOWED_CALLING_AES=""))
     assert result.returncode == 2
-    assert "TRIAGE_ALLOWED_CALLING_AES is empty" in result.stderr and "or to * to accept any caller" in result.stderr
+    assert (
+        "TRIAGE_ALLOWED_CALLING_AES is empty" in result.stderr
+        and "or to * to accept any caller" in result.stderr
+    )
 
 
 def test_yaml_file_is_read_and_environment_wins(settings, tmp_path):
@@ -73,7 +83,10 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
     settings = make_settings(dicom_port=free_port(), api_port=free_port())
     serve = start_triage("serve", settings, tmp_path / "serve.log")
     try:
-        wait_until(lambda: triage("echo", f"TRIAGE@127.0.0.1:{settings.dicom_port}").returncode == 0, timeout=60)
+        wait_until(
+            lambda: triage("echo", f"TRIAGE@127.0.0.1:{settings.dicom_port}").returncode == 0,
+            timeout=60,
+        )
         paths = synthetic.write(synthetic.screen(), tmp_path / "screen")
         assert storescu(settings.dicom_port, *paths).returncode == 0
         database = Database(settings.resolved_database_url)
@@ -84,7 +97,7 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
                 return (version.state, version.reason) if version.state == StudyState.NOT_ANALYSED else None
 
         # Until the breast model lands (issue 3), the worker takes the study down the conservative path.
-        state, reason = wait_until(final_state, timeout=60)
+        _state, reason = wait_until(final_state, timeout=60)
         assert reason == "no model is installed for the breast pipeline"
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)

@@ -79,8 +79,15 @@ def worker(
     celery_app = make_worker_app(settings, Database(settings.resolved_database_url), pipelines={})
     celery_app.worker_main(
         [
-            "worker", f"--concurrency={concurrency}", "--pool=prefork", "-Q", QUEUE,
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+            "worker",
+            f"--concurrency={concurrency}",
+            "--pool=prefork",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
         ]
     )
 
@@ -98,7 +105,9 @@ def api(config: ConfigOption = None) -> None:
     migrate(settings.resolved_database_url)
     uvicorn.run(
         create_app(Database(settings.resolved_database_url)),
-        host=settings.api_host, port=settings.api_port, log_config=None,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
     )
 
 
@@ -122,7 +131,11 @@ def serve(config: ConfigOption = None) -> None:
     while not stopping.wait(0.5):
         failed = next((name for name, child in children.items() if child.poll() is not None), None)
         if failed:
-            logger.error("the %s stopped unexpectedly (exit %s); stopping the others", failed, children[failed].returncode)
+            logger.error(
+                "the %s stopped unexpectedly (exit %s); stopping the others",
+                failed,
+                children[failed].returncode,
+            )
             break
     for child in children.values():
         if child.poll() is None:

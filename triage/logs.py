@@ -19,7 +19,9 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_CorrelationFilter())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s [%(correlation_id)s] %(message)s")
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(processName)s %(name)s [%(correlation_id)s] %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

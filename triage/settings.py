@@ -46,7 +46,9 @@ class DicomPeer(BaseModel):
         """Parse ``AE@host:port`` (an IPv6 host in brackets), failing with a full sentence."""
         match = _PEER.match(text.strip())
         if match is None:
-            raise ValueError(f"{text!r} is not a DICOM peer: write it as AE@host:port, e.g. PACS@10.0.0.5:104")
+            raise ValueError(
+                f"{text!r} is not a DICOM peer: write it as AE@host:port, e.g. PACS@10.0.0.5:104"
+            )
         return cls(
             ae_title=check_ae_title(match["ae"]),
             host=match["host"].strip("[]"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
@@ -25,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -33,7 +34,6 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -80,7 +80,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON}
 
 
 class Study(Base):
@@ -129,9 +129,7 @@ class StudyVersion(Base):
     claimed_at: Mapped[datetime | None]
 
     study: Mapped[Study] = relationship(back_populates="versions")
-    changes: Mapped[list[StateChange]] = relationship(
-        back_populates="version", order_by="StateChange.id"
-    )
+    changes: Mapped[list[StateChange]] = relationship(back_populates="version", order_by="StateChange.id")
 
 
 class Instance(Base):

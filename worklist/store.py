@@ -48,9 +48,7 @@ def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
 
 
 def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
-    study = session.scalar(
-        select(Study).where(Study.study_instance_uid == received.study_instance_uid)
-    )
+    study = session.scalar(select(Study).where(Study.study_instance_uid == received.study_instance_uid))
     if study is None:
         study = Study(
             study_instance_uid=received.study_instance_uid,
@@ -148,9 +146,7 @@ def add_quarantined(
     )
 
 
-def flag_conflict(
-    session: Session, received: ReceivedInstance, quarantine_key: str, now: datetime
-) -> None:
+def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: str, now: datetime) -> None:
     """Keep a conflicting duplicate in quarantine and send the study down the conservative path.
 
     The stored instance (what any result was computed from) is left untouched. A new version is
@@ -202,9 +198,7 @@ def enqueue(session: Session, task_name: str, payload: dict[str, Any], now: date
 
 def versions_in(session: Session, *states: StudyState) -> list[StudyVersion]:
     return list(
-        session.scalars(
-            select(StudyVersion).where(StudyVersion.state.in_(states)).order_by(StudyVersion.id)
-        )
+        session.scalars(select(StudyVersion).where(StudyVersion.state.in_(states)).order_by(StudyVersion.id))
     )
 
 
@@ -231,7 +225,5 @@ def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, An
 
 
 def count_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(StudyVersion.state, func.count()).group_by(StudyVersion.state)
-    ).all()
+    rows = session.execute(select(StudyVersion.state, func.count()).group_by(StudyVersion.state)).all()
     return {str(state): int(count) for state, count in rows}

@@ -34,16 +34,30 @@ def send_until_killed(port, paths, acknowledged, killed):
 
 def test_acknowledged_instances_survive_sigkill_and_nothing_runs_twice(make_settings, tmp_path):
     routing_file = tmp_path / "routing.yaml"  # a quiet period longer than the restart takes
-    routing_file.write_text(re.sub(r"quiet_period_seconds: [0-9.]+", "quiet_period_seconds: 20", (REPO / "configs" / "routing.yaml").read_text()))
+    routing_file.write_text(
+        re.sub(
+            r"quiet_period_seconds: [0-9.]+",
+            "quiet_period_seconds: 20",
+            (REPO / "configs" / "routing.yaml").read_text(),
+        )
+    )
     settings = make_settings(dicom_port=free_port(), routing_file=routing_file)
     views = synthetic.screen(rows=2048, columns=1664)  # ~6.8 MB each, so the kill lands mid-transfer
     paths = synthetic.write(views, tmp_path / "screen")
     listener = start_triage("listener", settings, tmp_path / "listener-1.log")
-    wait_until(lambda: (settings.home / "triage.db").exists() and "DICOM listener" in (tmp_path / "listener-1.log").read_text(), timeout=30)
+    wait_until(
+        lambda: (
+            (settings.home / "triage.db").exists()
+            and "DICOM listener" in (tmp_path / "listener-1.log").read_text()
+        ),
+        timeout=30,
+    )
 
     acknowledged: list = []
     killed = threading.Event()
-    sender = threading.Thread(target=send_until_killed, args=(settings.dicom_port, paths, acknowledged, killed))
+    sender = threading.Thread(
+        target=send_until_killed, args=(settings.dicom_port, paths, acknowledged, killed)
+    )
     sender.start()
     wait_until(lambda: len(acknowledged) >= 2, timeout=30, interval=0.001)
     listener.kill()  # SIGKILL: no handler, no cleanup, mid-study

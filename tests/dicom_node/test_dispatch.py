@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import time
 from datetime import timedelta
 
 import pytest
@@ -33,8 +32,10 @@ def outbox_rows(database):
 
 def queue_one_study(database, settings):
     monitor = StudyMonitor(
-        database, routing.RoutingConfig.load(settings.routing_file),
-        dispatch.OutboxPublisher(database, dispatch.make_celery(settings)), 60,
+        database,
+        routing.RoutingConfig.load(settings.routing_file),
+        dispatch.OutboxPublisher(database, dispatch.make_celery(settings)),
+        60,
     )
     receive(database, [synthetic.dx()], T0)
     return monitor
@@ -90,7 +91,17 @@ def test_broker_outage_delays_but_never_loses_a_study(make_settings, tmp_path):
     assert version_state(database) == StudyState.QUEUED
 
     server = subprocess.Popen(
-        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            redis_server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     worker = None

@@ -19,7 +19,9 @@ def orthanc(tmp_path, listener):
 
 def test_orthanc_pushes_a_screen_that_is_stored_and_queued(orthanc, listener, tmp_path):
     views = synthetic.screen()
-    study_id = {orthanc.upload(path)["ParentStudy"] for path in synthetic.write(views, tmp_path / "screen")}.pop()
+    study_id = {
+        orthanc.upload(path)["ParentStudy"] for path in synthetic.write(views, tmp_path / "screen")
+    }.pop()
     job = orthanc.request("POST", "/modalities/triage/store", {"Resources": [study_id], "Synchronous": True})
     assert job["FailedInstancesCount"] == 0 and job["InstancesCount"] == 4
 

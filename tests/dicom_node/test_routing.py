@@ -16,8 +16,12 @@ def config() -> routing.RoutingConfig:
 
 def facts(datasets) -> list[routing.InstanceFacts]:
     return [
-        routing.InstanceFacts(f"k/{ds.SOPInstanceUID}", str(ds.SOPInstanceUID), str(ds.SOPClassUID),
-                              routing.facts_from_dataset(ds))
+        routing.InstanceFacts(
+            f"k/{ds.SOPInstanceUID}",
+            str(ds.SOPInstanceUID),
+            str(ds.SOPClassUID),
+            routing.facts_from_dataset(ds),
+        )
         for ds in datasets
     ]
 
@@ -83,7 +87,9 @@ def test_view_read_from_view_code_sequence_before_view_position():
 
 def test_mammogram_for_processing_is_stored_not_analysed(config):
     ds = synthetic.mg()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2.1"  # Digital Mammography X-Ray Image Storage - For Processing
+    ds.SOPClassUID = (
+        "1.2.840.10008.5.1.4.1.1.1.2.1"  # Digital Mammography X-Ray Image Storage - For Processing
+    )
     decision = routing.route(config, facts([ds]))
     assert isinstance(decision, routing.Unrouted)
     assert "For Processing is not analysed" in decision.reason
@@ -98,7 +104,8 @@ def test_rule_naming_an_undefined_pipeline_is_refused(tmp_path):
     path = tmp_path / "routing.yaml"
     path.write_text(
         "pipelines: {}\nunrouted_quiet_period_seconds: 1\n"
-        "rules: [{name: r, pipeline: nowhere, modalities: [DX], sop_classes: [DigitalXRayImageStorageForPresentation]}]\n"
+        "rules: [{name: r, pipeline: nowhere, modalities: [DX],"
+        " sop_classes: [DigitalXRayImageStorageForPresentation]}]\n"
     )
     with pytest.raises(ValidationError, match="pipeline 'nowhere', which is not defined"):
         routing.RoutingConfig.load(path)

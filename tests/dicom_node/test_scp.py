@@ -5,12 +5,11 @@ import subprocess
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE, _config
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -19,13 +18,14 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from pynetdicom import AE, _config
 from sqlalchemy import select
 
 from dicom_node import scu, storage
 from dicom_node.status import Status
-from triage.settings import DicomPeer
 from tests import synthetic
 from tests.conftest import PEER_ENV, require_tool, storescu, wait_until
+from triage.settings import DicomPeer
 from worklist.db import Instance, QuarantinedObject, Study, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,20 @@ def rows(listener, model):
 
 def test_echoscu_gets_success(listener):
     result = subprocess.run(
-        [require_tool("echoscu"), "-aet", "ECHOSCU", "-aec", "TRIAGE", "127.0.0.1", str(listener.port)],
-        capture_output=True, text=True, env=PEER_ENV, timeout=30, check=False,
+        [
+            require_tool("echoscu"),
+            "-aet",
+            "ECHOSCU",
+            "-aec",
+            "TRIAGE",
+            "127.0.0.1",
+            str(listener.port),
+        ],
+        capture_output=True,
+        text=True,
+        env=PEER_ENV,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -79,7 +91,9 @@ def test_stored_instance_is_on_disk_with_hash_and_row(listener, tmp_path):
 
 
 def encode(tool_args, source, target):
-    result = subprocess.run([*tool_args, str(source), str(target)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*tool_args, str(source), str(target)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     return target
 
@@ -97,10 +111,21 @@ def encode(tool_args, source, target):
         (("gdcmconv", "--j2k"), 12, JPEG2000Lossless, True, "-xv"),
         (("gdcmconv", "--j2k", "--lossy"), 12, JPEG2000, False, "-xw"),
     ],
-    ids=["jpeg-lossless-sv1", "jpeg-lossless", "jpeg-baseline", "jpeg-extended", "jpeg-ls", "rle",
-         "deflated", "j2k-lossless", "j2k"],
+    ids=[
+        "jpeg-lossless-sv1",
+        "jpeg-lossless",
+        "jpeg-baseline",
+        "jpeg-extended",
+        "jpeg-ls",
+        "rle",
+        "deflated",
+        "j2k-lossless",
+        "j2k",
+    ],
 )
-def test_compressed_inputs_are_stored_as_sent_and_decode(listener, tmp_path, tool, bits, expected_syntax, lossless, propose):
+def test_compressed_inputs_are_stored_as_sent_and_decode(
+    listener, tmp_path, tool, bits, expected_syntax, lossless, propose
+):
     original = synthetic.dx(bits=bits, rows=128, columns=96)
     [plain] = synthetic.write([original], tmp_path / "plain")
     compressed = encode([require_tool(tool[0]), *tool[1:]], plain, tmp_path / "compressed.dcm")
@@ -179,5 +204,7 @@ def test_conflicting_duplicate_is_quarantined_and_study_goes_conservative(listen
     [kept] = rows(listener, QuarantinedObject)
     assert kept.sop_instance_uid == first.SOPInstanceUID and kept.sha256 != stored.sha256
     assert rows(listener, Study)[0].conflict
-    version = wait_until(lambda: next((v for v in rows(listener, StudyVersion) if v.state == StudyState.NOT_ANALYSED), None))
+    version = wait_until(
+        lambda: next((v for v in rows(listener, StudyVersion) if v.state == StudyState.NOT_ANALYSED), None)
+    )
     assert "conflicting duplicate" in version.reason

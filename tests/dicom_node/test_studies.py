@@ -35,12 +35,19 @@ def monitor(database, settings):
 def receive(database, datasets, at):
     with database.session() as session:
         for ds in datasets:
-            store.add_instance(session, describe(ds, sha256="0" * 64, size_bytes=1, calling="TESTSCU", peer="127.0.0.1:1"), at)
+            store.add_instance(
+                session,
+                describe(ds, sha256="0" * 64, size_bytes=1, calling="TESTSCU", peer="127.0.0.1:1"),
+                at,
+            )
 
 
 def versions(database):
     with database.session() as session:
-        return [(v.number, v.state, v.reason) for v in session.scalars(select(StudyVersion).order_by(StudyVersion.id))]
+        return [
+            (v.number, v.state, v.reason)
+            for v in session.scalars(select(StudyVersion).order_by(StudyVersion.id))
+        ]
 
 
 def outbox(database):
@@ -96,7 +103,7 @@ def test_two_of_four_views_goes_to_double_reading_with_reason(database, monitor)
 def test_unrouted_study_is_ignored_with_reason(database, monitor):
     receive(database, [synthetic.dx(body_part="CHEST")], T0)
     monitor.sweep(T0 + timedelta(seconds=5))
-    [(number, state, reason)] = versions(database)
+    [(_number, state, reason)] = versions(database)
     assert state == StudyState.IGNORED and "CHEST" in reason
 
 
@@ -108,10 +115,16 @@ def test_late_image_opens_a_new_version_analysed_with_everything(database, monit
     late = synthetic.dx(ids, instance_number=2)
     receive(database, [late], T0 + timedelta(seconds=3))
     monitor.sweep(T0 + timedelta(seconds=5))
-    assert [(n, s) for n, s, _ in versions(database)] == [(1, StudyState.SUPERSEDED), (2, StudyState.QUEUED)]
+    assert [(n, s) for n, s, _ in versions(database)] == [
+        (1, StudyState.SUPERSEDED),
+        (2, StudyState.QUEUED),
+    ]
     second = dispatch.AnalyseStudy.model_validate(outbox(database)[1])
     assert second.version == 2
-    assert {r.sop_instance_uid for r in second.instances} == {first.SOPInstanceUID, late.SOPInstanceUID}
+    assert {r.sop_instance_uid for r in second.instances} == {
+        first.SOPInstanceUID,
+        late.SOPInstanceUID,
+    }
 
 
 def test_completion_happens_exactly_once(database, monitor):
@@ -136,7 +149,15 @@ def test_abandoned_analysis_is_queued_again_after_the_lease(database, monitor):
     monitor.sweep(T0 + timedelta(seconds=2))
     with database.session() as session:
         [version] = store.versions_in(session, StudyState.QUEUED)
-        assert store.transition(session, version.id, StudyState.QUEUED, StudyState.ANALYSING, T0, "claimed", claimed_at=T0)
+        assert store.transition(
+            session,
+            version.id,
+            StudyState.QUEUED,
+            StudyState.ANALYSING,
+            T0,
+            "claimed",
+            claimed_at=T0,
+        )
     assert monitor.sweep(T0 + timedelta(seconds=30)).requeued == 0
     assert monitor.sweep(T0 + timedelta(seconds=61)).requeued == 1
     assert versions(database)[0][1] == StudyState.QUEUED

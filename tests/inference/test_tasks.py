@@ -17,7 +17,9 @@ from worklist.db import OutboxMessage, StudyState, StudyVersion
 @pytest.fixture
 def queued(database, settings):
     """One trauma study, complete and queued; returns its task payload."""
-    monitor = StudyMonitor(database, routing.RoutingConfig.load(settings.routing_file), RecordingPublisher(), 60)
+    monitor = StudyMonitor(
+        database, routing.RoutingConfig.load(settings.routing_file), RecordingPublisher(), 60
+    )
     receive(database, [synthetic.dx()], T0)
     monitor.sweep(T0 + timedelta(seconds=2))
     with database.session() as session:
@@ -32,11 +34,16 @@ def state(database):
 
 def test_without_a_model_the_study_is_not_analysed_with_reason(database, queued):
     assert AnalyseStudyTask(database, pipelines={})(queued) == StudyState.NOT_ANALYSED
-    assert state(database) == (StudyState.NOT_ANALYSED, "no model is installed for the fracture pipeline")
+    assert state(database) == (
+        StudyState.NOT_ANALYSED,
+        "no model is installed for the fracture pipeline",
+    )
 
 
 def test_result_names_the_model_version(database, queued):
-    task = AnalyseStudyTask(database, {"fracture": lambda payload: Analysed("NO FRACTURE", "fracture-demo 1.0")})
+    task = AnalyseStudyTask(
+        database, {"fracture": lambda payload: Analysed("NO FRACTURE", "fracture-demo 1.0")}
+    )
     assert task(queued) == StudyState.ANALYSED
     assert state(database) == (StudyState.ANALYSED, "NO FRACTURE (model fracture-demo 1.0)")
 
@@ -59,7 +66,9 @@ def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(data
     payload_id = queued["study_version_id"]
     with database.session() as session:
         assert store.transition(session, payload_id, StudyState.QUEUED, StudyState.ANALYSING, T0, "claimed")
-        assert store.transition(session, payload_id, StudyState.ANALYSING, StudyState.NOT_ANALYSED, T0, "deadline")
+        assert store.transition(
+            session, payload_id, StudyState.ANALYSING, StudyState.NOT_ANALYSED, T0, "deadline"
+        )
     assert task.record(payload_id, Analysed("FRACTURE", "m 1")) == "late"
     assert state(database) == (StudyState.NOT_ANALYSED, "deadline")
 

@@ -16,11 +16,23 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def any_database(request, settings):
-    url = settings.resolved_database_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        settings.resolved_database_url
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     migrate(url)
     database = Database(url)
     with database.session() as session:  # the PostgreSQL database is shared by the session's tests
-        for table in ("state_changes", "audit_events", "instances", "study_versions", "studies", "outbox", "quarantine"):
+        for table in (
+            "state_changes",
+            "audit_events",
+            "instances",
+            "study_versions",
+            "studies",
+            "outbox",
+            "quarantine",
+        ):
             session.execute(text(f"DELETE FROM {table}"))
     yield database
     database.dispose()
@@ -28,7 +40,11 @@ def any_database(request, settings):
 
 def add(database, ds, at=T0):
     with database.session() as session:
-        return store.add_instance(session, describe(ds, sha256="1" * 64, size_bytes=10, calling="TESTSCU", peer="127.0.0.1:1"), at).id
+        return store.add_instance(
+            session,
+            describe(ds, sha256="1" * 64, size_bytes=10, calling="TESTSCU", peer="127.0.0.1:1"),
+            at,
+        ).id
 
 
 def test_migrations_are_idempotent(any_database):
@@ -49,7 +65,9 @@ def test_a_transition_is_won_by_one_writer_only(any_database):
     with any_database.session() as session:
         assert store.transition(session, version_id, StudyState.RECEIVING, StudyState.COMPLETE, T0, "first")
     with any_database.session() as session:
-        assert not store.transition(session, version_id, StudyState.RECEIVING, StudyState.COMPLETE, T0, "second")
+        assert not store.transition(
+            session, version_id, StudyState.RECEIVING, StudyState.COMPLETE, T0, "second"
+        )
     with any_database.session() as session:
         history = [(c.state, c.reason) for c in session.scalars(select(StateChange).order_by(StateChange.id))]
     assert history == [(StudyState.RECEIVING, "first instance"), (StudyState.COMPLETE, "first")]
@@ -72,7 +90,7 @@ def test_late_instance_opens_the_next_version(any_database):
 def test_sop_instance_uid_is_unique(any_database):
     ds = synthetic.dx()
     add(any_database, ds)
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         add(any_database, ds)
 
 
@@ -82,7 +100,15 @@ def test_listener_on_postgresql_stores_and_routes(make_settings, postgres_url):
 
     listener = Listener(make_settings(database_url=postgres_url))
     with listener.database.session() as session:
-        for table in ("state_changes", "audit_events", "instances", "study_versions", "studies", "outbox", "quarantine"):
+        for table in (
+            "state_changes",
+            "audit_events",
+            "instances",
+            "study_versions",
+            "studies",
+            "outbox",
+            "quarantine",
+        ):
             session.execute(text(f"DELETE FROM {table}"))
     listener.start()
     try:
