@@ -106,14 +106,13 @@ class OutboxPublisher:
     def publish_due(self, now: datetime, limit: int = 100) -> int:
         """Publish up to ``limit`` due messages; return how many the broker took."""
         with self._database.session() as session:
-            due = list(
-                session.execute(
-                    select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
-                    .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
-                    .order_by(OutboxMessage.id)
-                    .limit(limit)
-                ).tuples()
-            )
+            rows = session.execute(
+                select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
+                .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            ).all()
+        due = [(int(row.id), str(row.task_name), dict(row.payload)) for row in rows]
         published: list[int] = []
         failure: str | None = None
         for message_id, task_name, payload in due:

@@ -147,6 +147,7 @@ def test_compressed_inputs_are_stored_as_sent_and_decode(
         assert np.abs(pixels.astype(float) - original.pixel_array).mean() < (1 << bits) / 20
 
 
+@pytest.mark.filterwarnings("ignore:Expected explicit VR")
 def test_malformed_data_set_is_quarantined_with_cannot_understand(listener, tmp_path):
     [path] = synthetic.write([synthetic.dx()], tmp_path / "in")
     raw = path.read_bytes()
