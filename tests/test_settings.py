@@ -68,3 +68,17 @@ def test_unknown_key_in_the_yaml_file_is_refused(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_the_example_file_documents_every_setting_and_loads():
+    import yaml
+
+    from tests.conftest import REPO
+    from triage.settings import Settings
+
+    example = REPO / "configs" / "service.example.yaml"
+    assert set(yaml.safe_load(example.read_text())) == set(Settings.model_fields)
+    assert load_settings(example, routing_file=REPO / "configs" / "routing.yaml").allowed_calling_aes == (
+        "PACS",
+        "ORTHANC",
+    )
