@@ -48,8 +48,20 @@ def send(port: int, paths: list[Path], called: str) -> float:
     """Send ``paths`` with one storescu association; return the seconds it took."""
     started = time.perf_counter()
     result = subprocess.run(
-        [require_tool("storescu"), "-aet", "STORESCU", "-aec", called, "127.0.0.1", str(port), *map(str, paths)],
-        env=ENV, capture_output=True, text=True, check=False,
+        [
+            require_tool("storescu"),
+            "-aet",
+            "STORESCU",
+            "-aec",
+            called,
+            "127.0.0.1",
+            str(port),
+            *map(str, paths),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
@@ -61,9 +73,22 @@ def start_triage(home: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in ENV.items() if not k.startswith("TRIAGE_")}
     env.update(TRIAGE_HOME=str(home), TRIAGE_DICOM_PORT=str(port), TRIAGE_ALLOWED_CALLING_AES="STORESCU")
     log = (home.parent / f"{home.name}.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "triage", "listener"], env=env, stdout=log, stderr=log, cwd=REPO)
-    wait_until(lambda: subprocess.run([require_tool("echoscu"), "-aec", "TRIAGE", "-aet", "STORESCU", "127.0.0.1", str(port)],
-                                      env=ENV, capture_output=True, check=False).returncode == 0, timeout=60, interval=0.2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triage", "listener"], env=env, stdout=log, stderr=log, cwd=REPO
+    )
+    wait_until(
+        lambda: (
+            subprocess.run(
+                [require_tool("echoscu"), "-aec", "TRIAGE", "-aet", "STORESCU", "127.0.0.1", str(port)],
+                env=ENV,
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        ),
+        timeout=60,
+        interval=0.2,
+    )
     return process
 
 
@@ -96,11 +121,26 @@ def bench_storescp(work: Path, paths: list[Path]) -> float:
     port = free_port()
     out = work / "storescp"
     out.mkdir()
-    process = subprocess.Popen([require_tool("storescp"), "-od", str(out), "+xa", str(port)], env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [require_tool("storescp"), "-od", str(out), "+xa", str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_until(lambda: subprocess.run([require_tool("echoscu"), "127.0.0.1", str(port)], env=ENV,
-                                          capture_output=True, check=False).returncode == 0, timeout=30, interval=0.2)
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    [require_tool("echoscu"), "127.0.0.1", str(port)],
+                    env=ENV,
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=30,
+            interval=0.2,
+        )
         return send(port, paths, "ANY-SCP")
     finally:
         process.terminate()
@@ -134,17 +174,26 @@ def main() -> None:
     try:
         paths = make_instances(work / "dx", args.count, args.size, args.size)
         total_mb = sum(p.stat().st_size for p in paths) / 1e6
-        print(f"ingest: {args.count} DX {args.size}x{args.size} 16-bit, {total_mb:.0f} MB, one storescu association, TCP_NODELAY=1")
+        print(
+            f"ingest: {args.count} DX {args.size}x{args.size} 16-bit, {total_mb:.0f} MB, "
+            f"one storescu association, TCP_NODELAY=1, files under {work}"
+        )
         seconds = {}
         for name, run in (("storescp", bench_storescp), ("orthanc", bench_orthanc), ("triage", bench_triage)):
             seconds[name] = run(work, paths)
             print(f"  {name:9s} {seconds[name]:7.2f} s  {total_mb / seconds[name]:8.1f} MB/s")
-            shutil.rmtree(work / {"storescp": "storescp", "orthanc": "orthanc", "triage": "triage-home"}[name], ignore_errors=True)
+            shutil.rmtree(
+                work / {"storescp": "storescp", "orthanc": "orthanc", "triage": "triage-home"}[name],
+                ignore_errors=True,
+            )
         rate = {name: total_mb / s for name, s in seconds.items()}
         print(f"  triage / orthanc  = {rate['triage'] / rate['orthanc']:.2f}x  (target >= 1.5x)")
         print(f"  triage / storescp = {rate['triage'] / rate['storescp']:.2f}x  (target >= 0.5x)")
         before, peak, size = bench_memory(work, args.large_gib)
-        print(f"memory: one {size / (1 << 30):.2f} GiB instance: listener peak RSS {before:.0f} MiB before, {peak:.0f} MiB after (target < 300 MiB)")
+        print(
+            f"memory: one {size / (1 << 30):.2f} GiB instance: listener peak RSS {before:.0f} MiB "
+            f"before, {peak:.0f} MiB after (target < 300 MiB)"
+        )
         print(json.dumps({"mb_per_s": rate, "peak_rss_mib": peak, "large_instance_bytes": size}))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,6 +23,7 @@ from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node import routing, storage
+from dicom_node.spool import Spools
 from dicom_node.status import Status
 from triage.logs import correlation_id
 from worklist import store
@@ -60,6 +61,7 @@ class StoragePaths:
 
     storage_dir: Path
     quarantine_dir: Path
+    incoming_dir: Path
 
 
 class _UidLocks:
@@ -155,6 +157,7 @@ class StorageHandlers:
         self._database = database
         self._paths = paths
         self._locks = _UidLocks()
+        self.spools = Spools(paths.incoming_dir)
 
     def on_echo(self, event: Event) -> int:
         """Answer C-ECHO (PS3.4 A.4): the node is up."""
@@ -191,7 +194,7 @@ class StorageHandlers:
     def _persist(self, path: Path, ds: Dataset, calling: str, peer: str) -> Status:
         received = describe(
             ds,
-            sha256=storage.sha256_of(path),
+            sha256=self._sha256(path),
             size_bytes=path.stat().st_size,
             calling=calling,
             peer=peer,
@@ -222,11 +225,15 @@ class StorageHandlers:
             store.add_instance(session, received, now)
         return Status.SUCCESS
 
+    def _sha256(self, path: Path) -> str:
+        """The file's SHA-256, computed while it was received, or now if it was not."""
+        return self.spools.sha256(path) or storage.sha256_of(path)
+
     def _quarantine_rejected(
         self, path: Path, calling: str, sop_instance_uid: str, rejected: Rejected
     ) -> Status:
         """Keep a rejected object for inspection and answer its failure status."""
-        sha256 = storage.sha256_of(path)
+        sha256 = self._sha256(path)
         key = storage.quarantine_key(sop_instance_uid, sha256)
         try:
             storage.make_durable(path, self._paths.quarantine_dir, key)

@@ -31,7 +31,7 @@ class Listener:
             settings.analysis_lease_seconds,
         )
         self.handlers = StorageHandlers(
-            self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir)
+            self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir)
         )
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: MonitorThread | None = None

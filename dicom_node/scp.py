@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import tempfile
 
 from pydicom import uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
@@ -66,12 +65,9 @@ def build_ae(settings: Settings) -> AE:
             "or to * to accept any caller on a network you trust."
         )
     # pynetdicom reads these module settings; this is the one place we set them. Instances stream to
-    # a file as they arrive (memory does not grow with instance size), in a folder on the same
-    # filesystem as storage so that making one durable is a rename, not a copy.
+    # a file as they arrive, so memory does not grow with instance size (see dicom_node/spool.py).
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.LOG_HANDLER_LEVEL = "none"
-    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
-    tempfile.tempdir = str(settings.incoming_dir.resolve())
 
     ae = AE(ae_title=settings.ae_title)
     ae.add_supported_context(VERIFICATION)
@@ -91,6 +87,7 @@ def build_ae(settings: Settings) -> AE:
 def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAssociationServer:
     """Start serving in background threads; stop with ``server.shutdown()``."""
     ae = build_ae(settings)
+    handlers.spools.install()
     server = ae.start_server(
         (settings.dicom_host, settings.dicom_port),
         block=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,6 +64,13 @@ def make_durable(source: Path, root: Path, key: str) -> Path:
         new_dirs.append(parent)
         parent = parent.parent
     target.parent.mkdir(parents=True, exist_ok=True)
+    if source.stat().st_dev != target.parent.stat().st_dev:
+        # Storage mounted apart from the incoming folder: copy beside the target first, so that
+        # the final step is still an atomic rename within one filesystem.
+        staged = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, staged)
+        source.unlink()
+        source = staged
     fd = os.open(source, os.O_RDONLY)
     try:
         os.fsync(fd)

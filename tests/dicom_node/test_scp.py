@@ -209,3 +209,22 @@ def test_conflicting_duplicate_is_quarantined_and_study_goes_conservative(listen
         lambda: next((v for v in rows(listener, StudyVersion) if v.state == StudyState.NOT_ANALYSED), None)
     )
     assert "conflicting duplicate" in version.reason
+
+
+def test_associations_beyond_the_maximum_are_refused(make_settings):
+    from dicom_node.listener import Listener
+
+    node = Listener(make_settings(max_associations=1))
+    node.start()
+    try:
+        first = AE(ae_title="TESTSCU")
+        first.add_requested_context("1.2.840.10008.1.1")
+        held = first.associate("127.0.0.1", node.port, ae_title="TRIAGE")
+        assert held.is_established
+        second = AE(ae_title="TESTSCU")
+        second.add_requested_context("1.2.840.10008.1.1")
+        refused = second.associate("127.0.0.1", node.port, ae_title="TRIAGE")
+        assert refused.is_rejected
+        held.release()
+    finally:
+        node.stop()

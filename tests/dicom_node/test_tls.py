@@ -1,0 +1,134 @@
+"""DICOM TLS (PS3.15 B.1) with client certificates, against DCMTK's echoscu built with OpenSSL."""
+
+import subprocess
+
+import pytest
+
+from tests.conftest import PEER_ENV, require_tool
+
+pytestmark = pytest.mark.integration
+
+
+def openssl(*args, cwd):
+    subprocess.run([require_tool("openssl"), *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
+    for name in ("server", "client"):
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
+        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=d,
+        )
+    return d
+
+
+@pytest.fixture
+def tls_listener(make_settings, pki):
+    from dicom_node.listener import Listener
+
+    node = Listener(
+        make_settings(
+            tls_certificate=pki / "server.crt",
+            tls_private_key=pki / "server.key",
+            tls_client_ca=pki / "ca.crt",
+        )
+    )
+    node.start()
+    yield node
+    node.stop()
+
+
+def echoscu_tls(port, pki, *, with_client_certificate):
+    credentials = ["client.key", "client.crt"] if with_client_certificate else []
+    args = ["+tls", *credentials] if credentials else ["+tla"]  # +tla: TLS without a certificate
+    return subprocess.run(
+        [
+            require_tool("echoscu"),
+            "-aet",
+            "ECHOSCU",
+            "-aec",
+            "TRIAGE",
+            *args,
+            "+cf",
+            "ca.crt",
+            "+px",
+            "127.0.0.1",
+            str(port),
+        ],
+        cwd=pki,
+        capture_output=True,
+        text=True,
+        env=PEER_ENV,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_tls_echo_with_a_client_certificate_succeeds(tls_listener, pki):
+    result = echoscu_tls(tls_listener.port, pki, with_client_certificate=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_tls_without_a_client_certificate_is_refused(tls_listener, pki):
+    result = echoscu_tls(tls_listener.port, pki, with_client_certificate=False)
+    assert result.returncode != 0
+
+
+def test_plain_tcp_to_a_tls_listener_is_refused(tls_listener):
+    result = subprocess.run(
+        [require_tool("echoscu"), "-aet", "ECHOSCU", "-aec", "TRIAGE", "127.0.0.1", str(tls_listener.port)],
+        capture_output=True,
+        text=True,
+        env=PEER_ENV,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
