@@ -42,6 +42,7 @@ lint: install
 
 bench: install peers
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.inference
 
 clean:
 	rm -rf $(VENV) $(STAMPS) var

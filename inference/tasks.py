@@ -2,51 +2,43 @@
 
 A task claims its study version (QUEUED -> ANALYSING) before any work, so a duplicate message, a
 re-delivery or a re-queue after a restart never analyses a version twice. Anything that fails
-ends in NOT_ANALYSED with the reason: the conservative path, visibly.
+ends in NOT_ANALYSED with the reason: the conservative path, visibly. Storage hiccups are retried
+a bounded number of times first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from dicom_node.dispatch import AnalyseStudy
+from inference.model import ModelUnavailable
+from inference.reading import StorageUnavailable
+from inference.schemas import Analysed, Skipped
+from triage import __version__
 from worklist import store
 from worklist.db import Database, StudyState, utcnow
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Analysed:
-    """A pipeline's result for one study version."""
-
-    summary: str
-    model_version: str
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """The pipeline could not analyse the study; it takes the conservative path for ``reason``."""
-
-    reason: str
-
-
 Pipeline = Callable[[AnalyseStudy], Analysed | Skipped]
-
-
-def no_model(payload: AnalyseStudy) -> Skipped:
-    """The pipeline used when no model is installed for a study's pipeline."""
-    return Skipped(f"no model is installed for the {payload.pipeline} pipeline")
+STORAGE_ATTEMPTS = 3
 
 
 class AnalyseStudyTask:
     """The body of ``triage.analyse_study``, callable without a broker."""
 
-    def __init__(self, database: Database, pipelines: dict[str, Pipeline]) -> None:
+    def __init__(
+        self, database: Database, pipelines: Mapping[str, Pipeline], retry_seconds: float = 1.0
+    ) -> None:
         self._database = database
         self._pipelines = pipelines
+        self._retry_seconds = retry_seconds
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
         payload = AnalyseStudy.model_validate(raw_payload)
@@ -64,25 +56,65 @@ class AnalyseStudyTask:
         if not claimed:
             logger.info("study version %d is not queued (any more); nothing to do", payload.study_version_id)
             return "not-queued"
-        outcome = self._pipelines.get(payload.pipeline, no_model)(payload)
-        return self.record(payload.study_version_id, outcome)
+        return self.record(payload, self.analyse(payload))
 
-    def record(self, study_version_id: int, outcome: Analysed | Skipped) -> str:
-        """Store an outcome, unless the version left ANALYSING meanwhile (deadline passed)."""
+    def analyse(self, payload: AnalyseStudy) -> Analysed | Skipped:
+        """Run the study's pipeline; every failure becomes a Skipped with its reason."""
+        for attempt in range(1, STORAGE_ATTEMPTS + 1):
+            try:
+                pipeline = self._pipelines[payload.pipeline]
+                return pipeline(payload)
+            except KeyError:
+                return Skipped(f"no model is installed for the {payload.pipeline} pipeline")
+            except ModelUnavailable as error:
+                return Skipped(f"the {payload.pipeline} model is unavailable: {error}")
+            except SoftTimeLimitExceeded:
+                return Skipped("analysis exceeded its time limit")
+            except StorageUnavailable as error:
+                if attempt == STORAGE_ATTEMPTS:
+                    return Skipped(f"storage unavailable after {attempt} attempts: {error}")
+                delay = self._retry_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
+                logger.warning("storage unavailable, retrying in %.1f s: %s", delay, error)
+                time.sleep(delay)
+            except Exception as error:  # process boundary: a bug must not leave a study hanging
+                logger.exception("analysis of study version %d failed", payload.study_version_id)
+                return Skipped(f"analysis failed: {type(error).__name__}")
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def record(self, payload: AnalyseStudy, outcome: Analysed | Skipped) -> str:
+        """Store the result, unless the version left ANALYSING meanwhile (its deadline passed)."""
         now = utcnow()
+        analysed = isinstance(outcome, Analysed)
+        new = StudyState.ANALYSED if analysed else StudyState.NOT_ANALYSED
+        reason = outcome.summary if isinstance(outcome, Analysed) else outcome.reason
+        if outcome.model is not None:
+            reason = f"{reason} [model {outcome.model.name} {outcome.model.version}]"
         with self._database.session() as session:
-            if isinstance(outcome, Analysed):
-                new, reason = (
-                    StudyState.ANALYSED,
-                    f"{outcome.summary} (model {outcome.model_version})",
-                )
-            else:
-                new, reason = StudyState.NOT_ANALYSED, outcome.reason
-            if not store.transition(session, study_version_id, StudyState.ANALYSING, new, now, reason):
+            if not store.transition(
+                session, payload.study_version_id, StudyState.ANALYSING, new, now, reason
+            ):
                 logger.warning(
-                    "study version %d left ANALYSING before its result was recorded",
-                    study_version_id,
+                    "study version %d left ANALYSING before its result was recorded", payload.study_version_id
                 )
                 return "late"
-        logger.info("study version %d: %s", study_version_id, new)
+            model = (
+                asdict(outcome.model) if outcome.model else {"name": "", "version": "", "weights_sha256": ""}
+            )
+            store.add_result(
+                session,
+                version_id=payload.study_version_id,
+                pipeline=payload.pipeline,
+                analysed=analysed,
+                summary=reason,
+                model_name=model["name"],
+                model_version=model["version"],
+                weights_sha256=model["weights_sha256"],
+                software_version=__version__,
+                device=outcome.device if isinstance(outcome, Analysed) else "",
+                outcome=outcome.outcome,
+                inputs={"instances": outcome.inputs if isinstance(outcome, Analysed) else []},
+                timings_ms=outcome.timings_ms if isinstance(outcome, Analysed) else {},
+                created_at=now,
+            )
+        logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)

@@ -1,13 +1,20 @@
-"""The Celery worker: JSON only, late acknowledgement, prefetch 1, time limits, one process per model."""
+"""The Celery worker: JSON only, late acknowledgement, prefetch 1, time limits, one model per process."""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from celery import Celery
+from celery.signals import worker_process_init
 
 from dicom_node.dispatch import ANALYSE_STUDY, make_celery
+from inference.breast import BreastPipeline
+from inference.fracture import FracturePipeline
+from inference.model import ModelUnavailable, load_model, pick_device
 from inference.tasks import AnalyseStudyTask, Pipeline
 from triage.settings import Settings
 from worklist.db import Database
@@ -16,9 +23,57 @@ logger = logging.getLogger(__name__)
 
 SOFT_TIME_LIMIT_SECONDS = 300
 TIME_LIMIT_SECONDS = 360
+PIPELINES = ("fracture", "breast")
 
 
-def make_worker_app(settings: Settings, database: Database, pipelines: dict[str, Pipeline]) -> Celery:
+class ModelPipelines(Mapping[str, Pipeline]):
+    """Each pipeline's model, loaded once per worker process on first use (after the fork)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loaded: dict[str, Pipeline] = {}
+
+    def __getitem__(self, name: str) -> Pipeline:
+        if name not in PIPELINES:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = self._load(name)
+        return self._loaded[name]
+
+    def _load(self, name: str) -> Pipeline:
+        folder = self._settings.models_dir / name
+        if not folder.is_dir():
+            raise ModelUnavailable(f"no model folder {folder}")
+        model = load_model(folder, pick_device())
+        logger.info(
+            "%s pipeline runs %s %s on %s with %d CPU thread(s)",
+            name,
+            model.card.name,
+            model.card.version,
+            model.device,
+            torch.get_num_threads(),
+        )
+        if name == "fracture":
+            return FracturePipeline(model, self._settings.storage_dir)
+        return BreastPipeline(model, self._settings.storage_dir, self._settings.single_read_max_score)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PIPELINES)
+
+    def __len__(self) -> int:
+        return len(PIPELINES)
+
+
+def threads_per_process(settings: Settings, concurrency: int, cpus: int | None = None) -> int:
+    """Torch threads per worker process: the cores shared out, never oversubscribed (FIELD-NOTES)."""
+    if settings.worker_threads:
+        return settings.worker_threads
+    return max(1, (cpus or os.cpu_count() or 1) // concurrency)
+
+
+def make_worker_app(
+    settings: Settings, database: Database, pipelines: Mapping[str, Pipeline], concurrency: int = 1
+) -> Celery:
     """Build the worker's Celery app with ``triage.analyse_study`` bound to this database."""
     app = make_celery(settings, name="triage-worker")
     app.conf.update(
@@ -30,9 +85,18 @@ def make_worker_app(settings: Settings, database: Database, pipelines: dict[str,
         worker_hijack_root_logger=False,
     )
     body = AnalyseStudyTask(database, pipelines)
+    threads = threads_per_process(settings, concurrency)
+
+    @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _child_started(**_: Any) -> None:
+        torch.set_num_threads(threads)
+        database.engine.dispose(close=False)  # connections must not cross a fork
 
     @app.task(name=ANALYSE_STUDY)  # type: ignore[untyped-decorator]
     def analyse_study(payload: dict[str, Any]) -> str:
         return body(payload)
 
+    logger.info(
+        "worker: device %s, %d process(es), %d torch thread(s) each", pick_device(), concurrency, threads
+    )
     return app

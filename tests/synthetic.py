@@ -145,6 +145,7 @@ def mg(
     code.CodingSchemeDesignator = "SCT"
     ds.ViewCodeSequence = Sequence([code])
     ds.BreastImplantPresent = implant
+    ds.PatientOrientation = ["P", "F"] if laterality == "R" else ["A", "F"]  # chest wall right for R
     ds.StudyDescription = "Screening mammography"
     ds.InstanceNumber = {"R-CC": 1, "L-CC": 2, "R-MLO": 3, "L-MLO": 4}.get(f"{laterality}-{view}", 5)
     _pixels(ds, rows, columns, 12, seed)

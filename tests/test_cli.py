@@ -94,14 +94,13 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
         def final_state():
             with database.session() as session:
                 version = session.scalars(select(StudyVersion)).one()
-                return (version.state, version.reason) if version.state == StudyState.NOT_ANALYSED else None
+                return (version.state, version.reason) if version.state == StudyState.ANALYSED else None
 
-        # Until the breast model lands (issue 3), the worker takes the study down the conservative path.
-        _state, reason = wait_until(final_state, timeout=60)
-        assert reason == "no model is installed for the breast pipeline"
+        _state, reason = wait_until(final_state, timeout=120)
+        assert reason.startswith("score ") and reason.endswith("[model triage-breast-demo 1.0.0]")
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)
-        assert ready == {"database": True, "studies_by_state": {"NOT_ANALYSED": 1}}
+        assert ready == {"database": True, "studies_by_state": {"ANALYSED": 1}}
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(60)

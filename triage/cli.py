@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
@@ -70,13 +71,14 @@ def worker(
 ) -> None:
     """Run a Celery worker that analyses queued studies."""
     from dicom_node.dispatch import QUEUE
-    from inference.worker import make_worker_app
+    from inference.worker import ModelPipelines, make_worker_app
     from worklist.db import Database, migrate
 
     configure_logging()
     settings = _settings(config)
     migrate(settings.resolved_database_url)
-    celery_app = make_worker_app(settings, Database(settings.resolved_database_url), pipelines={})
+    database = Database(settings.resolved_database_url)
+    celery_app = make_worker_app(settings, database, ModelPipelines(settings), concurrency)
     celery_app.worker_main(
         [
             "worker",
@@ -147,6 +149,36 @@ def serve(config: ConfigOption = None) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path, typer.Argument(exists=True, help="Base training YAML, e.g. configs/train/fracture.yaml.")
+    ],
+    overlays: Annotated[
+        list[Path] | None, typer.Argument(exists=True, help="Overlays applied in order.")
+    ] = None,
+    data: Annotated[
+        Path, typer.Option("--data", exists=True, file_okay=False, help="The data set's folder.")
+    ] = Path(),
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (weights + card.json).")] = Path(),
+) -> None:
+    """Train a model, choose its operating points on held-out data, and write it with its model card."""
+    from training.config import load_config
+    from training.train import run
+
+    configure_logging()
+    cfg = load_config(config, *(overlays or []))
+
+    def progress(epoch: int, epochs: int, loss: float, elapsed: float) -> None:
+        eta = elapsed / epoch * (epochs - epoch)
+        typer.echo(
+            f"epoch {epoch}/{epochs}  loss {loss:.4f}  elapsed {elapsed:.0f} s  eta {eta:.0f} s", err=True
+        )
+
+    card = run(cfg, data, out, progress)
+    typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
 
 
 @app.command()

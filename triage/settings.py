@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     routing_file: Path = _SOURCE_TREE_CONFIGS / "routing.yaml"
+    models_dir: Path = _SOURCE_TREE_CONFIGS.parent / "models"
+    single_read_max_score: int = Field(default=5, ge=0, le=10)
+    worker_threads: int = Field(default=0, ge=0)
 
     max_associations: int = Field(default=16, ge=1)
     acse_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -266,3 +266,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Result(Base):
+    """What a model said about one study version, and everything needed to trust or redo it."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"), unique=True)
+    pipeline: Mapped[str] = mapped_column(String(32))
+    analysed: Mapped[bool]
+    summary: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str] = mapped_column(String(128), default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    weights_sha256: Mapped[str] = mapped_column(String(64), default="")
+    software_version: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(32), default="")
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,6 +18,7 @@ from worklist.db import (
     Instance,
     OutboxMessage,
     QuarantinedObject,
+    Result,
     StateChange,
     Study,
     StudyState,
@@ -227,3 +228,8 @@ def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, An
 def count_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(StudyVersion.state, func.count()).group_by(StudyVersion.state)).all()
     return {str(state): int(count) for state, count in rows}
+
+
+def add_result(session: Session, **values: Any) -> None:
+    """Record a pipeline's result for a study version (one per version)."""
+    session.add(Result(**values))

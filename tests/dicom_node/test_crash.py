@@ -77,7 +77,7 @@ def test_acknowledged_instances_survive_sigkill_and_nothing_runs_twice(make_sett
     worker = start_triage("worker", settings, tmp_path / "worker.log")
     try:
         wait_until(lambda: storescu(settings.dicom_port, *paths).returncode == 0, timeout=30, interval=0.5)
-        wait_until(lambda: _states(database) == [StudyState.NOT_ANALYSED], timeout=60)
+        wait_until(lambda: _states(database) == [StudyState.ANALYSED], timeout=120)
     finally:
         stop(listener)
         stop(worker)

@@ -21,6 +21,8 @@ REDIS_TEST_DB = 13
 
 
 def version_state(database):
+    """The study's state; the worker took it when it is NOT_ANALYSED, which a DB-only study (no files in
+    storage) always ends as: "missing from storage"."""
     with database.session() as session:
         return session.scalars(select(StudyVersion.state)).one()
 

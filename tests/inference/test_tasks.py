@@ -3,15 +3,22 @@
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from dicom_node import routing
+from dicom_node.dispatch import AnalyseStudy
 from dicom_node.studies import StudyMonitor
-from inference.tasks import Analysed, AnalyseStudyTask, Skipped
+from inference.model import ModelUnavailable
+from inference.reading import StorageUnavailable
+from inference.schemas import Analysed, ModelIdentity, Skipped
+from inference.tasks import AnalyseStudyTask
 from tests import synthetic
 from tests.dicom_node.test_studies import T0, RecordingPublisher, receive
 from worklist import store
-from worklist.db import OutboxMessage, StudyState, StudyVersion
+from worklist.db import OutboxMessage, Result, StudyState, StudyVersion
+
+MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
 
 
 @pytest.fixture
@@ -41,11 +48,55 @@ def test_without_a_model_the_study_is_not_analysed_with_reason(database, queued)
 
 
 def test_result_names_the_model_version(database, queued):
-    task = AnalyseStudyTask(
-        database, {"fracture": lambda payload: Analysed("NO FRACTURE", "fracture-demo 1.0")}
-    )
+    outcome = {"state": "NO FRACTURE", "probability": 0.01}
+    task = AnalyseStudyTask(database, {"fracture": lambda payload: Analysed("NO FRACTURE", MODEL, outcome)})
     assert task(queued) == StudyState.ANALYSED
-    assert state(database) == (StudyState.ANALYSED, "NO FRACTURE (model fracture-demo 1.0)")
+    assert state(database) == (StudyState.ANALYSED, "NO FRACTURE [model fracture-demo 1.0]")
+    with database.session() as session:
+        result = session.scalars(select(Result)).one()
+    assert (result.model_name, result.model_version, result.weights_sha256) == (
+        "fracture-demo",
+        "1.0",
+        "ab" * 32,
+    )
+    assert result.outcome == outcome and result.software_version
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (ModelUnavailable("weights missing"), "the fracture model is unavailable: weights missing"),
+        (SoftTimeLimitExceeded(), "analysis exceeded its time limit"),
+        (RuntimeError("bug"), "analysis failed: RuntimeError"),
+    ],
+)
+def test_a_crashed_or_timed_out_analysis_ends_conservative(database, queued, failure, reason):
+    def pipeline(payload):
+        raise failure
+
+    assert AnalyseStudyTask(database, {"fracture": pipeline})(queued) == StudyState.NOT_ANALYSED
+    assert state(database) == (StudyState.NOT_ANALYSED, reason)
+
+
+def test_storage_hiccups_are_retried_a_bounded_number_of_times(database, queued):
+    calls = []
+
+    def flaky(payload):
+        calls.append(1)
+        if len(calls) < 3:
+            raise StorageUnavailable("NFS timeout")
+        return Analysed("NO FRACTURE", MODEL, {})
+
+    assert AnalyseStudyTask(database, {"fracture": flaky}, retry_seconds=0.01)(queued) == StudyState.ANALYSED
+    assert len(calls) == 3
+
+
+def test_storage_that_stays_down_ends_conservative(database, queued):
+    def down(payload):
+        raise StorageUnavailable("NFS gone")
+
+    AnalyseStudyTask(database, {"fracture": down}, retry_seconds=0.01)(queued)
+    assert state(database)[1].startswith("storage unavailable after 3 attempts")
 
 
 def test_a_duplicate_message_analyses_nothing_twice(database, queued):
@@ -63,13 +114,14 @@ def test_a_duplicate_message_analyses_nothing_twice(database, queued):
 
 def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(database, queued):
     task = AnalyseStudyTask(database, {})
-    payload_id = queued["study_version_id"]
+    payload = AnalyseStudy.model_validate(queued)
+    payload_id = payload.study_version_id
     with database.session() as session:
         assert store.transition(session, payload_id, StudyState.QUEUED, StudyState.ANALYSING, T0, "claimed")
         assert store.transition(
             session, payload_id, StudyState.ANALYSING, StudyState.NOT_ANALYSED, T0, "deadline"
         )
-    assert task.record(payload_id, Analysed("FRACTURE", "m 1")) == "late"
+    assert task.record(payload, Analysed("FRACTURE", MODEL, {})) == "late"
     assert state(database) == (StudyState.NOT_ANALYSED, "deadline")
 
 

@@ -1,0 +1,91 @@
+"""Inference benchmark on the bundled models, CPU (or GPU when present), one run, same inputs.
+
+Prints: raw model forward images/s on already prepared inputs; the pipeline's images/s from
+DICOM file in storage to result (target >= 0.9x raw); per-study latency p50/p95 for a 3-image
+trauma study and a 4-view screen. Inputs are phantom studies at clinical matrix sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from inference.breast import BreastPipeline
+from inference.fracture import FracturePipeline
+from inference.model import load_model, pick_device
+from inference.reading import read_study
+from tests import phantoms
+from tests.conftest import REPO
+from tests.inference.test_pipelines import store
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def bench(name: str, pipeline, payloads, model, images_per_study: int) -> dict[str, float]:
+    pipeline(payloads[0])  # warm-up: first call allocates
+    prepared = [
+        torch.stack([i.prepared.pixels for i in read_study(p, pipeline._storage_dir, model.card.input_size)])
+        for p in payloads
+    ]
+    started = time.perf_counter()
+    with torch.inference_mode(), model.autocast():
+        for batch in prepared:
+            model.network(batch.to(model.device))
+    raw = len(payloads) * images_per_study / (time.perf_counter() - started)
+    latencies = []
+    started = time.perf_counter()
+    for payload in payloads:
+        t = time.perf_counter()
+        pipeline(payload)
+        latencies.append(time.perf_counter() - t)
+    end_to_end = len(payloads) * images_per_study / (time.perf_counter() - started)
+    p50, p95 = percentile(latencies, 50) * 1000, percentile(latencies, 95) * 1000
+    print(
+        f"  {name:8s} raw forward {raw:6.1f} img/s | pipeline {end_to_end:6.1f} img/s "
+        f"({end_to_end / raw:.2f}x raw, target >= 0.9x) | study latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    )
+    return {"raw_images_per_s": raw, "pipeline_images_per_s": end_to_end, "p50_ms": p50, "p95_ms": p95}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--size", type=int, default=2048, help="phantom matrix (rows = columns)")
+    args = parser.parse_args()
+    device = pick_device()
+    print(
+        f"inference: {args.studies} studies each, phantoms {args.size}x{args.size}, device {device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    work = Path(tempfile.mkdtemp(prefix="triage-bench-inference-"))
+    try:
+        fracture = load_model(REPO / "models" / "fracture", device)
+        breast = load_model(REPO / "models" / "breast", device)
+        trauma = [
+            store(phantoms.trauma_study(i % 2 == 0, seed=i, size=args.size, images=3), work, "fracture")
+            for i in range(args.studies)
+        ]
+        screens = [
+            store(phantoms.screen("L" if i % 3 == 0 else None, seed=i, size=args.size), work, "breast")
+            for i in range(args.studies)
+        ]
+        results = {
+            "trauma_3_images": bench("trauma", FracturePipeline(fracture, work), trauma, fracture, 3),
+            "screen_4_views": bench("screen", BreastPipeline(breast, work, 5), screens, breast, 4),
+        }
+        print(json.dumps(results))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Metrics, operating points and evaluation reports."""

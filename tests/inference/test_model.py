@@ -1,0 +1,79 @@
+"""Model cards, weight checks, and the bundled models against their own cards' held-out figures."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from inference.model import ModelCard, ModelUnavailable, load_model
+from tests.conftest import REPO
+from training.config import load_config
+from training.data import ADAPTERS, readable, split_by_group
+from training.train import exam_scores, image_probabilities
+
+MODELS = REPO / "models"
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def card_values(pipeline):
+    return json.loads((MODELS / pipeline / "card.json").read_text())
+
+
+def test_a_fracture_card_without_operating_points_is_refused():
+    values = card_values("fracture")
+    del values["doubt_threshold"]
+    with pytest.raises(ValidationError, match="fracture_threshold and doubt_threshold"):
+        ModelCard.model_validate(values)
+
+
+def test_a_breast_card_without_nine_cut_points_is_refused():
+    values = card_values("breast")
+    values["decile_cut_points"] = values["decile_cut_points"][:5]
+    with pytest.raises(ValidationError, match="nine"):
+        ModelCard.model_validate(values)
+
+
+def test_weights_that_do_not_match_the_card_are_refused(tmp_path):
+    shutil.copytree(MODELS / "fracture", tmp_path / "fracture")
+    weights = tmp_path / "fracture" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ModelUnavailable, match="SHA-256"):
+        load_model(tmp_path / "fracture", torch.device("cpu"))
+
+
+def test_a_missing_model_is_unavailable(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no valid model card"):
+        load_model(tmp_path, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("pipeline", ["fracture", "breast"])
+def test_bundled_model_cards_say_what_a_user_must_know(pipeline):
+    card = ModelCard.read(MODELS / pipeline)
+    assert "NOT FOR CLINICAL USE" in card.intended_use
+    assert all(credit.attribution and credit.licence for credit in card.data)
+    assert all(m.ci95_low <= m.value <= m.ci95_high for m in card.metrics.values())
+    if pipeline == "breast":
+        assert any(credit.synthetic for credit in card.data), "synthetic views are declared"
+    assert sum(p.stat().st_size for p in MODELS.rglob("weights.pt")) < 50 * 2**20
+
+
+@pytest.mark.parametrize(("pipeline", "metric"), [("fracture", "auroc"), ("breast", "exam_auroc")])
+def test_bundled_model_reproduces_its_held_out_figures(pipeline, metric):
+    """A preprocessing or weights change that moves the bundled model's accuracy fails here."""
+    from evaluation.metrics import auroc
+
+    model = load_model(MODELS / pipeline, torch.device("cpu"))
+    config = load_config(REPO / "configs" / "train" / f"{pipeline}.yaml")
+    assert (DATASETS / config.dataset).is_dir(), f"the {config.dataset} data set is expected at {DATASETS}"
+    samples, _ = readable(ADAPTERS[config.dataset](DATASETS / config.dataset, config.positive))
+    _, _, test = split_by_group(samples, config.validation_fraction, config.test_fraction, config.seed)
+    torch.set_num_threads(2)
+    scores = image_probabilities(model.network, test, config.input_size, detection=pipeline == "fracture")
+    labels = [s.label for s in test]
+    if pipeline == "breast":
+        exams = exam_scores(test, scores)
+        labels, scores = exams.labels, exams.probabilities
+    assert len(labels) == model.card.metrics[metric].n
+    assert auroc(labels, scores) == pytest.approx(model.card.metrics[metric].value, abs=0.005)

@@ -1,0 +1,163 @@
+"""Both pipelines end to end on phantom DICOM studies in storage, with phantom-trained networks."""
+
+import numpy as np
+import pytest
+import torch
+
+from dicom_node.dispatch import AnalyseStudy, InstanceRef
+from dicom_node.storage import instance_key, sha256_of
+from inference.breast import BreastPipeline
+from inference.fracture import FracturePipeline
+from inference.model import LoadedModel, ModelCard
+from inference.networks import FractureDetector, ViewClassifier
+from inference.schemas import Analysed, Skipped
+from inference.transforms import ImageMeta
+from tests import phantoms
+from tests.training.test_phantom_training import config, phantom_samples
+from training.train import train_network
+
+CARD = {
+    "version": "0-phantom",
+    "input_size": 128,
+    "intended_use": "tests",
+    "data": [],
+    "preprocessing": "same",
+    "held_out": "none",
+    "metrics": {},
+    "weights_sha256": "0" * 64,
+    "reproduce": "tests",
+    "created": "now",
+}
+
+
+@pytest.fixture(scope="module")
+def detector():
+    network = train_network(
+        FractureDetector(pretrained=True),
+        phantom_samples(phantoms.radiograph, 48, 1, "DX"),
+        config("fracture"),
+        detection=True,
+        max_steps=40,
+    )
+    card = ModelCard.model_validate(
+        {
+            **CARD,
+            "name": "phantom-fracture",
+            "pipeline": "fracture",
+            "architecture": "centrepoint-lite0",
+            "fracture_threshold": 0.5,
+            "doubt_threshold": 0.2,
+        }
+    )
+    return LoadedModel(card, network, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    network = train_network(
+        ViewClassifier(pretrained=True),
+        phantom_samples(phantoms.mammogram, 48, 1, "MG"),
+        config("breast"),
+        detection=False,
+        max_steps=40,
+    )
+    card = ModelCard.model_validate(
+        {
+            **CARD,
+            "name": "phantom-breast",
+            "pipeline": "breast",
+            "architecture": "classifier-lite0",
+            "decile_cut_points": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        }
+    )
+    return LoadedModel(card, network, torch.device("cpu"))
+
+
+def store(datasets, storage_dir, pipeline):
+    refs = []
+    for ds in datasets:
+        key = instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        (storage_dir / key).parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(storage_dir / key, enforce_file_format=True)
+        refs.append(
+            InstanceRef(
+                sop_instance_uid=ds.SOPInstanceUID,
+                sop_class_uid=ds.SOPClassUID,
+                storage_key=key,
+                sha256=sha256_of(storage_dir / key),
+            )
+        )
+    return AnalyseStudy(
+        study_version_id=1,
+        study_instance_uid=datasets[0].StudyInstanceUID,
+        version=1,
+        pipeline=pipeline,
+        instances=tuple(refs),
+        skipped={},
+    )
+
+
+def test_fractured_phantom_study_is_flagged_with_a_box_on_the_source_image(detector, tmp_path):
+    datasets = phantoms.trauma_study(fractured=True, seed=5, size=256, images=3)
+    result = FracturePipeline(detector, tmp_path)(store(datasets, tmp_path, "fracture"))
+    assert isinstance(result, Analysed)
+    assert result.outcome["state"] in {"FRACTURE", "DOUBT"} and not result.outcome["eligible_for_discharge"]
+    assert result.model.name == "phantom-fracture" and result.model.version == "0-phantom"
+    first = result.outcome["images"][0]
+    assert first["sop_instance_uid"] == datasets[0].SOPInstanceUID and first["boxes"]
+    x0, y0, x1, y1 = first["boxes"][0]["corners"]
+    assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256, "boxes are in the source image's pixels"
+    assert [i["sop_instance_uid"] for i in result.inputs] == [ds.SOPInstanceUID for ds in datasets]
+
+
+def test_intact_phantom_study_is_no_fracture_and_eligible_for_discharge(detector, tmp_path):
+    result = FracturePipeline(detector, tmp_path)(
+        store(phantoms.trauma_study(False, seed=6, images=2), tmp_path, "fracture")
+    )
+    assert isinstance(result, Analysed)
+    assert result.outcome["state"] == "NO FRACTURE" and result.outcome["eligible_for_discharge"]
+
+
+def test_one_unreadable_image_makes_the_whole_study_conservative(detector, tmp_path):
+    datasets = phantoms.trauma_study(False, seed=7, images=2)
+    datasets[1].PixelData = datasets[1].PixelData[:10]
+    result = FracturePipeline(detector, tmp_path)(store(datasets, tmp_path, "fracture"))
+    assert isinstance(result, Skipped) and "cannot be decoded" in result.reason
+    assert result.model is not None
+
+
+def test_a_file_changed_after_receipt_is_not_analysed(detector, tmp_path):
+    payload = store(phantoms.trauma_study(False, seed=8), tmp_path, "fracture")
+    (tmp_path / payload.instances[0].storage_key).write_bytes(b"changed")
+    result = FracturePipeline(detector, tmp_path)(payload)
+    assert isinstance(result, Skipped) and "changed on disk" in result.reason
+
+
+def test_screens_with_and_without_a_lesion_are_scored_apart(classifier, tmp_path):
+    pipeline = BreastPipeline(classifier, tmp_path, single_read_max_score=5)
+    with_lesion = pipeline(store(phantoms.screen("L", seed=3, size=128), tmp_path, "breast"))
+    without = pipeline(store(phantoms.screen(None, seed=4, size=128), tmp_path, "breast"))
+    assert isinstance(with_lesion, Analysed) and isinstance(without, Analysed)
+    assert with_lesion.outcome["probability"] > without.outcome["probability"]
+    assert with_lesion.outcome["per_breast"]["L"] > with_lesion.outcome["per_breast"]["R"]
+    assert {v["view"] for v in with_lesion.outcome["per_view"]} == {"CC", "MLO"}
+    assert 1 <= without.outcome["score"] <= 10 and without.outcome["route"] in {"SINGLE_READ", "DOUBLE_READ"}
+
+
+def test_breast_model_failure_is_double_reading_without_a_score(classifier, tmp_path):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0],), float("nan"))
+
+    broken = LoadedModel(classifier.card, Broken(), torch.device("cpu"))
+    result = BreastPipeline(broken, tmp_path, 5)(
+        store(phantoms.screen(None, seed=9, size=128), tmp_path, "breast")
+    )
+    assert isinstance(result, Skipped)
+    assert result.outcome["route"] == "DOUBLE_READ" and result.outcome["score"] is None
+    assert "invalid model output" in result.reason
+
+
+def test_phantom_meta_matches_what_training_uses():
+    assert ImageMeta(modality="MG", laterality="R").chest_wall_on_the_right
+    assert np.isfinite(phantoms.radiograph(64, True, np.random.default_rng(0))[0]).all()

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from inference.transforms import ImageMeta, UnreadableImage, prepare, read_dicom
+from tests import synthetic
+
+
+def write(ds, tmp_path):
+    [path] = synthetic.write([ds], tmp_path)
+    return path
+
+
+def test_monochrome1_is_inverted_so_dense_is_bright(tmp_path):
+    ds = synthetic.dx(bits=12)
+    plain, _ = read_dicom(write(ds, tmp_path / "a"))
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    inverted, meta = read_dicom(write(ds, tmp_path / "b"))
+    assert meta.photometric_interpretation == "MONOCHROME1"
+    np.testing.assert_allclose(inverted, 1.0 - plain, atol=1e-6)
+
+
+def test_window_is_applied(tmp_path):
+    ds = synthetic.dx(bits=12)
+    ds.WindowCenter, ds.WindowWidth = 1024, 512  # a narrow window saturates most of the 0-4095 ramp
+    pixels, _ = read_dicom(write(ds, tmp_path))
+    assert pixels.min() == 0.0 and pixels.max() == 1.0
+    assert (pixels == 1.0).mean() > 0.5
+
+
+def test_rescale_slope_is_applied_before_the_window(tmp_path):
+    ds = synthetic.dx(bits=12)
+    del ds.WindowCenter, ds.WindowWidth
+    base, _ = read_dicom(write(ds, tmp_path / "a"))
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -1000  # a linear modality LUT: same image after windowing
+    scaled, _ = read_dicom(write(ds, tmp_path / "b"))
+    np.testing.assert_allclose(scaled, base, atol=1e-3)
+
+
+def test_constant_image_is_unreadable(tmp_path):
+    ds = synthetic.dx()
+    ds.PixelData = np.full((64, 64), 7, dtype=np.uint16).tobytes()
+    del ds.WindowCenter, ds.WindowWidth
+    with pytest.raises(UnreadableImage, match="no usable range"):
+        read_dicom(write(ds, tmp_path))
+
+
+def test_truncated_pixel_data_is_unreadable(tmp_path):
+    ds = synthetic.dx()
+    ds.PixelData = ds.PixelData[:100]
+    with pytest.raises(UnreadableImage, match="cannot be decoded"):
+        read_dicom(write(ds, tmp_path))
+
+
+def test_anisotropic_pixels_are_made_square_in_millimetres():
+    pixels = np.zeros((100, 100), dtype=np.float32)
+    meta = ImageMeta(pixel_spacing_mm=(0.2, 0.1))  # rows twice as far apart: 20 mm tall, 10 mm wide
+    prepared = prepare(pixels, meta, 64)
+    assert prepared.scale_rows == pytest.approx(100 / 64)
+    assert prepared.scale_columns == pytest.approx(100 / 32)
+
+
+def test_right_breast_is_mirrored_and_boxes_map_back():
+    pixels = np.zeros((200, 100), dtype=np.float32)
+    pixels[:, 90:] = 1.0  # chest wall on the right, as a right breast is stored
+    meta = ImageMeta(modality="MG", laterality="R", row_direction="P")
+    prepared = prepare(pixels, meta, 100)
+    assert prepared.mirrored
+    columns = prepared.pixels[0].sum(dim=0)
+    assert torch.argmax(columns) < 50, "the chest wall now lies on the left"
+    box = (10.0, 20.0, 30.0, 60.0)
+    np.testing.assert_allclose(prepared.box_to_source(prepared.box_from_source(box)), box, atol=1e-6)
+
+
+def test_left_breast_is_not_mirrored():
+    prepared = prepare(
+        np.zeros((50, 50), dtype=np.float32), ImageMeta(modality="MG", laterality="L", row_direction="A"), 64
+    )
+    assert not prepared.mirrored
+
+
+def test_views_come_from_dicom_tags_not_file_names(tmp_path):
+    ds = synthetic.mg(laterality="R", view="MLO")
+    ds.ViewPosition = ""
+    _, meta = read_dicom(write(ds, tmp_path))
+    assert (meta.laterality, meta.view, meta.row_direction) == ("R", "MLO", "P")

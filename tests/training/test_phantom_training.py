@@ -1,0 +1,64 @@
+"""A few training steps on phantoms must separate fractured from intact, lesion from no lesion."""
+
+import numpy as np
+import pytest
+
+from evaluation.metrics import auroc
+from inference.networks import FractureDetector, ViewClassifier
+from inference.transforms import ImageMeta
+from tests.phantoms import mammogram, radiograph
+from training.config import TrainConfig
+from training.data import Sample
+from training.train import image_probabilities, train_network
+
+
+def phantom_samples(make, count, seed, modality):
+    rng = np.random.default_rng(seed)
+    samples = []
+    for index in range(count):
+        positive = index % 2 == 0
+        pixels, boxes = make(128, positive, rng)
+        samples.append(
+            Sample(
+                label=int(positive),
+                group=f"{seed}-{index}",
+                meta=ImageMeta(modality=modality),
+                boxes=boxes,
+                pixels=pixels,
+            )
+        )
+    return samples
+
+
+def config(pipeline):
+    return TrainConfig(
+        pipeline=pipeline,
+        dataset="fracatlas" if pipeline == "fracture" else "mini_mias",
+        name="phantom",
+        version="0",
+        input_size=128,
+        epochs=50,
+        batch_size=8,
+        learning_rate=2e-3,
+        validation_fraction=0,
+        test_fraction=0.2,
+        threads=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "make", "network", "modality"),
+    [("fracture", radiograph, FractureDetector, "DX"), ("breast", mammogram, ViewClassifier, "MG")],
+)
+def test_a_few_steps_on_phantoms_separate_positives_from_negatives(pipeline, make, network, modality):
+    train = phantom_samples(make, 48, seed=1, modality=modality)
+    test = phantom_samples(make, 24, seed=2, modality=modality)
+    detection = pipeline == "fracture"
+    untrained = image_probabilities(network(pretrained=True), test, 128, detection=detection)
+    trained_net = train_network(
+        network(pretrained=True), train, config(pipeline), detection=detection, max_steps=40
+    )
+    trained = image_probabilities(trained_net, test, 128, detection=detection)
+    labels = [s.label for s in test]
+    assert auroc(labels, trained) >= 0.9
+    assert auroc(labels, trained) > auroc(labels, untrained), "training must be what separates them"

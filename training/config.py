@@ -1,0 +1,65 @@
+"""TrainConfig: YAML data validated once, overlays merged in order (no expressions, no paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    """One training run. Data location is given on the command line, never in the YAML."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipeline: Literal["fracture", "breast"]
+    dataset: Literal["fracatlas", "mini_mias"]
+    name: str
+    version: str
+    input_size: int = Field(gt=0, multiple_of=32)
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    weight_decay: float = Field(ge=0, default=1e-4)
+    seed: int = 0
+    pretrained: bool = True
+    # Train only the classifier on frozen ImageNet features: with ~100 images, fine-tuning 3 M
+    # parameters learns the training set, not the disease.
+    freeze_backbone: bool = False
+    # mini-MIAS: what counts as positive, a malignant finding or any finding (benign or malignant).
+    positive: Literal["malignant", "abnormal"] = "malignant"
+    validation_fraction: float = Field(ge=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)
+    target_sensitivity: float = Field(gt=0, le=1, default=0.9)
+    target_specificity: float = Field(gt=0, le=1, default=0.9)
+    threads: int = Field(gt=0, default=2)
+
+    @model_validator(mode="after")
+    def _splits(self) -> TrainConfig:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError("validation_fraction + test_fraction leave too little to train on")
+        return self
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = (
+            _merge(merged[key], value)
+            if isinstance(value, dict) and isinstance(merged.get(key), dict)
+            else value
+        )
+    return merged
+
+
+def load_config(path: Path, *overlays: Path) -> TrainConfig:
+    """Read a base config and apply each overlay on top, in order."""
+    values: dict[str, Any] = {}
+    for file in (path, *overlays):
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{file} must hold a mapping of settings")
+        values = _merge(values, loaded)
+    return TrainConfig.model_validate(values)

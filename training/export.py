@@ -1,0 +1,87 @@
+"""A trained network -> a model folder: half-precision weights, their SHA-256, and the model card."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from evaluation.metrics import auroc, bootstrap_ci, sensitivity, specificity
+from inference.model import DatasetCredit, Metric, ModelCard, sha256_file
+
+FRACATLAS = DatasetCredit(
+    name="FracAtlas (development subset of 500 radiographs)",
+    licence="CC BY 4.0, https://creativecommons.org/licenses/by/4.0/",
+    attribution=(
+        "Abedeen I, Rahman MA, Prottyasha FZ, Ahmed T, Chowdhury TM, Shatabda S. FracAtlas: A Dataset for "
+        "Fracture Classification, Localization and Segmentation of Musculoskeletal Radiographs. "
+        "Scientific Data 10, 521 (2023). doi:10.1038/s41597-023-02432-4"
+    ),
+    changes="subset of 500 images; 37 downscaled to 1024 px and saved as 8-bit PNG; labels reformatted",
+)
+MINI_MIAS = DatasetCredit(
+    name="mini-MIAS (development subset: 81 women, 162 MLO views)",
+    licence="CC BY 2.0 UK per the Apollo deposit; the archive's licence allows research use only, no sale",
+    attribution=(
+        "Suckling J et al. (1994) The Mammographic Image Analysis Society Digital Mammogram Database, "
+        "Excerpta Medica ICS 1069, 375-378; Suckling J et al. (2015) MIAS database v1.21, Apollo, "
+        "University of Cambridge Repository, doi:10.17863/CAM.105113"
+    ),
+    changes="subset of 81 women; PGM converted losslessly to PNG; centre/radius converted to boxes",
+)
+SYNTHETIC_CC = DatasetCredit(
+    name="synthetic CC views",
+    licence="n/a (made by this project)",
+    attribution="triage",
+    changes=(
+        "mini-MIAS has no CC views, so each four-view reference exam reuses the breast's MLO image as its "
+        "CC view; exam probabilities are therefore the larger of the two MLO probabilities"
+    ),
+    synthetic=True,
+)
+PREPROCESSING = (
+    "inference/transforms.py: Modality LUT, VOI LUT or window (else 0.5-99.5 percentile), MONOCHROME1 "
+    "inverted, pixels made square in mm, long side resized (antialiased) to the input size and padded, "
+    "mammograms mirrored to put the chest wall on the left; 1 channel 0-1, normalised inside the network"
+)
+INTENDED_USE = (
+    "Demonstration of the triage service only; NOT FOR CLINICAL USE. Trained and evaluated on small public "
+    "research sets whose case mix, equipment and prevalence differ from any clinic's."
+)
+
+
+def metric_with_ci(
+    name: str, labels: Sequence[int], scores: Sequence[float], threshold: float | None = None
+) -> Metric:
+    """A held-out figure with its percentile-bootstrap 95 % interval."""
+    if name == "auroc":
+        value, ci = auroc(labels, scores), bootstrap_ci(auroc, labels, scores)
+    else:
+        assert threshold is not None
+        fn = sensitivity if name == "sensitivity" else specificity
+        value = fn(labels, scores, threshold)
+        ci = bootstrap_ci(lambda y, s: fn(y, s, threshold), labels, scores)
+    return Metric(value=round(value, 4), ci95_low=round(ci[0], 4), ci95_high=round(ci[1], 4), n=len(labels))
+
+
+def save_weights(network: nn.Module, path: Path) -> str:
+    """Save the state dict with floating tensors in half precision; return its SHA-256."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in network.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return sha256_file(path)
+
+
+def now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def write_model(folder: Path, network: nn.Module, **card_fields: object) -> ModelCard:
+    """Write weights and card into ``folder``; the card is validated before anything is kept."""
+    sha256 = save_weights(network, folder / "weights.pt")
+    card = ModelCard.model_validate({**card_fields, "weights_file": "weights.pt", "weights_sha256": sha256})
+    card.write(folder)
+    return card

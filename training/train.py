@@ -1,0 +1,251 @@
+"""Training loops for the detector and the view classifier, and the held-out evaluation.
+
+Seeds are fixed, threads are set, and every image goes through ``inference.transforms``, so a model
+sees in training exactly what it will see in service.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluation.operating_points import (
+    decile_cut_points,
+    threshold_for_sensitivity,
+    threshold_for_specificity,
+)
+from inference.breast import exam_probability
+from inference.fracture import decode, study_probability
+from inference.model import ModelCard
+from inference.networks import FractureDetector, ViewClassifier
+from inference.transforms import prepare
+from training.config import TrainConfig
+from training.data import ADAPTERS, ImageDataset, Sample, readable, split_by_group
+from training.export import (
+    FRACATLAS,
+    INTENDED_USE,
+    MINI_MIAS,
+    PREPROCESSING,
+    SYNTHETIC_CC,
+    metric_with_ci,
+    now,
+    write_model,
+)
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, float, float], None]  # epoch, epochs, loss, seconds elapsed
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on a Gaussian centre heatmap."""
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1).float()
+    positives = positive.sum().clamp(min=1.0)
+    pos_loss = -(torch.log(p) * (1 - p) ** 2 * positive).sum()
+    neg_loss = -(torch.log(1 - p) * p**2 * (1 - target) ** 4 * (1 - positive)).sum()
+    return (pos_loss + neg_loss) / positives
+
+
+def detection_loss(outputs: tuple[torch.Tensor, torch.Tensor], batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    heatmap_logits, log_sizes = outputs
+    _, heatmap, sizes, mask = batch
+    size_loss = (torch.abs(log_sizes - sizes) * mask).sum() / mask.sum().clamp(min=1.0)
+    return focal_loss(heatmap_logits, heatmap) + 0.1 * size_loss
+
+
+def train_network(
+    network: nn.Module,
+    samples: Sequence[Sample],
+    config: TrainConfig,
+    *,
+    detection: bool,
+    progress: Progress | None = None,
+    max_steps: int | None = None,
+) -> nn.Module:
+    """Train in place with AdamW; ``max_steps`` stops early (tests)."""
+    seed_everything(config.seed, config.threads)
+    dataset = ImageDataset(samples, config.input_size, detection=detection, augment=True, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, generator=generator
+    )
+    trainable = [p for name, p in network.named_parameters() if not config.freeze_backbone or "_fc" in name]
+    if config.freeze_backbone:
+        for name, parameter in network.named_parameters():
+            parameter.requires_grad_("_fc" in name)
+    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    positives = sum(s.label for s in samples)
+    pos_weight = torch.tensor((len(samples) - positives) / max(positives, 1))
+    classification = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    started, step = time.monotonic(), 0
+    network.train()
+    if config.freeze_backbone:  # frozen means batch-norm statistics too
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+    for epoch in range(config.epochs):
+        total, batches = 0.0, 0
+        for batch in loader:
+            outputs = network(batch[0])
+            loss = detection_loss(outputs, batch) if detection else classification(outputs, batch[1])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total, batches, step = total + loss.item(), batches + 1, step + 1
+            if max_steps is not None and step >= max_steps:
+                network.eval()
+                return network
+        if progress is not None:
+            progress(epoch + 1, config.epochs, total / max(batches, 1), time.monotonic() - started)
+    network.eval()
+    return network
+
+
+@torch.inference_mode()
+def image_probabilities(
+    network: nn.Module, samples: Sequence[Sample], size: int, *, detection: bool
+) -> list[float]:
+    """Each sample's probability: most confident box (detector) or sigmoid of the logit (classifier)."""
+    network.eval()
+    probabilities = []
+    for sample in samples:
+        pixels = prepare(sample.load(), sample.meta, size).pixels[None]
+        if detection:
+            heatmap, sizes = network(pixels)
+            probabilities.append(study_probability(decode(heatmap, sizes)))
+        else:
+            probabilities.append(float(torch.sigmoid(network(pixels))[0]))
+    return probabilities
+
+
+@dataclass(frozen=True)
+class ExamScores:
+    """Exam-level labels and probabilities of the breast test women."""
+
+    labels: list[int]
+    probabilities: list[float]
+
+
+def exam_scores(samples: Sequence[Sample], probabilities: Sequence[float]) -> ExamScores:
+    """Group view probabilities by woman into exam probabilities (worse breast, worst view)."""
+    exams: dict[str, list[tuple[tuple[str, str], float]]] = {}
+    labels: dict[str, int] = {}
+    for sample, probability in zip(samples, probabilities, strict=True):
+        exams.setdefault(sample.group, []).append(((sample.meta.laterality, sample.meta.view), probability))
+        labels[sample.group] = max(labels.get(sample.group, 0), sample.label)
+    groups = sorted(exams)
+    return ExamScores([labels[g] for g in groups], [exam_probability(exams[g])[0] for g in groups])
+
+
+def as_shipped(network: nn.Module) -> None:
+    """Round the weights to half precision, as they are saved, so the card measures what ships."""
+    with torch.no_grad():
+        for tensor in network.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def build(config: TrainConfig) -> nn.Module:
+    """A fresh network for the config's pipeline, from ImageNet weights when asked."""
+    return (
+        FractureDetector(config.pretrained)
+        if config.pipeline == "fracture"
+        else ViewClassifier(config.pretrained)
+    )
+
+
+def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = None) -> ModelCard:
+    """Train on a public data set, choose operating points, measure on held-out groups, write the model."""
+    samples, dropped = readable(ADAPTERS[config.dataset](data, config.positive))
+    for reason in dropped:
+        logger.warning("left out, unreadable: %s", reason)
+    train, validation, test = split_by_group(
+        samples, config.validation_fraction, config.test_fraction, config.seed
+    )
+    detection = config.pipeline == "fracture"
+    logger.info(
+        "training %s on %d images (%d validation, %d test)",
+        config.name,
+        len(train),
+        len(validation),
+        len(test),
+    )
+    network = train_network(build(config), train, config, detection=detection, progress=progress)
+    as_shipped(network)
+    reproduce = (
+        f"triage train configs/train/{config.pipeline}.yaml --data <{config.dataset} folder> --out {out}"
+    )
+    common = {
+        "name": config.name,
+        "version": config.version,
+        "pipeline": config.pipeline,
+        "architecture": "centrepoint-lite0" if detection else "classifier-lite0",
+        "input_size": config.input_size,
+        "intended_use": INTENDED_USE,
+        "preprocessing": PREPROCESSING,
+        "reproduce": reproduce,
+        "created": now(),
+    }
+    if detection:
+        val_scores = image_probabilities(network, validation, config.input_size, detection=True)
+        val_labels = [s.label for s in validation]
+        doubt = threshold_for_sensitivity(val_labels, val_scores, config.target_sensitivity)
+        fracture = max(doubt, threshold_for_specificity(val_labels, val_scores, config.target_specificity))
+        labels = [s.label for s in test]
+        scores = image_probabilities(network, test, config.input_size, detection=True)
+        return write_model(
+            out,
+            network,
+            **common,
+            data=[FRACATLAS],
+            held_out=(
+                f"{len(test)} FracAtlas images in {len({s.group for s in test})} blocks never trained on "
+                f"({len(dropped)} unreadable images left out of all splits); operating "
+                f"points chosen on {len(validation)} other validation images (targets: sensitivity "
+                f"{config.target_sensitivity}, specificity {config.target_specificity}); "
+                "one image = one study"
+            ),
+            metrics={
+                "auroc": metric_with_ci("auroc", labels, scores),
+                "sensitivity_at_doubt": metric_with_ci("sensitivity", labels, scores, doubt),
+                "specificity_at_doubt": metric_with_ci("specificity", labels, scores, doubt),
+                "sensitivity_at_fracture": metric_with_ci("sensitivity", labels, scores, fracture),
+                "specificity_at_fracture": metric_with_ci("specificity", labels, scores, fracture),
+            },
+            fracture_threshold=fracture,
+            doubt_threshold=doubt,
+        )
+    view_scores = image_probabilities(network, test, config.input_size, detection=False)
+    exams = exam_scores(test, view_scores)
+    return write_model(
+        out,
+        network,
+        **common,
+        data=[MINI_MIAS, SYNTHETIC_CC],
+        held_out=(
+            f"{len(exams.labels)} mini-MIAS women ({len(test)} MLO views) never trained on; the decile "
+            "cut-points are the deciles of their exam probabilities: an enriched research set, not a "
+            "screening population, so recalibrate on the site's own screens before use"
+        ),
+        metrics={
+            "exam_auroc": metric_with_ci("auroc", exams.labels, exams.probabilities),
+            "view_auroc": metric_with_ci("auroc", [s.label for s in test], view_scores),
+        },
+        decile_cut_points=decile_cut_points(exams.probabilities),
+    )
