@@ -120,7 +120,7 @@ def check_identity(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> No
                 Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                 f"{keyword} differs from the C-STORE request",
             )
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         value = str(ds.get(keyword, ""))
         if not value or not UID(value).is_valid:
             raise Rejected(

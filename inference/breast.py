@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from dicom_node.dispatch import AnalyseStudy
+from inference.fracture import Box, decode, study_probability
 from inference.reading import read_study
 from inference.schemas import Analysed, ModelIdentity, Skipped
 from inference.transforms import UnreadableImage
@@ -93,6 +94,9 @@ def not_scored(reason: str) -> BreastOutcome:
     return BreastOutcome(Route.DOUBLE_READ, None, None, reason=reason)
 
 
+LESION_MIN_SCORE = 0.1  # lesion marks below this are not worth a reader's glance
+
+
 class BreastPipeline:
     """A four-view screen -> per-view malignancy probability -> exam score -> reading route."""
 
@@ -112,8 +116,13 @@ class BreastPipeline:
         except UnreadableImage as error:
             return Skipped(f"{error}; double reading", self.identity, _conservative(str(error)))
         batch = torch.stack([image.prepared.pixels for image in images]).to(self._model.device)
+        lesions: list[list[Box]] = [[] for _ in images]
         with torch.inference_mode(), self._model.autocast():
-            probabilities = torch.sigmoid(self._model.network(batch).float()).tolist()
+            if card.architecture == "centrepoint-lite0":  # view probability = its most suspicious lesion
+                lesions = decode(*self._model.network(batch))
+                probabilities = [study_probability([boxes]) for boxes in lesions]
+            else:
+                probabilities = torch.sigmoid(self._model.network(batch).float()).tolist()
         per_view = [((i.meta.laterality, i.meta.view), p) for i, p in zip(images, probabilities, strict=True)]
         outcome = outcome_for(per_view, card.decile_cut_points, self._single_read_max_score)
         if outcome.score is None:
@@ -128,6 +137,7 @@ class BreastPipeline:
                 "high_risk": outcome.high_risk,
                 "probability": round(outcome.probability or 0.0, 6),
                 "single_read_max_score": self._single_read_max_score,
+                "decile_cut_points": list(card.decile_cut_points),
                 "per_breast": {k: round(v, 6) for k, v in outcome.per_breast.items()},
                 "per_view": [
                     {
@@ -135,8 +145,16 @@ class BreastPipeline:
                         "laterality": i.meta.laterality,
                         "view": i.meta.view,
                         "probability": round(p, 6),
+                        "lesions": [
+                            {
+                                "corners": list(i.prepared.box_to_source((b.x0, b.y0, b.x1, b.y1))),
+                                "score": round(b.score, 6),
+                            }
+                            for b in boxes
+                            if b.score >= LESION_MIN_SCORE
+                        ],
                     }
-                    for i, p in zip(images, probabilities, strict=True)
+                    for i, p, boxes in zip(images, probabilities, lesions, strict=True)
                 ],
                 "skipped": payload.skipped,
             },

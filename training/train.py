@@ -25,7 +25,7 @@ from evaluation.operating_points import (
 from inference.breast import exam_probability
 from inference.fracture import decode, study_probability
 from inference.model import ModelCard
-from inference.networks import FractureDetector, ViewClassifier
+from inference.networks import CentrePointDetector, ViewClassifier
 from inference.transforms import prepare
 from training.config import TrainConfig
 from training.data import ADAPTERS, ImageDataset, Sample, readable, split_by_group
@@ -42,6 +42,7 @@ from training.export import (
 
 logger = logging.getLogger(__name__)
 
+POSITIVES = {"abnormal": "any finding (benign or malignant)", "malignant": "a malignant finding"}
 Progress = Callable[[int, int, float, float], None]  # epoch, epochs, loss, seconds elapsed
 
 
@@ -162,12 +163,10 @@ def as_shipped(network: nn.Module) -> None:
 
 
 def build(config: TrainConfig) -> nn.Module:
-    """A fresh network for the config's pipeline, from ImageNet weights when asked."""
-    return (
-        FractureDetector(config.pretrained)
-        if config.pipeline == "fracture"
-        else ViewClassifier(config.pretrained)
-    )
+    """A fresh network of the config's architecture, from ImageNet weights when asked."""
+    if config.architecture == "centrepoint-lite0":
+        return CentrePointDetector(config.pretrained)
+    return ViewClassifier(config.pretrained)
 
 
 def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = None) -> ModelCard:
@@ -178,7 +177,7 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
     train, validation, test = split_by_group(
         samples, config.validation_fraction, config.test_fraction, config.seed
     )
-    detection = config.pipeline == "fracture"
+    detection = config.architecture == "centrepoint-lite0"
     logger.info(
         "training %s on %d images (%d validation, %d test)",
         config.name,
@@ -195,14 +194,14 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
         "name": config.name,
         "version": config.version,
         "pipeline": config.pipeline,
-        "architecture": "centrepoint-lite0" if detection else "classifier-lite0",
+        "architecture": config.architecture,
         "input_size": config.input_size,
         "intended_use": INTENDED_USE,
         "preprocessing": PREPROCESSING,
         "reproduce": reproduce,
         "created": now(),
     }
-    if detection:
+    if config.pipeline == "fracture":
         val_scores = image_probabilities(network, validation, config.input_size, detection=True)
         val_labels = [s.label for s in validation]
         doubt = threshold_for_sensitivity(val_labels, val_scores, config.target_sensitivity)
@@ -231,7 +230,7 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
             fracture_threshold=fracture,
             doubt_threshold=doubt,
         )
-    view_scores = image_probabilities(network, test, config.input_size, detection=False)
+    view_scores = image_probabilities(network, test, config.input_size, detection=detection)
     exams = exam_scores(test, view_scores)
     return write_model(
         out,
@@ -239,9 +238,10 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
         **common,
         data=[MINI_MIAS, SYNTHETIC_CC],
         held_out=(
-            f"{len(exams.labels)} mini-MIAS women ({len(test)} MLO views) never trained on; the decile "
-            "cut-points are the deciles of their exam probabilities: an enriched research set, not a "
-            "screening population, so recalibrate on the site's own screens before use"
+            f"{len(exams.labels)} mini-MIAS women ({len(test)} MLO views) never trained on; positive = "
+            f"{POSITIVES[config.positive]}; the decile cut-points are the deciles of their exam "
+            "probabilities: an enriched research set, not a screening population, so recalibrate on the "
+            "site's own screens before use"
         ),
         metrics={
             "exam_auroc": metric_with_ci("auroc", exams.labels, exams.probabilities),

@@ -181,6 +181,14 @@ def test_data_set_without_study_uid_does_not_match_its_sop_class(listener, tmp_p
     assert kept.reason == "StudyInstanceUID is missing or not a valid UID"
 
 
+def test_malformed_sop_instance_uid_does_not_match_its_sop_class(listener, tmp_path):
+    ds = synthetic.dx(sop_instance_uid="1.2.826.0.1.3680043.abc")
+    [path] = synthetic.write([ds], tmp_path / "in")
+    result = storescu(listener.port, path, extra=("-nh", "-v"))
+    assert "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" in result.stderr
+    assert rows(listener, Instance) == []
+
+
 def test_same_instance_twice_is_success_and_recorded_once(listener, tmp_path):
     paths = synthetic.write([synthetic.dx()], tmp_path / "in")
     assert storescu(listener.port, *paths).returncode == 0

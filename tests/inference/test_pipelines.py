@@ -9,7 +9,7 @@ from dicom_node.storage import instance_key, sha256_of
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import LoadedModel, ModelCard
-from inference.networks import FractureDetector, ViewClassifier
+from inference.networks import CentrePointDetector, ViewClassifier
 from inference.schemas import Analysed, Skipped
 from inference.transforms import ImageMeta
 from tests import phantoms
@@ -33,7 +33,7 @@ CARD = {
 @pytest.fixture(scope="module")
 def detector():
     network = train_network(
-        FractureDetector(pretrained=True),
+        CentrePointDetector(pretrained=True),
         phantom_samples(phantoms.radiograph, 48, 1, "DX"),
         config("fracture"),
         detection=True,
@@ -161,3 +161,28 @@ def test_breast_model_failure_is_double_reading_without_a_score(classifier, tmp_
 def test_phantom_meta_matches_what_training_uses():
     assert ImageMeta(modality="MG", laterality="R").chest_wall_on_the_right
     assert np.isfinite(phantoms.radiograph(64, True, np.random.default_rng(0))[0]).all()
+
+
+@pytest.fixture(scope="module")
+def lesion_detector():
+    network = train_network(
+        CentrePointDetector(pretrained=True), phantom_samples(phantoms.mammogram, 48, 1, "MG"),
+        config("breast"), detection=True, max_steps=40,
+    )  # fmt: skip
+    card = ModelCard.model_validate(
+        {**CARD, "name": "phantom-lesions", "pipeline": "breast", "architecture": "centrepoint-lite0",
+         "decile_cut_points": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
+    )  # fmt: skip
+    return LoadedModel(card, network, torch.device("cpu"))
+
+
+def test_a_lesion_detector_scores_the_screen_and_marks_the_lesion(lesion_detector, tmp_path):
+    pipeline = BreastPipeline(lesion_detector, tmp_path, single_read_max_score=5)
+    with_lesion = pipeline(store(phantoms.screen("R", seed=13, size=128), tmp_path, "breast"))
+    without = pipeline(store(phantoms.screen(None, seed=14, size=128), tmp_path, "breast"))
+    assert isinstance(with_lesion, Analysed) and isinstance(without, Analysed)
+    assert with_lesion.outcome["probability"] > without.outcome["probability"]
+    right = [v for v in with_lesion.outcome["per_view"] if v["laterality"] == "R"]
+    assert all(v["lesions"] for v in right), "the lesion is marked on both right views"
+    x0, _, x1, _ = right[0]["lesions"][0]["corners"]
+    assert 0 <= x0 < x1 <= 128, "marks are on the source image, mirrored back"

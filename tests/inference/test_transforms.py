@@ -84,3 +84,39 @@ def test_views_come_from_dicom_tags_not_file_names(tmp_path):
     ds.ViewPosition = ""
     _, meta = read_dicom(write(ds, tmp_path))
     assert (meta.laterality, meta.view, meta.row_direction) == ("R", "MLO", "P")
+
+
+@pytest.mark.parametrize("with_window", [True, False])
+def test_fast_linear_window_matches_pydicom(tmp_path, with_window):
+    from pydicom import dcmread
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+    from inference.transforms import window
+
+    ds = synthetic.dx(bits=12, rows=256, columns=200)
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+    ds.WindowCenter, ds.WindowWidth = 3000, 2000
+    if not with_window:
+        del ds.WindowCenter, ds.WindowWidth
+    d = dcmread(write(ds, tmp_path))
+    stored = d.pixel_array
+    values = apply_modality_lut(stored, d).astype(np.float32)
+    if with_window:
+        reference = apply_voi_lut(values, d, index=0).astype(np.float32)
+        reference = (reference - reference.min()) / (reference.max() - reference.min())
+    else:
+        low, high = np.percentile(values, (0.5, 99.5))
+        reference = np.clip((values - low) / (high - low), 0, 1)
+    np.testing.assert_allclose(window(d, stored), reference, atol=2e-3)
+
+
+def test_sigmoid_voi_function_takes_pydicoms_general_path(tmp_path):
+    from pydicom import dcmread
+
+    from inference.transforms import window
+
+    ds = synthetic.dx(bits=12)
+    ds.VOILUTFunction = "SIGMOID"
+    d = dcmread(write(ds, tmp_path))
+    pixels = window(d, d.pixel_array)
+    assert pixels.min() >= 0.0 and pixels.max() <= 1.0 and 0.3 < pixels.mean() < 0.7

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from evaluation.metrics import auroc
-from inference.networks import FractureDetector, ViewClassifier
+from inference.networks import CentrePointDetector, ViewClassifier
 from inference.transforms import ImageMeta
 from tests.phantoms import mammogram, radiograph
 from training.config import TrainConfig
@@ -48,7 +48,7 @@ def config(pipeline):
 
 @pytest.mark.parametrize(
     ("pipeline", "make", "network", "modality"),
-    [("fracture", radiograph, FractureDetector, "DX"), ("breast", mammogram, ViewClassifier, "MG")],
+    [("fracture", radiograph, CentrePointDetector, "DX"), ("breast", mammogram, ViewClassifier, "MG")],
 )
 def test_a_few_steps_on_phantoms_separate_positives_from_negatives(pipeline, make, network, modality):
     train = phantom_samples(make, 48, seed=1, modality=modality)

@@ -9,9 +9,16 @@ from dicom_node.handlers import describe
 from tests import synthetic
 from tests.conftest import storescu, wait_until
 from worklist import store
-from worklist.db import Database, Instance, StateChange, StudyState, StudyVersion, migrate
+from worklist.db import Base, Database, Instance, StateChange, StudyState, StudyVersion, migrate
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def empty(database):
+    """Delete every row, children first (foreign keys)."""
+    with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -23,17 +30,7 @@ def any_database(request, settings):
     )
     migrate(url)
     database = Database(url)
-    with database.session() as session:  # the PostgreSQL database is shared by the session's tests
-        for table in (
-            "state_changes",
-            "audit_events",
-            "instances",
-            "study_versions",
-            "studies",
-            "outbox",
-            "quarantine",
-        ):
-            session.execute(text(f"DELETE FROM {table}"))
+    empty(database)  # the PostgreSQL database is shared by the session's tests
     yield database
     database.dispose()
 
@@ -50,7 +47,7 @@ def add(database, ds, at=T0):
 def test_migrations_are_idempotent(any_database):
     migrate(any_database.url)
     with any_database.session() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_timestamps_come_back_in_utc(any_database):
@@ -99,17 +96,7 @@ def test_listener_on_postgresql_stores_and_routes(make_settings, postgres_url):
     from dicom_node.listener import Listener
 
     listener = Listener(make_settings(database_url=postgres_url))
-    with listener.database.session() as session:
-        for table in (
-            "state_changes",
-            "audit_events",
-            "instances",
-            "study_versions",
-            "studies",
-            "outbox",
-            "quarantine",
-        ):
-            session.execute(text(f"DELETE FROM {table}"))
+    empty(listener.database)
     listener.start()
     try:
         paths = synthetic.write(synthetic.screen(), listener.settings.home / "send")
