@@ -56,6 +56,8 @@ class PipelineConfig(BaseModel):
     completion_deadline_seconds: float = Field(gt=0)
     result_deadline_seconds: float = Field(gt=0)
     expected_views: tuple[str, ...] = ()
+    # What a study of this pipeline gets when triage does not analyse it, shown with the reason.
+    conservative_reading: str
 
     @model_validator(mode="after")
     def _deadline_after_quiet(self) -> PipelineConfig:

@@ -132,16 +132,20 @@ class StudyMonitor:
         else:
             outcome = routing.gate(self._config, decision)
         if isinstance(outcome, routing.NotAnalysed):
+            pipeline = getattr(decision, "pipeline", "")
+            reason = outcome.reason
+            if pipeline:
+                reason = f"{reason}; {self._config.pipelines[pipeline].conservative_reading}"
             store.transition(
                 session,
                 version.id,
                 StudyState.COMPLETE,
                 StudyState.NOT_ANALYSED,
                 now,
-                outcome.reason,
-                pipeline=getattr(decision, "pipeline", ""),
+                reason,
+                pipeline=pipeline,
             )
-            logger.info("study version %d not analysed: %s", version.id, outcome.reason)
+            logger.info("study version %d not analysed: %s", version.id, reason)
             return 1
         due = now + timedelta(seconds=self._config.pipelines[outcome.pipeline].result_deadline_seconds)
         store.transition(
@@ -234,9 +238,9 @@ class StudyMonitor:
         with self._database.session() as session:
             for version in store.versions_in(session, StudyState.QUEUED, StudyState.ANALYSING):
                 if version.result_due_at is not None and now >= version.result_due_at:
-                    reason = (
-                        "no result before the result deadline; read as normal (double reading for a screen)"
-                    )
+                    config = self._config.pipelines.get(version.pipeline)  # gone if routing was edited
+                    reading = config.conservative_reading if config else "conservative reading"
+                    reason = f"no result before the result deadline; {reading}"
                     if store.transition(
                         session,
                         version.id,

@@ -96,7 +96,9 @@ def test_completion_deadline_ends_a_study_that_keeps_trickling(database, setting
 def test_two_of_four_views_goes_to_double_reading_with_reason(database, monitor):
     receive(database, synthetic.screen(views=("L-CC", "R-CC")), T0)
     monitor.sweep(T0 + timedelta(seconds=5))
-    assert versions(database) == [(1, StudyState.NOT_ANALYSED, "incomplete screen: missing L-MLO, R-MLO")]
+    assert versions(database) == [
+        (1, StudyState.NOT_ANALYSED, "incomplete screen: missing L-MLO, R-MLO; double reading")
+    ]
     assert outbox(database) == []
 
 
