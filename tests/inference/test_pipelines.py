@@ -30,47 +30,43 @@ CARD = {
 }
 
 
+DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def phantom_model(network, make, modality, **card):
+    """A network trained for 40 steps on phantoms, wrapped with a phantom model card."""
+    detection = card["architecture"] == "centrepoint-lite0"
+    pipeline = "fracture" if make is phantoms.radiograph else "breast"
+    trained = train_network(
+        network, phantom_samples(make, 48, 1, modality), config(pipeline), detection=detection, max_steps=40
+    )
+    return LoadedModel(
+        ModelCard.model_validate({**CARD, "pipeline": pipeline, **card}), trained, torch.device("cpu")
+    )
+
+
 @pytest.fixture(scope="module")
 def detector():
-    network = train_network(
-        CentrePointDetector(pretrained=True),
-        phantom_samples(phantoms.radiograph, 48, 1, "DX"),
-        config("fracture"),
-        detection=True,
-        max_steps=40,
-    )
-    card = ModelCard.model_validate(
-        {
-            **CARD,
-            "name": "phantom-fracture",
-            "pipeline": "fracture",
-            "architecture": "centrepoint-lite0",
-            "fracture_threshold": 0.5,
-            "doubt_threshold": 0.2,
-        }
-    )
-    return LoadedModel(card, network, torch.device("cpu"))
+    return phantom_model(
+        CentrePointDetector(pretrained=True), phantoms.radiograph, "DX", name="phantom-fracture",
+        architecture="centrepoint-lite0", fracture_threshold=0.5, doubt_threshold=0.2,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    network = train_network(
-        ViewClassifier(pretrained=True),
-        phantom_samples(phantoms.mammogram, 48, 1, "MG"),
-        config("breast"),
-        detection=False,
-        max_steps=40,
-    )
-    card = ModelCard.model_validate(
-        {
-            **CARD,
-            "name": "phantom-breast",
-            "pipeline": "breast",
-            "architecture": "classifier-lite0",
-            "decile_cut_points": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-        }
-    )
-    return LoadedModel(card, network, torch.device("cpu"))
+    return phantom_model(
+        ViewClassifier(pretrained=True), phantoms.mammogram, "MG", name="phantom-breast",
+        architecture="classifier-lite0", decile_cut_points=DECILES,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lesion_detector():
+    return phantom_model(
+        CentrePointDetector(pretrained=True), phantoms.mammogram, "MG", name="phantom-lesions",
+        architecture="centrepoint-lite0", decile_cut_points=DECILES,
+    )  # fmt: skip
 
 
 def store(datasets, storage_dir, pipeline):
@@ -161,19 +157,6 @@ def test_breast_model_failure_is_double_reading_without_a_score(classifier, tmp_
 def test_phantom_meta_matches_what_training_uses():
     assert ImageMeta(modality="MG", laterality="R").chest_wall_on_the_right
     assert np.isfinite(phantoms.radiograph(64, True, np.random.default_rng(0))[0]).all()
-
-
-@pytest.fixture(scope="module")
-def lesion_detector():
-    network = train_network(
-        CentrePointDetector(pretrained=True), phantom_samples(phantoms.mammogram, 48, 1, "MG"),
-        config("breast"), detection=True, max_steps=40,
-    )  # fmt: skip
-    card = ModelCard.model_validate(
-        {**CARD, "name": "phantom-lesions", "pipeline": "breast", "architecture": "centrepoint-lite0",
-         "decile_cut_points": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
-    )  # fmt: skip
-    return LoadedModel(card, network, torch.device("cpu"))
 
 
 def test_a_lesion_detector_scores_the_screen_and_marks_the_lesion(lesion_detector, tmp_path):
