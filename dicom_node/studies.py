@@ -71,8 +71,7 @@ class StudyMonitor:
             }
             requeued = 0
             for version in store.versions_in(session, StudyState.QUEUED):
-                if version.id not in waiting:
-                    self._enqueue(session, version, now)
+                if version.id not in waiting and self._enqueue(session, version, now):
                     requeued += 1
         if requeued:
             logger.info("re-queued %d study version(s) found queued at start", requeued)
@@ -205,14 +204,20 @@ class StudyMonitor:
         version: StudyVersion,
         now: datetime,
         decision: routing.Route | None = None,
-    ) -> None:
+    ) -> bool:
+        """Write the version's analysis task to the outbox; False if it went conservative instead."""
         if decision is None:  # re-queue: the routing is re-derived from the stored facts
             facts = [
                 routing.InstanceFacts(i.storage_key, i.sop_instance_uid, i.sop_class_uid, i.attributes)
                 for i in store.instances_of(session, version)
             ]
             routed = routing.route(self._config, facts)
-            assert isinstance(routed, routing.Route), "a queued version was routed when it was queued"
+            if not isinstance(routed, routing.Route):  # the rules changed since it was queued
+                store.transition(
+                    session, version.id, (StudyState.QUEUED, StudyState.ANALYSING), StudyState.NOT_ANALYSED,
+                    now, f"routing changed while it was queued: {routed.reason}",
+                )  # fmt: skip
+                return False
             decision = routed
         hashes = {i.sop_instance_uid: i.sha256 for i in store.instances_of(session, version)}
         payload = dispatch.AnalyseStudy(
@@ -232,6 +237,7 @@ class StudyMonitor:
             skipped=decision.skipped,
         )
         store.enqueue(session, dispatch.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
+        return True
 
     def _expire_and_reclaim(self, now: datetime) -> tuple[int, int]:
         expired = requeued = 0
@@ -266,8 +272,7 @@ class StudyMonitor:
                         reason,
                         claimed_at=None,
                     ):
-                        self._enqueue(session, version, now)
-                        requeued += 1
+                        requeued += self._enqueue(session, version, now)
         return expired, requeued
 
 

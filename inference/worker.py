@@ -91,6 +91,11 @@ def make_worker_app(
     def _child_started(**_: Any) -> None:
         torch.set_num_threads(threads)
         database.engine.dispose(close=False)  # connections must not cross a fork
+        for name in pipelines:  # load models now, not during the first study's deadline
+            try:
+                pipelines[name]
+            except ModelUnavailable as error:
+                logger.warning("%s studies will not be analysed: %s", name, error)
 
     @app.task(name=ANALYSE_STUDY)  # type: ignore[untyped-decorator]
     def analyse_study(payload: dict[str, Any]) -> str:

@@ -195,3 +195,20 @@ def test_every_received_study_is_audited(database):
         study = session.scalars(select(Study)).one()
         [event] = session.scalars(select(AuditEvent)).all()
     assert event.study_id == study.id and event.action == "study.received" and event.actor == "dicom:TESTSCU"
+
+
+def test_a_queued_study_no_longer_routed_after_a_rules_change_goes_conservative(database, monitor, settings):
+    receive(database, [synthetic.dx()], T0)
+    monitor.sweep(T0 + timedelta(seconds=2))
+    with database.session() as session:  # its message was lost, and the rules changed meanwhile
+        for message in session.scalars(select(OutboxMessage)):
+            message.published_at = T0
+    config = routing.RoutingConfig.load(settings.routing_file)
+    no_trauma = config.model_copy(
+        update={"rules": tuple(r for r in config.rules if r.pipeline != "fracture")}
+    )
+    StudyMonitor(database, no_trauma, RecordingPublisher(), 60).recover(
+        settings.incoming_dir, T0 + timedelta(seconds=3)
+    )
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.NOT_ANALYSED and reason.startswith("routing changed while it was queued")
