@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 from sqlalchemy import select
 
-from tests import synthetic
+from tests import phantoms, synthetic
 from tests.conftest import REPO, free_port, start_triage, storescu, triage_env, wait_until
-from worklist.db import Database, StudyState, StudyVersion
+from worklist.db import Database, Result, StudyState, StudyVersion
 
 
 def triage(*args, env=None, timeout=60):
@@ -87,20 +87,30 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
             lambda: triage("echo", f"TRIAGE@127.0.0.1:{settings.dicom_port}").returncode == 0,
             timeout=60,
         )
-        paths = synthetic.write(synthetic.screen(), tmp_path / "screen")
-        assert storescu(settings.dicom_port, *paths).returncode == 0
+        screen = synthetic.write(phantoms.screen("L", seed=1), tmp_path / "screen")
+        trauma = synthetic.write(phantoms.trauma_study(True, seed=2, images=3), tmp_path / "trauma")
+        assert storescu(settings.dicom_port, *screen, *trauma).returncode == 0
         database = Database(settings.resolved_database_url)
 
-        def final_state():
+        def results():
             with database.session() as session:
-                version = session.scalars(select(StudyVersion)).one()
-                return (version.state, version.reason) if version.state == StudyState.ANALYSED else None
+                rows = session.execute(
+                    select(StudyVersion.state, Result.pipeline, Result.summary).join(Result)
+                ).all()
+            return (
+                {pipeline: (state, summary) for state, pipeline, summary in rows} if len(rows) == 2 else None
+            )
 
-        _state, reason = wait_until(final_state, timeout=120)
-        assert reason.startswith("score ") and reason.endswith("[model triage-breast-demo 1.0.0]")
+        done = wait_until(results, timeout=120)
+        state, summary = done["breast"]
+        assert state == StudyState.ANALYSED and summary.startswith("score ")
+        assert summary.endswith("[model triage-breast-demo 1.0.0]")
+        state, summary = done["fracture"]
+        assert state == StudyState.ANALYSED and summary.endswith("[model triage-fracture-demo 1.0.0]")
+        assert summary.split(" (")[0] in {"FRACTURE", "DOUBT", "NO FRACTURE"}
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)
-        assert ready == {"database": True, "studies_by_state": {"ANALYSED": 1}}
+        assert ready == {"database": True, "studies_by_state": {"ANALYSED": 2}}
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(60)
