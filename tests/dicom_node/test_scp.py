@@ -181,6 +181,7 @@ def test_data_set_without_study_uid_does_not_match_its_sop_class(listener, tmp_p
     assert kept.reason == "StudyInstanceUID is missing or not a valid UID"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_malformed_sop_instance_uid_does_not_match_its_sop_class(listener, tmp_path):
     ds = synthetic.dx(sop_instance_uid="1.2.826.0.1.3680043.abc")
     [path] = synthetic.write([ds], tmp_path / "in")

@@ -1,0 +1,84 @@
+"""Fracture SR (TID 1500): valid per dciodvfy, readable by dsrdump, faithful to its sources."""
+
+import io
+import subprocess
+
+import pytest
+from pydicom import dcmread
+
+from inference.reports import SERIES_DESCRIPTION, fracture_report
+from tests import phantoms
+from tests.conftest import require_tool
+
+MODEL = {"name": "triage-fracture-demo", "version": "1.0.0", "weights_sha256": "ab" * 32}
+
+
+def outcome_for(datasets, state="FRACTURE"):
+    return {
+        "state": state,
+        "probability": 0.91,
+        "images": [
+            {
+                "sop_instance_uid": datasets[0].SOPInstanceUID,
+                "boxes": [{"corners": [10.0, 20.0, 60.0, 90.0], "score": 0.91}],
+            },
+            {"sop_instance_uid": datasets[1].SOPInstanceUID, "boxes": []},
+        ],
+    }
+
+
+def round_trip(sr):
+    buffer = io.BytesIO()
+    sr.save_as(buffer, enforce_file_format=True)
+    return dcmread(io.BytesIO(buffer.getvalue())), buffer.getvalue()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("state", ["FRACTURE", "DOUBT", "NO FRACTURE", "NOT ANALYSED"])
+def test_fracture_sr_passes_dciodvfy_and_dsrdump(tmp_path, state):
+    sources = phantoms.trauma_study(True, seed=1, images=2)
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(round_trip(fracture_report(sources, outcome_for(sources, state), MODEL, 1))[1])
+    validation = subprocess.run(
+        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
+    )
+    errors = [
+        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
+    ]
+    assert errors == []
+    dump = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=False)
+    assert dump.returncode == 0, dump.stderr
+    assert "Fracture" in dump.stdout and "triage-fracture-demo" in dump.stdout
+
+
+def test_sr_copies_patient_and_study_and_says_it_is_unverified_ai():
+    sources = phantoms.trauma_study(True, seed=2, images=2)
+    sr, _ = round_trip(fracture_report(sources, outcome_for(sources), MODEL, 1))
+    for keyword in ("PatientID", "IssuerOfPatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
+        assert sr.get(keyword) == sources[0].get(keyword), keyword
+    assert sr.SeriesInstanceUID != sources[0].SeriesInstanceUID
+    assert sr.VerificationFlag == "UNVERIFIED"
+    assert sr.SeriesDescription == SERIES_DESCRIPTION
+    ours = [e for e in sr.ContributingEquipmentSequence if e.Manufacturer == "triage (open source)"]
+    assert [e.ManufacturerModelName for e in ours] == ["triage-fracture-demo 1.0.0"]
+    assert MODEL["weights_sha256"] in ours[0].SoftwareVersions
+
+
+def test_rebuilding_a_report_gives_the_same_uids():
+    sources = phantoms.trauma_study(True, seed=3, images=2)
+    first = fracture_report(sources, outcome_for(sources), MODEL, 1)
+    again = fracture_report(sources, outcome_for(sources), MODEL, 1)
+    later = fracture_report(sources, outcome_for(sources), MODEL, 2)
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
+    assert later.SOPInstanceUID != first.SOPInstanceUID
+
+
+@pytest.mark.parametrize(("charset", "name"), [("ISO_IR 100", "Sørensen^Æsa"), ("ISO_IR 192", "Ågård^Søren")])
+def test_danish_names_survive_in_the_source_character_set(charset, name):
+    sources = phantoms.trauma_study(True, seed=4, images=2)
+    for ds in sources:
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+    sr, _ = round_trip(fracture_report(sources, outcome_for(sources), MODEL, 1))
+    assert str(sr.PatientName) == name
+    assert sr.SpecificCharacterSet == charset
