@@ -31,7 +31,18 @@ TRIAGE_CODES = {
     ),
     "NOT ANALYSED": Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
 }
+TRIAGE_CODES["ANALYSED"] = Code("ANALYSED", SCHEME, "Analysed by triage")
 TRIAGE_STATE = Code("STATE", SCHEME, "Triage state")
+LESION = Code("52988006", "SCT", "Lesion")
+LESION_SCORE = Code("LESION-SCORE", SCHEME, "AI lesion score")
+EXAM_SCORE = Code("EXAM-SCORE", SCHEME, "AI exam risk score (1-10)")
+EXAM_PROBABILITY = Code("EXAM-PROBABILITY", SCHEME, "AI exam probability of a finding")
+READING_ROUTE = Code("ROUTE", SCHEME, "Reading route")
+ROUTE_CODES = {
+    "SINGLE_READ": Code("SINGLE-READ", SCHEME, "Single reading"),
+    "DOUBLE_READ": Code("DOUBLE-READ", SCHEME, "Double reading"),
+}
+HIGH_RISK = Code("HIGH-RISK", SCHEME, "High risk (score 10)")
 FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
 STUDY_SCORE = Code("STUDY-FRACTURE-PROBABILITY", SCHEME, "AI study fracture probability")
 NO_UNITS = Code("1", "UCUM", "no units")
@@ -41,6 +52,13 @@ SERIES_DESCRIPTION = "AI-generated triage result, not verified by a radiologist"
 def report_uid(study_instance_uid: str, version: int, model_name: str, model_version: str, kind: str) -> str:
     """A UID that is the same whenever the same result is reported again."""
     return str(generate_uid(entropy_srcs=[study_instance_uid, str(version), model_name, model_version, kind]))
+
+
+def score(name: Code, value: float | int) -> hd.sr.Measurement:
+    """A unitless score as a TID 300 measurement; integers (the 1-10 score) stay integers."""
+    return hd.sr.Measurement(
+        name=name, value=value if isinstance(value, int) else float(value), unit=NO_UNITS
+    )
 
 
 def _algorithm(model: dict[str, str]) -> hd.sr.AlgorithmIdentification:
@@ -65,64 +83,72 @@ def _observation_context(model: dict[str, str]) -> hd.sr.ObservationContext:
     )
 
 
-def fracture_report(
-    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int
-) -> hd.sr.Comprehensive3DSR:
-    """A TID 1500 report: one planar region per box on its source image, and the study's state."""
-    algorithm = _algorithm(model)
-    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    groups: list[Any] = []
-    for image in outcome.get("images", []):
-        source = by_uid[image["sop_instance_uid"]]
-        for number, box in enumerate(image["boxes"], start=1):
-            x0, y0, x1, y1 = box["corners"]
-            region = hd.sr.ImageRegion(
-                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                graphic_data=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32),
-                source_image=hd.sr.SourceImageForRegion.from_source_image(source),
-            )
-            groups.append(
-                hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=hd.sr.TrackingIdentifier(
-                        uid=report_uid(source.SOPInstanceUID, number, model["name"], model["version"], "roi"),
-                        identifier=f"fracture {number} on image {source.get('InstanceNumber', '')}",
-                    ),
-                    referenced_region=region,
-                    finding_type=FRACTURE,
-                    algorithm_id=algorithm,
-                    measurements=[
-                        hd.sr.Measurement(name=FRACTURE_SCORE, value=float(box["score"]), unit=NO_UNITS)
-                    ],
-                )
-            )
-    state = outcome.get("state", "NOT ANALYSED")
-    groups.append(
-        hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=report_uid(
-                    str(sources[0].StudyInstanceUID), version, model["name"], model["version"], "study"
-                ),
-                identifier="study result",
-            ),
-            finding_type=FRACTURE,
-            algorithm_id=algorithm,
-            measurements=[
-                hd.sr.Measurement(name=STUDY_SCORE, value=float(outcome["probability"]), unit=NO_UNITS)
-            ]
-            if "probability" in outcome
-            else None,
-            qualitative_evaluations=[
-                hd.sr.QualitativeEvaluation(name=TRIAGE_STATE, value=TRIAGE_CODES[state])
-            ],
+def _region_groups(
+    by_uid: dict[str, Dataset],
+    marks: Sequence[tuple[str, Sequence[float], float]],
+    finding: Code,
+    score_name: Code,
+    model: dict[str, str],
+) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
+    """One TID 1410 group per mark: a closed POLYLINE on the exact source image, with its score."""
+    groups = []
+    for number, (sop_instance_uid, corners, value) in enumerate(marks, start=1):
+        source = by_uid[sop_instance_uid]
+        x0, y0, x1, y1 = corners
+        region = hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32),
+            source_image=hd.sr.SourceImageForRegion.from_source_image(source),
         )
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=report_uid(sop_instance_uid, number, model["name"], model["version"], "roi"),
+                    identifier=f"{finding.meaning.lower()} {number}",
+                ),
+                referenced_region=region,
+                finding_type=finding,
+                algorithm_id=_algorithm(model),
+                measurements=[score(score_name, value)],
+            )
+        )
+    return groups
+
+
+def _study_group(
+    study_uid: str,
+    version: int,
+    model: dict[str, str],
+    finding: Code,
+    measurements: list[hd.sr.Measurement],
+    evaluations: list[tuple[Code, Code]],
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=report_uid(study_uid, version, model["name"], model["version"], "study"),
+            identifier="study result",
+        ),
+        finding_type=finding,
+        algorithm_id=_algorithm(model),
+        measurements=measurements or None,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=n, value=v) for n, v in evaluations],
     )
+
+
+def _document(
+    sources: Sequence[Dataset],
+    groups: Sequence[Any],
+    procedure: Code,
+    model: dict[str, str],
+    version: int,
+) -> hd.sr.Comprehensive3DSR:
+    study_uid = str(sources[0].StudyInstanceUID)
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model),
-        procedure_reported=codes.SCT.PlainRadiography,
-        imaging_measurements=groups,
+        procedure_reported=procedure,
+        imaging_measurements=list(groups),
         title=codes.DCM.ImagingMeasurementReport,
     )
-    study_uid = str(sources[0].StudyInstanceUID)
     return hd.sr.Comprehensive3DSR(
         evidence=list(sources),
         content=report,
@@ -140,7 +166,54 @@ def fracture_report(
                 manufacturer="triage (open source)",
                 purpose_of_reference=codes.DCM.ProcessingEquipment,
                 manufacturer_model_name=f"{model['name']} {model['version']}",
-                software_versions=[__version__, model["weights_sha256"][:64]],
+                software_versions=[__version__, model["weights_sha256"]],
             )
         ],
     )
+
+
+def fracture_report(
+    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int
+) -> hd.sr.Comprehensive3DSR:
+    """TID 1500: one planar region per box on its source image, and the study's coded state."""
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    marks = [
+        (image["sop_instance_uid"], box["corners"], box["score"])
+        for image in outcome.get("images", [])
+        for box in image["boxes"]
+    ]
+    state = outcome.get("state", "NOT ANALYSED")
+    study = _study_group(
+        str(sources[0].StudyInstanceUID), version, model, FRACTURE,
+        [score(STUDY_SCORE, outcome["probability"])] if "probability" in outcome else [],
+        [(TRIAGE_STATE, TRIAGE_CODES[state])],
+    )  # fmt: skip
+    groups = [*_region_groups(by_uid, marks, FRACTURE, FRACTURE_SCORE, model), study]
+    return _document(sources, groups, codes.SCT.PlainRadiography, model, version)
+
+
+def breast_report(
+    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int
+) -> hd.sr.Comprehensive3DSR:
+    """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    marks = [
+        (view["sop_instance_uid"], lesion["corners"], lesion["score"])
+        for view in outcome.get("per_view", [])
+        for lesion in view.get("lesions", [])
+    ]
+    measurements = []
+    if outcome.get("score") is not None:
+        measurements = [
+            score(EXAM_SCORE, outcome["score"]),
+            score(EXAM_PROBABILITY, outcome["probability"]),
+        ]
+    analysed = outcome.get("score") is not None
+    evaluations = [
+        (TRIAGE_STATE, TRIAGE_CODES["ANALYSED" if analysed else "NOT ANALYSED"]),
+        (READING_ROUTE, ROUTE_CODES[outcome.get("route", "DOUBLE_READ")]),
+        (HIGH_RISK, codes.SCT.Yes if outcome.get("high_risk") else codes.SCT.No),
+    ]
+    study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
+    groups = [*_region_groups(by_uid, marks, LESION, LESION_SCORE, model), study]
+    return _document(sources, groups, codes.SCT.Mammography, model, version)

@@ -1,12 +1,13 @@
 """Fracture SR (TID 1500): valid per dciodvfy, readable by dsrdump, faithful to its sources."""
 
 import io
+import re
 import subprocess
 
 import pytest
 from pydicom import dcmread
 
-from inference.reports import SERIES_DESCRIPTION, fracture_report
+from inference.reports import SERIES_DESCRIPTION, breast_report, fracture_report
 from tests import phantoms
 from tests.conftest import require_tool
 
@@ -25,6 +26,31 @@ def outcome_for(datasets, state="FRACTURE"):
             {"sop_instance_uid": datasets[1].SOPInstanceUID, "boxes": []},
         ],
     }
+
+
+BREAST_MODEL = {"name": "triage-breast-demo", "version": "1.0.0", "weights_sha256": "cd" * 32}
+
+
+def breast_outcome(views, score):
+    analysed = score is not None
+    return {
+        "score": score,
+        "route": "SINGLE_READ" if analysed and score <= 5 else "DOUBLE_READ",
+        "high_risk": score == 10,
+        "probability": 0.42 if analysed else None,
+        "per_view": [
+            {"sop_instance_uid": ds.SOPInstanceUID, "laterality": ds.ImageLaterality, "view": ds.ViewPosition,
+             "probability": 0.42, "lesions": [{"corners": [5.0, 6.0, 30.0, 40.0], "score": 0.42}] if i == 0
+             else []}
+            for i, ds in enumerate(views)
+        ],
+    }  # fmt: skip
+
+
+def content_text(path):
+    return subprocess.run(
+        [require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def round_trip(sr):
@@ -82,3 +108,26 @@ def test_danish_names_survive_in_the_source_character_set(charset, name):
     sr, _ = round_trip(fracture_report(sources, outcome_for(sources), MODEL, 1))
     assert str(sr.PatientName) == name
     assert sr.SpecificCharacterSet == charset
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("score", [3, 7, 10, None])
+def test_breast_sr_codes_score_route_and_high_risk(tmp_path, score):
+    views = phantoms.screen("L", seed=5, size=128)
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(round_trip(breast_report(views, breast_outcome(views, score), BREAST_MODEL, 1))[1])
+    validation = subprocess.run(
+        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
+    )
+    assert [
+        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
+    ] == []
+    text = content_text(path)
+    route = "Double reading" if score is None or score > 5 else "Single reading"
+    assert '"Reading route")=(' in text and route in text
+    assert ('"High risk (score 10)")=(373066001,SCT,"Yes")' in text) == (score == 10)
+    if score is None:
+        assert "Not analysed by triage" in text and "AI exam risk score" not in text
+    else:
+        assert re.search(rf'"AI exam risk score \(1-10\)"\)="{score}(\.0)?"', text)
+    assert "Lesion" in text and "POLYLINE" in text
