@@ -1,0 +1,98 @@
+"""The summary Secondary Capture: valid, in the source study, and drawing what the result says."""
+
+import io
+import subprocess
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from inference.summary import DISCLAIMER, RED, YELLOW, render, summary_image, verdict
+from tests import phantoms, synthetic
+from tests.conftest import require_tool
+
+
+def fracture_case(tmp_path):
+    sources = phantoms.trauma_study(True, seed=1, images=2, size=256)
+    outcome = {
+        "state": "FRACTURE",
+        "probability": 0.91,
+        "thresholds": {"fracture": 0.8, "doubt": 0.3},
+        "images": [
+            {
+                "sop_instance_uid": sources[0].SOPInstanceUID,
+                "boxes": [
+                    {"corners": [40, 60, 120, 140], "score": 0.91},
+                    {"corners": [150, 150, 200, 220], "score": 0.4},
+                ],
+            }
+        ],
+    }
+    return sources, synthetic.write(sources, tmp_path / "src"), outcome
+
+
+def colour_pixels(pixels, colour):
+    return int(np.all(pixels == np.array(colour, dtype=np.uint8), axis=-1).sum())
+
+
+def test_solid_box_for_fracture_dashed_for_doubt(tmp_path):
+    sources, paths, outcome = fracture_case(tmp_path)
+    pixels = render(sources, paths, "fracture", outcome, "", "m 1")
+    assert colour_pixels(pixels, RED) > 4 * 2 * (80 + 80)  # a 4-px outline of an 80 x 80 box
+    dashed = colour_pixels(pixels, YELLOW)
+    assert 0 < dashed < 3 * 2 * (50 + 70) * 1.5 * 3  # present, but broken into dashes
+
+
+def test_without_marks_nothing_is_drawn_on_the_images(tmp_path):
+    sources, paths, outcome = fracture_case(tmp_path)
+    outcome = {**outcome, "state": "NO FRACTURE", "probability": 0.1, "images": []}
+    assert colour_pixels(render(sources, paths, "fracture", outcome, "", "m 1"), RED) == 0
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "outcome", "reason", "expected"),
+    [
+        ("fracture", {"state": "DOUBT", "probability": 0.42}, "", "DOUBT  (AI probability 0.42)"),
+        (
+            "breast",
+            {"score": 10, "route": "DOUBLE_READ", "high_risk": True},
+            "",
+            "SCORE 10 OF 10 - DOUBLE READ  HIGH RISK",
+        ),
+        ("breast", {"score": None}, "incomplete screen", "NOT ANALYSED - DOUBLE READ: incomplete screen"),
+        (
+            "fracture",
+            {},
+            "pixel data cannot be decoded",
+            "NOT ANALYSED - READ AS USUAL: pixel data cannot be decoded",
+        ),
+    ],
+)
+def test_banner_words(pipeline, outcome, reason, expected):
+    assert verdict(pipeline, outcome, reason) == expected
+
+
+@pytest.mark.integration
+def test_summary_image_is_a_valid_secondary_capture_in_the_source_study(tmp_path):
+    sources, paths, outcome = fracture_case(tmp_path)
+    image = summary_image(
+        sources, render(sources, paths, "fracture", outcome, "", "m 1"), generate_uid(), generate_uid()
+    )
+    buffer = io.BytesIO()
+    image.save_as(buffer, enforce_file_format=True)
+    path = tmp_path / "sc.dcm"
+    path.write_bytes(buffer.getvalue())
+    validation = subprocess.run(
+        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
+    )
+    assert [
+        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
+    ] == []
+    stored = dcmread(path)
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
+        assert stored.get(keyword) == sources[0].get(keyword)
+    assert stored.SeriesInstanceUID != sources[0].SeriesInstanceUID
+    assert stored.BurnedInAnnotation == "YES" and stored.ImageComments == DISCLAIMER
+    assert "not verified" in stored.SeriesDescription
+    assert stored.pixel_array.shape[-1] == 3
