@@ -8,6 +8,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import dispatch, routing, scp
 from dicom_node.handlers import StorageHandlers, StoragePaths
+from dicom_node.scu import Deliverer, DeliveryThread
 from dicom_node.studies import MonitorThread, StudyMonitor
 from triage.settings import Settings
 from worklist.db import Database, migrate
@@ -35,6 +36,7 @@ class Listener:
         )
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: MonitorThread | None = None
+        self._delivery_thread: DeliveryThread | None = None
 
     @property
     def port(self) -> int:
@@ -47,6 +49,18 @@ class Listener:
         self._server = scp.start_listener(self.settings, self.handlers)
         self._monitor_thread = MonitorThread(self.monitor, self.settings.monitor_interval_seconds)
         self._monitor_thread.start()
+        if self.settings.pacs is not None:
+            deliverer = Deliverer(
+                self.database,
+                self.settings.results_dir,
+                self.settings.pacs,
+                self.settings.ae_title,
+                self.settings.delivery_max_attempts,
+            )
+            self._delivery_thread = DeliveryThread(deliverer, self.settings.monitor_interval_seconds)
+            self._delivery_thread.start()
+        else:
+            logger.warning("TRIAGE_PACS is not set: results stay in the database and are not sent anywhere")
 
     def stop(self) -> None:
         """Stop accepting associations, finish the monitor's pass, close the database."""
@@ -54,5 +68,7 @@ class Listener:
             self._server.shutdown()
         if self._monitor_thread is not None:
             self._monitor_thread.stop()
+        if self._delivery_thread is not None:
+            self._delivery_thread.stop()
         self.database.dispose()
         logger.info("DICOM listener stopped")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydicom import dcmread
@@ -13,6 +15,8 @@ from pynetdicom import AE, _config
 
 from dicom_node.scp import VERIFICATION
 from triage.settings import DicomPeer
+from worklist import store
+from worklist.db import Database, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +88,65 @@ def send(paths: Iterable[Path], peer: DicomPeer, calling_ae_title: str) -> list[
         finally:
             assoc.release()
     return results
+
+
+class Deliverer:
+    """Stores finished results at the PACS from the persisted deliveries, with backoff and a bound.
+
+    A study counts as REPORTED only when the PACS acknowledged all its objects. After
+    ``max_attempts`` failures a delivery is FAILED (terminal, visible) and an ANALYSED study goes
+    back to the conservative path, since no reader can see what triage concluded.
+    """
+
+    def __init__(
+        self, database: Database, results_dir: Path, pacs: DicomPeer, calling_ae_title: str, max_attempts: int
+    ) -> None:
+        self._database = database
+        self._results_dir = results_dir
+        self._pacs = pacs
+        self._calling = calling_ae_title
+        self._max_attempts = max_attempts
+
+    def deliver_due(self, now: datetime, limit: int = 50) -> int:
+        """Try every due delivery once; return how many the PACS acknowledged."""
+        with self._database.session() as session:
+            due = [(d.id, d.storage_key) for d in store.due_deliveries(session, now, limit)]
+        if not due:
+            return 0
+        results = send([self._results_dir / key for _, key in due], self._pacs, self._calling)
+        by_path = {str(r.path): r for r in results}
+        delivered = 0
+        with self._database.session() as session:
+            for delivery_id, key in due:
+                result = by_path.get(str(self._results_dir / key))
+                ok = result is not None and result.ok
+                error = "" if ok else (result.detail if result else "not sent")
+                status = f" (status 0x{result.status:04X})" if result and result.status is not None else ""
+                store.record_delivery(session, delivery_id, ok, f"{error}{status}", now, self._max_attempts)
+                delivered += ok
+        if delivered < len(due):
+            logger.warning(
+                "%d of %d result object(s) not yet accepted by %s", len(due) - delivered, len(due), self._pacs
+            )
+        return delivered
+
+
+class DeliveryThread(threading.Thread):
+    """Runs ``Deliverer.deliver_due`` every interval until stopped, apart from the study monitor."""
+
+    def __init__(self, deliverer: Deliverer, interval_seconds: float) -> None:
+        super().__init__(name="pacs-delivery", daemon=True)
+        self._deliverer = deliverer
+        self._interval = interval_seconds
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                self._deliverer.deliver_due(utcnow())
+            except Exception:  # process boundary: delivery must outlive a database hiccup
+                logger.exception("delivery pass failed; retrying in %.1f s", self._interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()

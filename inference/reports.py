@@ -10,15 +10,19 @@ re-built report is the same object to the PACS, never a second, different report
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 import numpy as np
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
+from dicom_node.dispatch import AnalyseStudy
+from dicom_node.storage import make_durable
+from inference.summary import render, summary_image
 from triage import __version__
 
 FRACTURE = Code("72704001", "SCT", "Fracture")
@@ -217,3 +221,40 @@ def breast_report(
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
     groups = [*_region_groups(by_uid, marks, LESION, LESION_SCORE, model), study]
     return _document(sources, groups, codes.SCT.Mammography, model, version)
+
+
+class ReportWriter:
+    """Builds a result's SR and summary image and makes them durable under the results folder."""
+
+    def __init__(self, storage_dir: Path, results_dir: Path) -> None:
+        self._storage_dir = storage_dir
+        self._results_dir = results_dir
+
+    def write(
+        self, payload: AnalyseStudy, outcome: dict[str, Any], model: dict[str, str], reason: str
+    ) -> list[tuple[str, str, str]]:
+        """Return (kind, SOP Instance UID, storage key) for each object written."""
+        paths = [self._storage_dir / ref.storage_key for ref in payload.instances]
+        sources = [dcmread(path, stop_before_pixels=True) for path in paths]
+        build = fracture_report if payload.pipeline == "fracture" else breast_report
+        sr = build(sources, outcome, model, payload.version)
+        pixels = render(
+            sources, paths, payload.pipeline, outcome, reason, f"{model['name']} {model['version']}"
+        )
+        sc = summary_image(
+            sources,
+            pixels,
+            report_uid(
+                payload.study_instance_uid, payload.version, model["name"], model["version"], "sc-series"
+            ),
+            report_uid(payload.study_instance_uid, payload.version, model["name"], model["version"], "sc"),
+        )
+        written = []
+        for kind, dataset in (("sr", sr), ("sc", sc)):
+            key = f"{payload.study_instance_uid}/{dataset.SOPInstanceUID}.dcm"
+            staging = self._results_dir / "incoming" / f"{dataset.SOPInstanceUID}.dcm"
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            dataset.save_as(staging, enforce_file_format=True)
+            make_durable(staging, self._results_dir, key)
+            written.append((kind, str(dataset.SOPInstanceUID), key))
+        return written

@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from dicom_node.dispatch import AnalyseStudy
 from inference.model import ModelUnavailable
 from inference.reading import StorageUnavailable
+from inference.reports import ReportWriter
 from inference.schemas import Analysed, Skipped
 from triage import __version__
 from worklist import store
@@ -34,11 +35,16 @@ class AnalyseStudyTask:
     """The body of ``triage.analyse_study``, callable without a broker."""
 
     def __init__(
-        self, database: Database, pipelines: Mapping[str, Pipeline], retry_seconds: float = 1.0
+        self,
+        database: Database,
+        pipelines: Mapping[str, Pipeline],
+        retry_seconds: float = 1.0,
+        reports: ReportWriter | None = None,
     ) -> None:
         self._database = database
         self._pipelines = pipelines
         self._retry_seconds = retry_seconds
+        self._reports = reports  # None: no PACS configured, nothing to send
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
         payload = AnalyseStudy.model_validate(raw_payload)
@@ -81,6 +87,18 @@ class AnalyseStudyTask:
                 return Skipped(f"analysis failed: {type(error).__name__}")
         raise AssertionError("unreachable: the last attempt returns")
 
+    def _write_reports(
+        self, payload: AnalyseStudy, outcome: Analysed | Skipped, reason: str
+    ) -> tuple[list[tuple[str, str, str]], str]:
+        """Build and store the SR and summary image; an error is returned, never raised."""
+        if self._reports is None or outcome.model is None:
+            return [], ""
+        try:
+            return self._reports.write(payload, outcome.outcome, asdict(outcome.model), reason), ""
+        except Exception as error:  # process boundary: a report bug must not lose the result
+            logger.exception("reports for study version %d could not be built", payload.study_version_id)
+            return [], f"{type(error).__name__}: {error}"
+
     def record(self, payload: AnalyseStudy, outcome: Analysed | Skipped) -> str:
         """Store the result, unless the version left ANALYSING meanwhile (its deadline passed)."""
         now = utcnow()
@@ -89,6 +107,7 @@ class AnalyseStudyTask:
         reason = outcome.summary if isinstance(outcome, Analysed) else outcome.reason
         if outcome.model is not None:
             reason = f"{reason} [model {outcome.model.name} {outcome.model.version}]"
+        objects, report_error = self._write_reports(payload, outcome, reason)
         with self._database.session() as session:
             if not store.transition(
                 session, payload.study_version_id, StudyState.ANALYSING, new, now, reason
@@ -116,5 +135,17 @@ class AnalyseStudyTask:
                 timings_ms=outcome.timings_ms if isinstance(outcome, Analysed) else {},
                 created_at=now,
             )
+            for kind, sop_instance_uid, key in objects:
+                store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+            if report_error:
+                store.add_delivery(
+                    session,
+                    payload.study_version_id,
+                    "sr",
+                    "",
+                    "",
+                    now,
+                    failed=f"report not built: {report_error}",
+                )
         logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)

@@ -15,6 +15,7 @@ from dicom_node.dispatch import ANALYSE_STUDY, make_celery
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
+from inference.reports import ReportWriter
 from inference.tasks import AnalyseStudyTask, Pipeline
 from triage.settings import Settings
 from worklist.db import Database
@@ -84,7 +85,8 @@ def make_worker_app(
         task_time_limit=TIME_LIMIT_SECONDS,
         worker_hijack_root_logger=False,
     )
-    body = AnalyseStudyTask(database, pipelines)
+    reports = ReportWriter(settings.storage_dir, settings.results_dir) if settings.pacs else None
+    body = AnalyseStudyTask(database, pipelines, reports=reports)
     threads = threads_per_process(settings, concurrency)
 
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]

@@ -161,6 +161,8 @@ def triage_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     if settings.broker_url:
         env["TRIAGE_BROKER_URL"] = settings.broker_url
+    if settings.pacs:
+        env["TRIAGE_PACS"] = str(settings.pacs)
     env.update(extra)
     return env
 
@@ -210,9 +212,13 @@ class Orthanc:
         }
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "orthanc.json").write_text(json.dumps(config))
-        self.log = (folder / "orthanc.log").open("wb")
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart, with the same ports and data) and wait until its REST API answers."""
+        self.log = (self.folder / "orthanc.log").open("ab")
         self.process = subprocess.Popen(
-            [require_tool("Orthanc"), str(folder / "orthanc.json")],
+            [require_tool("Orthanc"), str(self.folder / "orthanc.json")],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=PEER_ENV,

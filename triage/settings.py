@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     models_dir: Path = _SOURCE_TREE_CONFIGS.parent / "models"
     single_read_max_score: int = Field(default=5, ge=0, le=10)
     worker_threads: int = Field(default=0, ge=0)
+    delivery_max_attempts: int = Field(default=10, ge=1)
 
     max_associations: int = Field(default=16, ge=1)
     acse_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -145,6 +146,11 @@ class Settings(BaseSettings):
     @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"
+
+    @property
+    def results_dir(self) -> Path:
+        """Structured reports and summary images waiting for, or delivered to, the PACS."""
+        return self.home / "results"
 
     @property
     def queue_dir(self) -> Path:

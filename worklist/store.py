@@ -6,8 +6,9 @@ move the same study version can never both win: a study is completed, queued or 
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from worklist.db import (
     AuditEvent,
+    Delivery,
+    DeliveryState,
     Instance,
     OutboxMessage,
     QuarantinedObject,
@@ -228,6 +231,82 @@ def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, An
 def count_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(StudyVersion.state, func.count()).group_by(StudyVersion.state)).all()
     return {str(state): int(count) for state, count in rows}
+
+
+def add_delivery(
+    session: Session,
+    version_id: int,
+    kind: str,
+    sop_instance_uid: str,
+    storage_key: str,
+    now: datetime,
+    failed: str = "",
+) -> None:
+    """Queue one object for the PACS; ``failed`` records one that could not even be built."""
+    session.add(
+        Delivery(
+            version_id=version_id,
+            kind=kind,
+            sop_instance_uid=sop_instance_uid or f"unbuilt-{version_id}-{kind}",
+            storage_key=storage_key,
+            state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
+            last_error=failed,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def record_delivery(
+    session: Session, delivery_id: int, ok: bool, error: str, now: datetime, max_attempts: int
+) -> None:
+    """Record one attempt; on the last acknowledgement the study is REPORTED, on the last failure
+    (``max_attempts``) the delivery is FAILED and an ANALYSED study goes conservative."""
+    delivery = session.get_one(Delivery, delivery_id)
+    delivery.attempts += 1
+    if ok:
+        delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, ""
+        remaining = session.scalar(
+            select(func.count()).where(
+                Delivery.version_id == delivery.version_id, Delivery.state != DeliveryState.DELIVERED
+            )
+        )
+        if remaining == 0:
+            transition(
+                session,
+                delivery.version_id,
+                StudyState.ANALYSED,
+                StudyState.REPORTED,
+                now,
+                "results acknowledged by the PACS",
+            )
+        return
+    delivery.last_error = error
+    if delivery.attempts >= max_attempts:
+        delivery.state = DeliveryState.FAILED
+        transition(
+            session,
+            delivery.version_id,
+            StudyState.ANALYSED,
+            StudyState.NOT_ANALYSED,
+            now,
+            f"results could not be delivered to the PACS after {delivery.attempts} attempts ({error}); "
+            "read as if triage had not seen the study",
+        )
+        return
+    backoff = min(300.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+    delivery.next_attempt_at = now + timedelta(seconds=backoff)
 
 
 def add_result(session: Session, **values: Any) -> None:

@@ -1,0 +1,71 @@
+"""Orthanc (a real PACS) -> triage -> Orthanc: the whole loop on phantom studies, CPU models."""
+
+import pytest
+from sqlalchemy import select
+
+from dicom_node.listener import Listener
+from tests import phantoms, synthetic
+from tests.conftest import Orthanc, free_port, start_triage, stop, wait_until
+from worklist.db import Delivery, StudyState, StudyVersion
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def loop(make_settings, tmp_path):
+    """Orthanc knows triage as "triage"; triage sends results back to Orthanc."""
+    port = free_port()
+    pacs = Orthanc(tmp_path / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
+    settings = make_settings(dicom_port=port, pacs=f"ORTHANC@127.0.0.1:{pacs.dicom_port}")
+    listener = Listener(settings)
+    listener.start()
+    worker = start_triage("worker", settings, tmp_path / "worker.log")
+    yield pacs, listener
+    stop(worker)
+    listener.stop()
+    pacs.stop()
+
+
+def push(pacs, datasets, folder):
+    [study] = {pacs.upload(path)["ParentStudy"] for path in synthetic.write(datasets, folder)}
+    job = pacs.request("POST", "/modalities/triage/store", {"Resources": [study], "Synchronous": True})
+    assert job["FailedInstancesCount"] == 0
+    return study
+
+
+def modalities(pacs, study):
+    return sorted(series["MainDicomTags"]["Modality"] for series in pacs.get(f"/studies/{study}/series"))
+
+
+def states(listener):
+    with listener.database.session() as session:
+        return sorted(session.scalars(select(StudyVersion.state)))
+
+
+def test_results_arrive_in_the_same_studies_as_sr_and_summary_image(loop, tmp_path):
+    pacs, listener = loop
+    trauma = push(pacs, phantoms.trauma_study(True, seed=1, images=3), tmp_path / "trauma")
+    screen = push(pacs, phantoms.screen("L", seed=2), tmp_path / "screen")
+    wait_until(lambda: states(listener) == [StudyState.REPORTED, StudyState.REPORTED], timeout=120)
+    assert modalities(pacs, trauma) == ["DX", "OT", "SR"]
+    assert modalities(pacs, screen) == ["MG", "OT", "SR"]
+    for study in (trauma, screen):
+        sr = next(s for s in pacs.get(f"/studies/{study}/series") if s["MainDicomTags"]["Modality"] == "SR")
+        assert "not verified" in sr["MainDicomTags"]["SeriesDescription"]
+
+
+def test_results_wait_for_a_pacs_that_is_down_and_arrive_once(loop, tmp_path):
+    pacs, listener = loop
+    study = push(pacs, phantoms.trauma_study(False, seed=3, images=1), tmp_path / "trauma")
+    pacs.stop()
+
+    def retrying():
+        with listener.database.session() as session:
+            return any(d.attempts >= 1 and d.last_error for d in session.scalars(select(Delivery)))
+
+    wait_until(retrying, timeout=120)
+    assert states(listener) == [StudyState.ANALYSED], "not REPORTED before the PACS has the results"
+    pacs.start()
+    wait_until(lambda: states(listener) == [StudyState.REPORTED], timeout=120)
+    assert modalities(pacs, study) == ["DX", "OT", "SR"]
+    assert len(pacs.get(f"/studies/{study}/instances")) == 1 + 2, "each result object stored once"
