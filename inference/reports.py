@@ -47,6 +47,8 @@ ROUTE_CODES = {
     "DOUBLE_READ": Code("DOUBLE-READ", SCHEME, "Double reading"),
 }
 HIGH_RISK = Code("HIGH-RISK", SCHEME, "High risk (score 10)")
+REASON = Code("REASON-NOT-ANALYSED", SCHEME, "Reason not analysed")
+IMAGE_NOT_ANALYSED = Code("IMAGE-NOT-ANALYSED", SCHEME, "Image not analysed")
 FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
 STUDY_SCORE = Code("STUDY-FRACTURE-PROBABILITY", SCHEME, "AI study fracture probability")
 NO_UNITS = Code("1", "UCUM", "no units")
@@ -139,12 +141,29 @@ def _study_group(
     )
 
 
+def _notes(outcome: dict[str, Any], reason: str) -> list[hd.sr.TextContentItem]:
+    """Why the study was not analysed, and which images were left out and why, as TEXT items."""
+    items = []
+    if reason:
+        items.append(hd.sr.TextContentItem(name=REASON, value=reason[:1024], relationship_type="CONTAINS"))
+    for sop_instance_uid, why in sorted(outcome.get("skipped", {}).items()):
+        items.append(
+            hd.sr.TextContentItem(
+                name=IMAGE_NOT_ANALYSED,
+                value=f"{sop_instance_uid}: {why}"[:1024],
+                relationship_type="CONTAINS",
+            )
+        )
+    return items
+
+
 def _document(
     sources: Sequence[Dataset],
     groups: Sequence[Any],
     procedure: Code,
     model: dict[str, str],
     version: int,
+    notes: Sequence[hd.sr.TextContentItem] = (),
 ) -> hd.sr.Comprehensive3DSR:
     study_uid = str(sources[0].StudyInstanceUID)
     report = hd.sr.MeasurementReport(
@@ -153,6 +172,7 @@ def _document(
         imaging_measurements=list(groups),
         title=codes.DCM.ImagingMeasurementReport,
     )
+    report[0].ContentSequence.extend(notes)
     return hd.sr.Comprehensive3DSR(
         evidence=list(sources),
         content=report,
@@ -177,7 +197,7 @@ def _document(
 
 
 def fracture_report(
-    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int
+    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int, reason: str = ""
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
@@ -193,11 +213,12 @@ def fracture_report(
         [(TRIAGE_STATE, TRIAGE_CODES[state])],
     )  # fmt: skip
     groups = [*_region_groups(by_uid, marks, FRACTURE, FRACTURE_SCORE, model), study]
-    return _document(sources, groups, codes.SCT.PlainRadiography, model, version)
+    notes = _notes(outcome, reason if state == "NOT ANALYSED" else "")
+    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes)
 
 
 def breast_report(
-    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int
+    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int, reason: str = ""
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
@@ -220,7 +241,8 @@ def breast_report(
     ]
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
     groups = [*_region_groups(by_uid, marks, LESION, LESION_SCORE, model), study]
-    return _document(sources, groups, codes.SCT.Mammography, model, version)
+    notes = _notes(outcome, "" if analysed else reason or outcome.get("reason", ""))
+    return _document(sources, groups, codes.SCT.Mammography, model, version, notes)
 
 
 class ReportWriter:
@@ -237,7 +259,7 @@ class ReportWriter:
         paths = [self._storage_dir / ref.storage_key for ref in payload.instances]
         sources = [dcmread(path, stop_before_pixels=True) for path in paths]
         build = fracture_report if payload.pipeline == "fracture" else breast_report
-        sr = build(sources, outcome, model, payload.version)
+        sr = build(sources, outcome, model, payload.version, reason)
         pixels = render(
             sources, paths, payload.pipeline, outcome, reason, f"{model['name']} {model['version']}"
         )

@@ -131,3 +131,20 @@ def test_breast_sr_codes_score_route_and_high_risk(tmp_path, score):
     else:
         assert re.search(rf'"AI exam risk score \(1-10\)"\)="{score}(\.0)?"', text)
     assert "Lesion" in text and "POLYLINE" in text
+
+
+@pytest.mark.integration
+def test_not_analysed_reason_and_skipped_images_are_in_the_sr(tmp_path):
+    sources = phantoms.trauma_study(False, seed=6, images=2)
+    outcome = {"skipped": {"1.2.3.4": "modality CT is not one of ['CR', 'DX']"}}
+    sr = fracture_report(sources, outcome, MODEL, 1, reason="pixel data cannot be decoded")
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(round_trip(sr)[1])
+    validation = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False)
+    assert [line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")] == []
+    text = content_text(path)
+    assert '"Reason not analysed")="pixel data cannot be decoded"' in text
+    assert '"Image not analysed")="1.2.3.4: modality CT' in text
+    texts = [item.TextValue for item in dcmread(path).ContentSequence if "TextValue" in item]
+    assert "1.2.3.4: modality CT is not one of ['CR', 'DX']" in texts
+    assert "Not analysed by triage" in text
