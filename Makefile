@@ -43,6 +43,7 @@ lint: install
 bench: install peers
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.inference
+	$(BIN)/python -m bench.delivery
 
 clean:
 	rm -rf $(VENV) $(STAMPS) var

@@ -249,3 +249,11 @@ class Orthanc:
         self.process.terminate()
         self.process.wait(30)
         self.log.close()
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The Error lines dicom3tools' dciodvfy prints for a DICOM file (warnings are not errors)."""
+    result = subprocess.run(
+        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
+    )
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]

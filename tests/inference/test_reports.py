@@ -9,7 +9,7 @@ from pydicom import dcmread
 
 from inference.reports import SERIES_DESCRIPTION, breast_report, fracture_report
 from tests import phantoms
-from tests.conftest import require_tool
+from tests.conftest import dciodvfy_errors, require_tool
 
 MODEL = {"name": "triage-fracture-demo", "version": "1.0.0", "weights_sha256": "ab" * 32}
 
@@ -65,13 +65,7 @@ def test_fracture_sr_passes_dciodvfy_and_dsrdump(tmp_path, state):
     sources = phantoms.trauma_study(True, seed=1, images=2)
     path = tmp_path / "sr.dcm"
     path.write_bytes(round_trip(fracture_report(sources, outcome_for(sources, state), MODEL, 1))[1])
-    validation = subprocess.run(
-        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
-    )
-    errors = [
-        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
-    ]
-    assert errors == []
+    assert dciodvfy_errors(path) == []
     dump = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=False)
     assert dump.returncode == 0, dump.stderr
     assert "Fracture" in dump.stdout and "triage-fracture-demo" in dump.stdout
@@ -116,12 +110,7 @@ def test_breast_sr_codes_score_route_and_high_risk(tmp_path, score):
     views = phantoms.screen("L", seed=5, size=128)
     path = tmp_path / "sr.dcm"
     path.write_bytes(round_trip(breast_report(views, breast_outcome(views, score), BREAST_MODEL, 1))[1])
-    validation = subprocess.run(
-        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
-    )
-    assert [
-        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
-    ] == []
+    assert dciodvfy_errors(path) == []
     text = content_text(path)
     route = "Double reading" if score is None or score > 5 else "Single reading"
     assert '"Reading route")=(' in text and route in text
@@ -140,8 +129,7 @@ def test_not_analysed_reason_and_skipped_images_are_in_the_sr(tmp_path):
     sr = fracture_report(sources, outcome, MODEL, 1, reason="pixel data cannot be decoded")
     path = tmp_path / "sr.dcm"
     path.write_bytes(round_trip(sr)[1])
-    validation = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False)
-    assert [line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")] == []
+    assert dciodvfy_errors(path) == []
     text = content_text(path)
     assert '"Reason not analysed")="pixel data cannot be decoded"' in text
     assert '"Image not analysed")="1.2.3.4: modality CT' in text

@@ -1,7 +1,6 @@
 """The summary Secondary Capture: valid, in the source study, and drawing what the result says."""
 
 import io
-import subprocess
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from pydicom.uid import generate_uid
 
 from inference.summary import DISCLAIMER, RED, YELLOW, render, summary_image, verdict
 from tests import phantoms, synthetic
-from tests.conftest import require_tool
+from tests.conftest import dciodvfy_errors
 
 
 def fracture_case(tmp_path):
@@ -83,12 +82,7 @@ def test_summary_image_is_a_valid_secondary_capture_in_the_source_study(tmp_path
     image.save_as(buffer, enforce_file_format=True)
     path = tmp_path / "sc.dcm"
     path.write_bytes(buffer.getvalue())
-    validation = subprocess.run(
-        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
-    )
-    assert [
-        line for line in (validation.stdout + validation.stderr).splitlines() if line.startswith("Error")
-    ] == []
+    assert dciodvfy_errors(path) == []
     stored = dcmread(path)
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
         assert stored.get(keyword) == sources[0].get(keyword)
