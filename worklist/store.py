@@ -295,6 +295,17 @@ def record_delivery(
     delivery.last_error = error
     if delivery.attempts >= max_attempts:
         delivery.state = DeliveryState.FAILED
+        version = session.get_one(StudyVersion, delivery.version_id)
+        session.add(
+            AuditEvent(
+                at=now,
+                actor="triage",
+                action="delivery.failed",
+                study_id=version.study_id,
+                detail=f"{delivery.kind} {delivery.sop_instance_uid} not accepted after "
+                f"{delivery.attempts} attempts: {error}",
+            )
+        )
         transition(
             session,
             delivery.version_id,
