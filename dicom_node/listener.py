@@ -56,6 +56,7 @@ class Listener:
                 self.settings.pacs,
                 self.settings.ae_title,
                 self.settings.delivery_max_attempts,
+                scp.client_tls_context(self.settings),
             )
             self._delivery_thread = DeliveryThread(deliverer, self.settings.monitor_interval_seconds)
             self._delivery_thread.start()

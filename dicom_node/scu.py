@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ def echo(peer: DicomPeer, calling_ae_title: str, timeout_seconds: float = 10.0) 
         assoc.release()
 
 
-def send(paths: Iterable[Path], peer: DicomPeer, calling_ae_title: str) -> list[SendResult]:
-    """C-STORE every DICOM file under ``paths`` to ``peer``, streaming each from disk."""
+def send(
+    paths: Iterable[Path], peer: DicomPeer, calling_ae_title: str, tls: ssl.SSLContext | None = None
+) -> list[SendResult]:
+    """C-STORE every DICOM file under ``paths`` to ``peer``, streaming each from disk (over TLS if given)."""
     results: list[SendResult] = []
     headers = []
     for path in dicom_files(paths):
@@ -76,7 +79,8 @@ def send(paths: Iterable[Path], peer: DicomPeer, calling_ae_title: str) -> list[
         ae = AE(ae_title=calling_ae_title)
         for context in sorted({(sop, ts) for _, sop, ts in batch}):
             ae.add_requested_context(context[0], [context[1]])
-        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+        tls_args = (tls, peer.host) if tls is not None else None
+        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             results.extend(SendResult(path, None, f"association with {peer} failed") for path, _, _ in batch)
             continue
@@ -99,8 +103,15 @@ class Deliverer:
     """
 
     def __init__(
-        self, database: Database, results_dir: Path, pacs: DicomPeer, calling_ae_title: str, max_attempts: int
+        self,
+        database: Database,
+        results_dir: Path,
+        pacs: DicomPeer,
+        calling_ae_title: str,
+        max_attempts: int,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._tls = tls
         self._database = database
         self._results_dir = results_dir
         self._pacs = pacs
@@ -113,7 +124,7 @@ class Deliverer:
             due = [(d.id, d.storage_key) for d in store.due_deliveries(session, now, limit)]
         if not due:
             return 0
-        results = send([self._results_dir / key for _, key in due], self._pacs, self._calling)
+        results = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
         by_path = {str(r.path): r for r in results}
         delivered = 0
         with self._database.session() as session:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     single_read_max_score: int = Field(default=5, ge=0, le=10)
     worker_threads: int = Field(default=0, ge=0)
     delivery_max_attempts: int = Field(default=10, ge=1)
+    # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
+    # tls_private_key) is presented when set, for PACS that require client certificates.
+    pacs_tls_ca: Path | None = None
 
     max_associations: int = Field(default=16, ge=1)
     acse_timeout_seconds: float = Field(default=30.0, gt=0)

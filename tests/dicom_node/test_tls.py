@@ -132,3 +132,22 @@ def test_plain_tcp_to_a_tls_listener_is_refused(tls_listener):
         check=False,
     )
     assert result.returncode != 0
+
+
+def test_results_can_be_sent_to_a_pacs_over_tls_with_our_client_certificate(
+    tls_listener, pki, make_settings, tmp_path
+):
+    from dicom_node import scp, scu
+    from tests import synthetic
+    from triage.settings import DicomPeer
+
+    settings = make_settings(
+        tls_certificate=pki / "client.crt", tls_private_key=pki / "client.key", pacs_tls_ca=pki / "ca.crt"
+    )
+    paths = synthetic.write([synthetic.dx()], tmp_path / "result")
+    peer = DicomPeer.parse(f"TRIAGE@127.0.0.1:{tls_listener.port}")
+    [sent] = scu.send(paths, peer, "TESTSCU", scp.client_tls_context(settings))
+    assert sent.ok, sent.detail
+    untrusted = make_settings(pacs_tls_ca=pki / "server.crt")  # not the CA: the PACS cannot be verified
+    [refused] = scu.send(paths, peer, "TESTSCU", scp.client_tls_context(untrusted))
+    assert not refused.ok

@@ -90,3 +90,22 @@ def test_summary_image_is_a_valid_secondary_capture_in_the_source_study(tmp_path
     assert stored.BurnedInAnnotation == "YES" and stored.ImageComments == DISCLAIMER
     assert "not verified" in stored.SeriesDescription
     assert stored.pixel_array.shape[-1] == 3
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("charset", "name"), [("ISO_IR 100", "Sørensen^Æsa"), ("ISO_IR 192", "Ågård^Søren")])
+def test_screen_summary_is_valid_and_keeps_danish_names(tmp_path, charset, name):
+    views = phantoms.screen("L", seed=7, size=128)
+    for ds in views:
+        ds.SpecificCharacterSet, ds.PatientName = charset, name
+    paths = synthetic.write(views, tmp_path / "src")
+    outcome = {"score": 4, "route": "SINGLE_READ", "high_risk": False, "per_view": []}
+    image = summary_image(
+        views, render(views, paths, "breast", outcome, "", "m 1"), generate_uid(), generate_uid()
+    )
+    path = tmp_path / "sc.dcm"
+    image.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    stored = dcmread(path)
+    assert str(stored.PatientName) == name and stored.SpecificCharacterSet == charset
+    assert stored.ImageLaterality == "B"
