@@ -22,6 +22,7 @@ from worklist.db import Database, OutboxMessage
 logger = logging.getLogger(__name__)
 
 ANALYSE_STUDY = "triage.analyse_study"
+REPORT_NOT_ANALYSED = "triage.report_not_analysed"
 QUEUE = "triage"
 _EMBEDDED_POLL_SECONDS = 0.05  # kombu's server-less transports poll; 1 s by default is 1 s per study
 _MAX_BACKOFF_SECONDS = 60.0
@@ -49,6 +50,12 @@ class AnalyseStudy(BaseModel):
     pipeline: str
     instances: tuple[InstanceRef, ...]
     skipped: dict[str, str]
+
+
+class ReportNotAnalysed(AnalyseStudy):
+    """Payload of ``triage.report_not_analysed``: a routed study the intended-use gate stopped."""
+
+    reason: str
 
 
 def make_celery(settings: Settings, name: str = "triage") -> Celery:

@@ -144,6 +144,9 @@ class StudyMonitor:
                 reason,
                 pipeline=pipeline,
             )
+            if isinstance(decision, routing.Route):  # the PACS hears of it too: SR + summary image
+                report = self._payload(session, version, decision).model_dump(mode="json")
+                store.enqueue(session, dispatch.REPORT_NOT_ANALYSED, {**report, "reason": reason}, now)
             logger.info("study version %d not analysed: %s", version.id, reason)
             return 1
         due = now + timedelta(seconds=self._config.pipelines[outcome.pipeline].result_deadline_seconds)
@@ -219,8 +222,15 @@ class StudyMonitor:
                 )  # fmt: skip
                 return False
             decision = routed
+        payload = self._payload(session, version, decision)
+        store.enqueue(session, dispatch.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
+        return True
+
+    def _payload(
+        self, session: Session, version: StudyVersion, decision: routing.Route
+    ) -> dispatch.AnalyseStudy:
         hashes = {i.sop_instance_uid: i.sha256 for i in store.instances_of(session, version)}
-        payload = dispatch.AnalyseStudy(
+        return dispatch.AnalyseStudy(
             study_version_id=version.id,
             study_instance_uid=session.get_one(Study, version.study_id).study_instance_uid,
             version=version.number,
@@ -236,8 +246,6 @@ class StudyMonitor:
             ),
             skipped=decision.skipped,
         )
-        store.enqueue(session, dispatch.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
-        return True
 
     def _expire_and_reclaim(self, now: datetime) -> tuple[int, int]:
         expired = requeued = 0

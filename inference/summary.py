@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 
-from inference.transforms import read_dicom
+from inference.transforms import UnreadableImage, read_dicom
 
 HEIGHT = 768
 BANNER = 56
@@ -83,7 +83,10 @@ def render(
     marks = _marks(pipeline, outcome)
     tiles = []
     for ds, path in zip(sources, paths, strict=True):
-        pixels, _ = read_dicom(path)
+        try:
+            pixels, _ = read_dicom(path)
+        except UnreadableImage:  # still say what triage concluded, beside the images it could read
+            pixels = np.full((HEIGHT, HEIGHT * 4 // 5), 0.2, dtype=np.float32)
         scale = HEIGHT / pixels.shape[0]
         tile = (
             Image.fromarray((pixels * 255).astype(np.uint8))

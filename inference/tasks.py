@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from dicom_node.dispatch import AnalyseStudy
+from dicom_node.dispatch import AnalyseStudy, ReportNotAnalysed
 from inference.model import ModelUnavailable
 from inference.reading import StorageUnavailable
 from inference.reports import ReportWriter
@@ -149,3 +149,35 @@ class AnalyseStudyTask:
                 )
         logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)
+
+
+GATE = {
+    "name": "triage intended-use gate",
+    "version": __version__,
+    "weights_sha256": "none (rules, not a model)",
+}
+
+
+class ReportNotAnalysedTask:
+    """The body of ``triage.report_not_analysed``: tell the PACS why a routed study was not analysed."""
+
+    def __init__(self, database: Database, reports: ReportWriter | None) -> None:
+        self._database = database
+        self._reports = reports
+
+    def __call__(self, raw_payload: dict[str, object]) -> str:
+        payload = ReportNotAnalysed.model_validate(raw_payload)
+        if self._reports is None:
+            return "no-pacs"
+        with self._database.session() as session:
+            if store.has_deliveries(session, payload.study_version_id):
+                return "already-reported"
+        outcome: dict[str, object] = {"skipped": payload.skipped}
+        if payload.pipeline == "breast":
+            outcome.update(score=None, route="DOUBLE_READ", high_risk=False, reason=payload.reason)
+        objects = self._reports.write(payload, outcome, GATE, payload.reason)
+        now = utcnow()
+        with self._database.session() as session:
+            for kind, sop_instance_uid, key in objects:
+                store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+        return "reported"

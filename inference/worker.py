@@ -11,12 +11,12 @@ import torch
 from celery import Celery
 from celery.signals import worker_process_init
 
-from dicom_node.dispatch import ANALYSE_STUDY, make_celery
+from dicom_node.dispatch import ANALYSE_STUDY, REPORT_NOT_ANALYSED, make_celery
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
-from inference.tasks import AnalyseStudyTask, Pipeline
+from inference.tasks import AnalyseStudyTask, Pipeline, ReportNotAnalysedTask
 from triage.settings import Settings
 from worklist.db import Database
 
@@ -102,6 +102,12 @@ def make_worker_app(
     @app.task(name=ANALYSE_STUDY)  # type: ignore[untyped-decorator]
     def analyse_study(payload: dict[str, Any]) -> str:
         return body(payload)
+
+    report_body = ReportNotAnalysedTask(database, reports)
+
+    @app.task(name=REPORT_NOT_ANALYSED)  # type: ignore[untyped-decorator]
+    def report_not_analysed(payload: dict[str, Any]) -> str:
+        return report_body(payload)
 
     logger.info(
         "worker: device %s, %d process(es), %d torch thread(s) each", pick_device(), concurrency, threads

@@ -1,6 +1,10 @@
 """Orthanc (a real PACS) -> triage -> Orthanc: the whole loop on phantom studies, CPU models."""
 
+import io
+import urllib.request
+
 import pytest
+from pydicom import dcmread
 from sqlalchemy import select
 
 from dicom_node.listener import Listener
@@ -69,3 +73,26 @@ def test_results_wait_for_a_pacs_that_is_down_and_arrive_once(loop, tmp_path):
     wait_until(lambda: states(listener) == [StudyState.REPORTED], timeout=120)
     assert modalities(pacs, study) == ["DX", "OT", "SR"]
     assert len(pacs.get(f"/studies/{study}/instances")) == 1 + 2, "each result object stored once"
+
+
+def test_an_incomplete_screen_is_reported_as_not_analysed_for_double_reading(loop, tmp_path):
+    pacs, listener = loop
+    study = push(pacs, phantoms.screen(None, seed=4)[:2], tmp_path / "screen")
+
+    def delivered():
+        with listener.database.session() as session:
+            rows = list(session.scalars(select(Delivery)))
+        return len(rows) == 2 and all(d.delivered_at is not None for d in rows)
+
+    wait_until(delivered, timeout=120)
+    assert states(listener) == [StudyState.NOT_ANALYSED]
+    assert modalities(pacs, study) == ["MG", "OT", "SR"]
+    sr_series = next(
+        x for x in pacs.get(f"/studies/{study}/series") if x["MainDicomTags"]["Modality"] == "SR"
+    )
+    [instance] = sr_series["Instances"]
+    url = f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        sr = dcmread(io.BytesIO(response.read()))
+    texts = [item.TextValue for item in sr.ContentSequence if "TextValue" in item]
+    assert "incomplete screen: missing R-CC, R-MLO; double reading" in texts

@@ -257,6 +257,10 @@ def add_delivery(
     )
 
 
+def has_deliveries(session: Session, version_id: int) -> bool:
+    return session.scalar(select(func.count()).where(Delivery.version_id == version_id)) != 0
+
+
 def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
     return list(
         session.scalars(

@@ -99,7 +99,9 @@ def test_two_of_four_views_goes_to_double_reading_with_reason(database, monitor)
     assert versions(database) == [
         (1, StudyState.NOT_ANALYSED, "incomplete screen: missing L-MLO, R-MLO; double reading")
     ]
-    assert outbox(database) == []
+    [report] = outbox(database)  # no analysis, but the PACS is told why (SR + summary image)
+    assert report["reason"] == "incomplete screen: missing L-MLO, R-MLO; double reading"
+    assert report["pipeline"] == "breast" and len(report["instances"]) == 2
 
 
 def test_unrouted_study_is_ignored_with_reason(database, monitor):
