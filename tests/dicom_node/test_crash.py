@@ -23,9 +23,12 @@ def send_until_killed(port, paths, acknowledged, killed):
     assoc = ae.associate("127.0.0.1", port, ae_title="TRIAGE")
     assert assoc.is_established
     for path in paths:
-        if killed.is_set():
+        if killed.is_set() or not assoc.is_established:  # the listener died under us: expected
             break
-        response = assoc.send_c_store(path)
+        try:
+            response = assoc.send_c_store(path)
+        except RuntimeError:  # "association must be established": the kill landed mid-send
+            break
         if response and response.get("Status") == 0x0000:
             acknowledged.append(path)
     if assoc.is_established:
