@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import dispatch, routing, scp
 from dicom_node.handlers import StorageHandlers, StoragePaths
-from dicom_node.scu import Deliverer, DeliveryThread
-from dicom_node.studies import MonitorThread, StudyMonitor
+from dicom_node.scu import Deliverer
+from dicom_node.studies import StudyMonitor
 from triage.settings import Settings
-from worklist.db import Database, migrate
+from worklist.db import Database, migrate, utcnow
 
 logger = logging.getLogger(__name__)
+
+
+class PeriodicThread(threading.Thread):
+    """Calls ``action`` every interval until stopped; a failing call is logged and tried again."""
+
+    def __init__(self, name: str, action: Callable[[], object], interval_seconds: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self._action = action
+        self._interval = interval_seconds
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                self._action()
+            except Exception:  # process boundary: the loop must outlive a database hiccup
+                logger.exception("%s pass failed; retrying in %.1f s", self.name, self._interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
 
 
 class Listener:
@@ -35,8 +58,8 @@ class Listener:
             self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir)
         )
         self._server: ThreadedAssociationServer | None = None
-        self._monitor_thread: MonitorThread | None = None
-        self._delivery_thread: DeliveryThread | None = None
+        self._monitor_thread: PeriodicThread | None = None
+        self._delivery_thread: PeriodicThread | None = None
 
     @property
     def port(self) -> int:
@@ -47,7 +70,9 @@ class Listener:
         """Recover unfinished work, then serve DICOM and run the monitor in background threads."""
         self.monitor.recover(self.settings.incoming_dir)
         self._server = scp.start_listener(self.settings, self.handlers)
-        self._monitor_thread = MonitorThread(self.monitor, self.settings.monitor_interval_seconds)
+        self._monitor_thread = PeriodicThread(
+            "study-monitor", self.monitor.sweep, self.settings.monitor_interval_seconds
+        )
         self._monitor_thread.start()
         if self.settings.pacs is not None:
             deliverer = Deliverer(
@@ -58,7 +83,11 @@ class Listener:
                 self.settings.delivery_max_attempts,
                 scp.client_tls_context(self.settings),
             )
-            self._delivery_thread = DeliveryThread(deliverer, self.settings.monitor_interval_seconds)
+            self._delivery_thread = PeriodicThread(
+                "pacs-delivery",
+                lambda: deliverer.deliver_due(utcnow()),
+                self.settings.monitor_interval_seconds,
+            )
             self._delivery_thread.start()
         else:
             logger.warning("TRIAGE_PACS is not set: results stay in the database and are not sent anywhere")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from pynetdicom import AE, _config
 from dicom_node.scp import VERIFICATION
 from triage.settings import DicomPeer
 from worklist import store
-from worklist.db import Database, utcnow
+from worklist.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -140,24 +139,3 @@ class Deliverer:
                 "%d of %d result object(s) not yet accepted by %s", len(due) - delivered, len(due), self._pacs
             )
         return delivered
-
-
-class DeliveryThread(threading.Thread):
-    """Runs ``Deliverer.deliver_due`` every interval until stopped, apart from the study monitor."""
-
-    def __init__(self, deliverer: Deliverer, interval_seconds: float) -> None:
-        super().__init__(name="pacs-delivery", daemon=True)
-        self._deliverer = deliverer
-        self._interval = interval_seconds
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
-            try:
-                self._deliverer.deliver_due(utcnow())
-            except Exception:  # process boundary: delivery must outlive a database hiccup
-                logger.exception("delivery pass failed; retrying in %.1f s", self._interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()

@@ -10,7 +10,6 @@ result deadline goes to NOT_ANALYSED: the conservative path is always visible, n
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -282,27 +281,6 @@ class StudyMonitor:
                     ):
                         requeued += self._enqueue(session, version, now)
         return expired, requeued
-
-
-class MonitorThread(threading.Thread):
-    """Runs ``StudyMonitor.sweep`` every interval until stopped; a failed sweep is logged and retried."""
-
-    def __init__(self, monitor: StudyMonitor, interval_seconds: float) -> None:
-        super().__init__(name="study-monitor", daemon=True)
-        self._monitor = monitor
-        self._interval = interval_seconds
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
-            try:
-                self._monitor.sweep()
-            except Exception:  # process boundary: the monitor must outlive a database hiccup
-                logger.exception("study monitor sweep failed; retrying in %.1f s", self._interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 def pending_outbox(database: Database) -> int:
