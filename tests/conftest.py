@@ -163,6 +163,7 @@ def triage_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["TRIAGE_BROKER_URL"] = settings.broker_url
     if settings.pacs:
         env["TRIAGE_PACS"] = str(settings.pacs)
+    env["TRIAGE_MODELS_DIR"] = str(settings.models_dir)
     env.update(extra)
     return env
 

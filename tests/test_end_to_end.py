@@ -8,19 +8,51 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from dicom_node.listener import Listener
+from inference.networks import CentrePointDetector
 from tests import phantoms, synthetic
 from tests.conftest import Orthanc, free_port, start_triage, stop, wait_until
+from tests.inference.test_pipelines import DECILES, phantom_model
+from training.export import write_model
 from worklist.db import Delivery, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def phantom_models(tmp_path_factory):
+    """Models trained for a few steps on phantoms, so the verdicts on phantom studies are known."""
+    folder = tmp_path_factory.mktemp("models")
+    detector = phantom_model(
+        CentrePointDetector(pretrained=True),
+        phantoms.radiograph,
+        "DX",
+        name="phantom-fracture",
+        architecture="centrepoint-lite0",
+        fracture_threshold=0.5,
+        doubt_threshold=0.2,
+    )
+    lesions = phantom_model(
+        CentrePointDetector(pretrained=True),
+        phantoms.mammogram,
+        "MG",
+        name="phantom-lesions",
+        architecture="centrepoint-lite0",
+        decile_cut_points=DECILES,
+    )
+    for pipeline, model in (("fracture", detector), ("breast", lesions)):
+        card = model.card.model_dump(exclude={"weights_file", "weights_sha256"})
+        write_model(folder / pipeline, model.network, **card)
+    return folder
+
+
 @pytest.fixture
-def loop(make_settings, tmp_path):
+def loop(make_settings, tmp_path, phantom_models):
     """Orthanc knows triage as "triage"; triage sends results back to Orthanc."""
     port = free_port()
     pacs = Orthanc(tmp_path / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
-    settings = make_settings(dicom_port=port, pacs=f"ORTHANC@127.0.0.1:{pacs.dicom_port}")
+    settings = make_settings(
+        dicom_port=port, pacs=f"ORTHANC@127.0.0.1:{pacs.dicom_port}", models_dir=phantom_models
+    )
     listener = Listener(settings)
     listener.start()
     worker = start_triage("worker", settings, tmp_path / "worker.log")
@@ -41,6 +73,32 @@ def modalities(pacs, study):
     return sorted(series["MainDicomTags"]["Modality"] for series in pacs.get(f"/studies/{study}/series"))
 
 
+def sr_of(pacs, study):
+    """The study's SR, fetched from Orthanc as a file."""
+    series = next(x for x in pacs.get(f"/studies/{study}/series") if x["MainDicomTags"]["Modality"] == "SR")
+    [instance] = series["Instances"]
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file", timeout=30
+    ) as r:
+        return dcmread(io.BytesIO(r.read()))
+
+
+def state_code(pacs, study):
+    """The coded triage state in the study's SR, as the PACS holds it."""
+    found = []
+
+    def walk(items):
+        for item in items:
+            name = item.get("ConceptNameCodeSequence")
+            if name and name[0].get("CodeValue") == "STATE" and "ConceptCodeSequence" in item:
+                found.append(item.ConceptCodeSequence[0].CodeValue)
+            walk(item.get("ContentSequence", []))
+
+    walk(sr_of(pacs, study).ContentSequence)
+    [code] = found
+    return code
+
+
 def states(listener):
     with listener.database.session() as session:
         return sorted(session.scalars(select(StudyVersion.state)))
@@ -50,9 +108,13 @@ def test_results_arrive_in_the_same_studies_as_sr_and_summary_image(loop, tmp_pa
     pacs, listener = loop
     trauma = push(pacs, phantoms.trauma_study(True, seed=1, images=3), tmp_path / "trauma")
     screen = push(pacs, phantoms.screen("L", seed=2), tmp_path / "screen")
-    wait_until(lambda: states(listener) == [StudyState.REPORTED, StudyState.REPORTED], timeout=120)
+    intact = push(pacs, phantoms.trauma_study(False, seed=5, images=2), tmp_path / "intact")
+    wait_until(lambda: states(listener) == [StudyState.REPORTED] * 3, timeout=180)
     assert modalities(pacs, trauma) == ["DX", "OT", "SR"]
     assert modalities(pacs, screen) == ["MG", "OT", "SR"]
+    verdicts = {study: state_code(pacs, study) for study in (trauma, intact, screen)}
+    assert verdicts[trauma] in {"FRACTURE", "DOUBT"} and verdicts[intact] == "NO-FRACTURE"
+    assert verdicts[screen] == "ANALYSED"
     for study in (trauma, screen):
         sr = next(s for s in pacs.get(f"/studies/{study}/series") if s["MainDicomTags"]["Modality"] == "SR")
         assert "not verified" in sr["MainDicomTags"]["SeriesDescription"]
@@ -87,12 +149,6 @@ def test_an_incomplete_screen_is_reported_as_not_analysed_for_double_reading(loo
     wait_until(delivered, timeout=120)
     assert states(listener) == [StudyState.NOT_ANALYSED]
     assert modalities(pacs, study) == ["MG", "OT", "SR"]
-    sr_series = next(
-        x for x in pacs.get(f"/studies/{study}/series") if x["MainDicomTags"]["Modality"] == "SR"
-    )
-    [instance] = sr_series["Instances"]
-    url = f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        sr = dcmread(io.BytesIO(response.read()))
-    texts = [item.TextValue for item in sr.ContentSequence if "TextValue" in item]
+    texts = [item.TextValue for item in sr_of(pacs, study).ContentSequence if "TextValue" in item]
+    assert state_code(pacs, study) == "NOT-ANALYSED"
     assert "incomplete screen: missing R-CC, R-MLO; double reading" in texts
