@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from dicom_node import dispatch, routing
 from worklist import store
-from worklist.db import Database, OutboxMessage, Study, StudyState, StudyVersion, utcnow
+from worklist.db import Database, Study, StudyState, StudyVersion, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -281,11 +281,3 @@ class StudyMonitor:
                     ):
                         requeued += self._enqueue(session, version, now)
         return expired, requeued
-
-
-def pending_outbox(database: Database) -> int:
-    """Number of outbox messages not yet taken by the broker."""
-    with database.session() as session:
-        return len(
-            list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))))
-        )

@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 
 from dicom_node.dispatch import AnalyseStudy
 from dicom_node.storage import make_durable
+from inference.schemas import outcome_marks
 from inference.summary import render, summary_image
 from triage import __version__
 
@@ -201,11 +202,7 @@ def fracture_report(
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    marks = [
-        (image["sop_instance_uid"], box["corners"], box["score"])
-        for image in outcome.get("images", [])
-        for box in image["boxes"]
-    ]
+    marks = outcome_marks("fracture", outcome)
     state = outcome.get("state", "NOT ANALYSED")
     study = _study_group(
         str(sources[0].StudyInstanceUID), version, model, FRACTURE,
@@ -222,11 +219,7 @@ def breast_report(
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    marks = [
-        (view["sop_instance_uid"], lesion["corners"], lesion["score"])
-        for view in outcome.get("per_view", [])
-        for lesion in view.get("lesions", [])
-    ]
+    marks = outcome_marks("breast", outcome)
     measurements = []
     if outcome.get("score") is not None:
         measurements = [

@@ -34,3 +34,21 @@ class Skipped:
     reason: str
     model: ModelIdentity | None = None
     outcome: dict[str, Any] = field(default_factory=dict)
+
+
+Mark = tuple[str, list[float], float]  # (SOP Instance UID, [x0, y0, x1, y1] in source pixels, score)
+
+
+def outcome_marks(pipeline: str, outcome: dict[str, Any]) -> list[Mark]:
+    """Every box a pipeline's outcome holds: fractures per image, or lesions per view."""
+    if pipeline == "fracture":
+        return [
+            (image["sop_instance_uid"], box["corners"], box["score"])
+            for image in outcome.get("images", [])
+            for box in image["boxes"]
+        ]
+    return [
+        (view["sop_instance_uid"], lesion["corners"], lesion["score"])
+        for view in outcome.get("per_view", [])
+        for lesion in view.get("lesions", [])
+    ]

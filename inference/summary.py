@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 
+from inference.schemas import outcome_marks
 from inference.transforms import UnreadableImage, read_dicom
 
 HEIGHT = 768
@@ -56,18 +57,11 @@ def _marks(
 ) -> dict[str, list[tuple[list[float], bool, tuple[int, int, int]]]]:
     """Per SOP Instance UID: (corners, solid, colour) for every box to draw."""
     marks: dict[str, list[tuple[list[float], bool, tuple[int, int, int]]]] = {}
-    if pipeline == "fracture":
-        threshold = outcome.get("thresholds", {}).get("fracture", 1.0)
-        for image in outcome.get("images", []):
-            for box in image["boxes"]:
-                solid = box["score"] >= threshold
-                marks.setdefault(image["sop_instance_uid"], []).append(
-                    (box["corners"], solid, RED if solid else YELLOW)
-                )
-    else:
-        for view in outcome.get("per_view", []):
-            for lesion in view.get("lesions", []):
-                marks.setdefault(view["sop_instance_uid"], []).append((lesion["corners"], False, ORANGE))
+    threshold = outcome.get("thresholds", {}).get("fracture", 1.0)
+    for sop_instance_uid, corners, score in outcome_marks(pipeline, outcome):
+        solid = pipeline == "fracture" and score >= threshold
+        colour = ORANGE if pipeline != "fracture" else RED if solid else YELLOW
+        marks.setdefault(sop_instance_uid, []).append((corners, solid, colour))
     return marks
 
 

@@ -108,9 +108,13 @@ class AnalyseStudyTask:
         if outcome.model is not None:
             reason = f"{reason} [model {outcome.model.name} {outcome.model.version}]"
         objects, report_error = self._write_reports(payload, outcome, reason)
+        state_reason = reason
+        if report_error:  # no reader will see this result: the study stays on the conservative path
+            new = StudyState.NOT_ANALYSED
+            state_reason = f"{reason}; its report could not be built ({report_error})"
         with self._database.session() as session:
             if not store.transition(
-                session, payload.study_version_id, StudyState.ANALYSING, new, now, reason
+                session, payload.study_version_id, StudyState.ANALYSING, new, now, state_reason
             ):
                 logger.warning(
                     "study version %d left ANALYSING before its result was recorded", payload.study_version_id

@@ -57,11 +57,6 @@ class StudyState(enum.StrEnum):
     SUPERSEDED = "SUPERSEDED"  # a later version of the same study replaced it before it was analysed
 
 
-FINAL_STATES = frozenset(
-    {StudyState.REPORTED, StudyState.NOT_ANALYSED, StudyState.IGNORED, StudyState.SUPERSEDED}
-)
-
-
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
 

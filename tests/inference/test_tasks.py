@@ -16,7 +16,7 @@ from inference.tasks import AnalyseStudyTask
 from tests import synthetic
 from tests.dicom_node.test_studies import T0, RecordingPublisher, receive
 from worklist import store
-from worklist.db import OutboxMessage, Result, StudyState, StudyVersion
+from worklist.db import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
 
 MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
 
@@ -128,3 +128,38 @@ def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(data
 def test_a_malformed_payload_is_refused(database):
     with pytest.raises(ValueError, match="study_version_id"):
         AnalyseStudyTask(database, {})({"pipeline": "fracture"})
+
+
+class BrokenReports:
+    """A report writer whose build fails, as a highdicom bug or a full disk would."""
+
+    def write(self, payload, outcome, model, reason):
+        raise OSError("No space left on device")
+
+
+class RecordingReports:
+    def write(self, payload, outcome, model, reason):
+        return [("sr", "1.2.9.1", "s/sr.dcm"), ("sc", "1.2.9.2", "s/sc.dcm")]
+
+
+def test_reports_are_queued_for_the_pacs_with_the_result(database, queued):
+    task = AnalyseStudyTask(
+        database, {"fracture": lambda p: Analysed("NO FRACTURE", MODEL, {})}, reports=RecordingReports()
+    )
+    assert task(queued) == StudyState.ANALYSED
+    with database.session() as session:
+        rows = {d.kind: (d.state, d.sop_instance_uid) for d in session.scalars(select(Delivery))}
+    assert rows == {"sr": (DeliveryState.PENDING, "1.2.9.1"), "sc": (DeliveryState.PENDING, "1.2.9.2")}
+
+
+def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_result(database, queued):
+    task = AnalyseStudyTask(
+        database, {"fracture": lambda p: Analysed("NO FRACTURE", MODEL, {})}, reports=BrokenReports()
+    )
+    assert task(queued) == StudyState.NOT_ANALYSED
+    with database.session() as session:
+        [delivery] = session.scalars(select(Delivery)).all()
+        assert session.scalars(select(Result)).one().analysed
+    assert delivery.state == DeliveryState.FAILED
+    assert delivery.last_error == "report not built: OSError: No space left on device"
+    assert state(database)[1].endswith("its report could not be built (OSError: No space left on device)")
