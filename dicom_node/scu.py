@@ -45,12 +45,16 @@ def dicom_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def echo(peer: DicomPeer, calling_ae_title: str, timeout_seconds: float = 10.0) -> int | None:
-    """Send C-ECHO; return the status, or None when no association could be made."""
+def echo(
+    peer: DicomPeer, calling_ae_title: str, timeout_seconds: float = 10.0, tls: ssl.SSLContext | None = None
+) -> int | None:
+    """Send C-ECHO (over TLS if given); return the status, or None when no association could be made."""
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
     ae.add_requested_context(VERIFICATION)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.ae_title, tls_args=(tls, peer.host) if tls else None
+    )
     if not assoc.is_established:
         return None
     try:

@@ -22,9 +22,9 @@ import torch
 
 from dicom_node.dispatch import AnalyseStudy
 from inference.fracture import Box, decode, study_probability
+from inference.pixels import UnreadableImage
 from inference.reading import read_study
 from inference.schemas import Analysed, ModelIdentity, Skipped
-from inference.transforms import UnreadableImage
 
 if TYPE_CHECKING:  # model.py needs check_cut_points from here
     from inference.model import LoadedModel

@@ -23,9 +23,9 @@ import torch.nn.functional as F  # noqa: N812
 
 from dicom_node.dispatch import AnalyseStudy
 from inference.networks import STRIDE
+from inference.pixels import UnreadableImage
 from inference.reading import read_study
 from inference.schemas import Analysed, ModelIdentity, Skipped
-from inference.transforms import UnreadableImage
 
 if TYPE_CHECKING:  # model.py needs Thresholds from here
     from inference.model import LoadedModel

@@ -1,4 +1,4 @@
-"""The one ``triage`` command: serve, listener, worker, api, send, echo."""
+"""The one ``triage`` command: serve, listener, worker, api, users, train, send, echo."""
 
 from __future__ import annotations
 
@@ -96,21 +96,108 @@ def worker(
 
 @app.command()
 def api(config: ConfigOption = None) -> None:
-    """Run the web API."""
+    """Run the web API and the worklist page."""
     import uvicorn
 
     from worklist.app import create_app
+    from worklist.auth import Unprotected, bootstrap_admin, check_exposure, is_loopback
     from worklist.db import Database, migrate
 
     configure_logging()
     settings = _settings(config)
     migrate(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        check_exposure(settings, database)
+    except Unprotected as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    created = bootstrap_admin(settings, database)
+    if created is not None:
+        logger.warning(
+            "first start: created the account 'admin' (role admin); its password is in %s. "
+            "Add radiologists with 'triage users add NAME --role radiologist'.",
+            created,
+        )
+    if not is_loopback(settings.api_host) and settings.api_tls_certificate is None:
+        logger.warning(
+            "serving plain HTTP on %s: put a TLS proxy in front or set TRIAGE_API_TLS_CERTIFICATE",
+            settings.api_host,
+        )
     uvicorn.run(
-        create_app(Database(settings.resolved_database_url)),
+        create_app(database, settings),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
+        access_log=False,  # uvicorn's access log prints query strings, which may hold patient names
+        ssl_certfile=settings.api_tls_certificate,
+        ssl_keyfile=settings.api_tls_private_key,
     )
+
+
+users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the web API.")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="The new account's user name.")],
+    role: Annotated[
+        list[str], typer.Option("--role", help="radiologist, ml_engineer or admin; repeat for several.")
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a local account; the password (12 characters or more) is asked for, never an argument."""
+    from worklist.auth import AccountError, add_user, parse_roles
+    from worklist.db import Database, migrate
+
+    settings = _settings(config)
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
+    migrate(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            add_user(session, username, password, parse_roles(role), actor="cli")
+    except AccountError as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"created {username} ({', '.join(role)})")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List local accounts."""
+    from sqlalchemy import select
+
+    from worklist.db import Database, User, migrate
+
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        for user in session.scalars(select(User).order_by(User.username)):
+            typer.echo(f"{user.username}\t{user.roles}\t{'active' if user.active else 'deactivated'}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: str, config: ConfigOption = None) -> None:
+    """Deactivate an account and end its sessions."""
+    from worklist.auth import deactivate_user
+    from worklist.db import Database, migrate
+
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        if not deactivate_user(session, username, actor="cli"):
+            typer.echo(f"triage: no user {username!r}", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"deactivated {username}")
 
 
 @app.command()

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # HTTPS for the web API (both or neither); without it, put the API behind a TLS proxy off loopback.
+    api_tls_certificate: Path | None = None
+    api_tls_private_key: Path | None = None
+    api_session_hours: float = Field(default=12.0, gt=0, le=168)
+    # OIDC bearer tokens (issuer and audience both, or neither); local accounts keep working beside it.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_roles_claim: str = "roles"  # a dotted path for nested claims, e.g. realm_access.roles
+    oidc_jwks_url: str | None = None  # unset: read from the issuer's /.well-known/openid-configuration
     routing_file: Path = _SOURCE_TREE_CONFIGS / "routing.yaml"
     models_dir: Path = _SOURCE_TREE_CONFIGS.parent / "models"
     single_read_max_score: int = Field(default=5, ge=0, le=10)
@@ -123,6 +132,10 @@ class Settings(BaseSettings):
             raise ValueError("DICOM TLS needs both TRIAGE_TLS_CERTIFICATE and TRIAGE_TLS_PRIVATE_KEY")
         if self.tls_client_ca is not None and self.tls_certificate is None:
             raise ValueError("TRIAGE_TLS_CLIENT_CA needs TRIAGE_TLS_CERTIFICATE and TRIAGE_TLS_PRIVATE_KEY")
+        if (self.api_tls_certificate is None) != (self.api_tls_private_key is None):
+            raise ValueError("HTTPS needs both TRIAGE_API_TLS_CERTIFICATE and TRIAGE_API_TLS_PRIVATE_KEY")
+        if (self.oidc_issuer is None) != (self.oidc_audience is None):
+            raise ValueError("OIDC needs both TRIAGE_OIDC_ISSUER and TRIAGE_OIDC_AUDIENCE")
         if not self.routing_file.is_file():
             raise ValueError(f"the routing file {self.routing_file} does not exist: set TRIAGE_ROUTING_FILE")
         return self
@@ -136,6 +149,10 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite under ``home``."""
         return self.database_url or f"sqlite:///{(self.home / 'triage.db').resolve()}"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
 
     @property
     def storage_dir(self) -> Path:

@@ -307,3 +307,70 @@ class Delivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class Role(enum.StrEnum):
+    """What a person may do: read studies and give feedback; export de-identified labels; administer."""
+
+    RADIOLOGIST = "radiologist"
+    ML_ENGINEER = "ml_engineer"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A local account (the embedded default); OIDC users are not stored, their token names them."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, PHC string format
+    roles: Mapped[str] = mapped_column(String(128))  # comma-separated Role values
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(Role(part) for part in self.roles.split(",") if part)
+
+
+class ApiSession(Base):
+    """A signed-in local account; only the token's SHA-256 is kept, so a database leak logs nobody in."""
+
+    __tablename__ = "api_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(255), default="")
+
+    user: Mapped[User] = relationship()
+
+
+class FeedbackKind(enum.StrEnum):
+    """What a radiologist's reading says; ``value`` is yes or no."""
+
+    FRACTURE = "FRACTURE"  # trauma: a fracture is present
+    RECALL = "RECALL"  # screen: the woman is recalled for assessment
+    CANCER = "CANCER"  # screen, later: the outcome was cancer
+
+
+class Feedback(Base):
+    """A radiologist's reading of a study, linked to the result it judges: tomorrow's training label."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[str] = mapped_column(String(32), unique=True)  # opaque, the only id an export shows
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"))
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
+    kind: Mapped[FeedbackKind] = mapped_column(String(16))
+    value: Mapped[bool]
+    # [{"sop_instance_uid": ..., "corners": [x0, y0, x1, y1]}] in source pixels, as results keep them
+    boxes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,8 @@ move the same study version can never both win: a study is completed, queued or 
 from __future__ import annotations
 
 import random
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,8 @@ from worklist.db import (
     AuditEvent,
     Delivery,
     DeliveryState,
+    Feedback,
+    FeedbackKind,
     Instance,
     OutboxMessage,
     QuarantinedObject,
@@ -327,3 +331,90 @@ def record_delivery(
 def add_result(session: Session, **values: Any) -> None:
     """Record a pipeline's result for a study version (one per version)."""
     session.add(Result(**values))
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    source: str,
+    now: datetime,
+    study_ids: Iterable[int | None] = (None,),
+    detail: str = "",
+) -> None:
+    """Record that ``actor`` did ``action`` (to each study given) from ``source``."""
+    for study_id in study_ids:
+        session.add(
+            AuditEvent(at=now, actor=actor, action=action, study_id=study_id, source=source, detail=detail)
+        )
+
+
+class FeedbackRejected(Exception):
+    """A reading that cannot be stored as given; the message says what to change."""
+
+
+_KINDS_BY_PIPELINE = {
+    "fracture": {FeedbackKind.FRACTURE},
+    "breast": {FeedbackKind.RECALL, FeedbackKind.CANCER},
+}
+
+
+def add_feedback(
+    session: Session,
+    *,
+    study_id: int,
+    kind: FeedbackKind,
+    value: bool,
+    boxes: list[dict[str, Any]],
+    comment: str,
+    author: str,
+    now: datetime,
+    version_number: int | None = None,
+) -> Feedback:
+    """Store a radiologist's reading of a study version (the latest unless given), linked to its result.
+
+    Raises:
+        FeedbackRejected: no such version, a kind that does not fit the study's pipeline, or a box
+            on an image that is not part of the study.
+    """
+    study = session.get_one(Study, study_id)
+    number = version_number if version_number is not None else study.current_version
+    version = session.scalar(
+        select(StudyVersion).where(StudyVersion.study_id == study_id, StudyVersion.number == number)
+    )
+    if version is None:
+        raise FeedbackRejected(f"the study has no version {number}")
+    allowed = _KINDS_BY_PIPELINE.get(version.pipeline, set())
+    if kind not in allowed:
+        fits = ", ".join(sorted(allowed)) or "none: triage does not analyse this study"
+        raise FeedbackRejected(
+            f"{kind} does not fit a {version.pipeline or 'unrouted'} study; it takes {fits}"
+        )
+    known = set(
+        session.scalars(
+            select(Instance.sop_instance_uid).where(
+                Instance.study_id == study_id, Instance.version_number <= version.number
+            )
+        )
+    )
+    for box in boxes:
+        if box["sop_instance_uid"] not in known:
+            raise FeedbackRejected(
+                f"image {box['sop_instance_uid']} is not part of version {number} of this study"
+            )
+    result_id = session.scalar(select(Result.id).where(Result.version_id == version.id))
+    feedback = Feedback(
+        label_id=uuid.uuid4().hex,
+        study_id=study_id,
+        version_id=version.id,
+        result_id=result_id,
+        kind=kind,
+        value=value,
+        boxes=boxes,
+        comment=comment,
+        author=author,
+        at=now,
+    )
+    session.add(feedback)
+    return feedback

@@ -1,0 +1,406 @@
+"""The worklist API on SQLite and on the machine's real PostgreSQL: queues, detail, images,
+feedback, labels, accounts, roles, audit, health and metrics."""
+
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select
+
+from tests.worklist import seed
+from tests.worklist.test_db import empty
+from worklist.app import create_app
+from worklist.auth import add_user
+from worklist.db import ApiSession, AuditEvent, Database, Feedback, Role, migrate
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def api_database(request, settings):
+    url = (
+        settings.resolved_database_url
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    migrate(url)
+    database = Database(url)
+    empty(database)  # the PostgreSQL database is shared by the session's tests
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def ids(api_database, settings):
+    return seed.worklist_of_every_kind(api_database, settings)
+
+
+@pytest.fixture
+def client(api_database, settings):
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(api_database, settings)) as test_client:
+        yield test_client
+
+
+def account(database, name, *roles):
+    with database.session() as session:
+        add_user(session, name, PASSWORD, frozenset(roles), actor="test")
+
+
+def signed_in(client, database, name, *roles):
+    account(database, name, *roles)
+    response = client.post("/api/session", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture
+def radiologist(client, api_database):
+    return signed_in(client, api_database, "rad", Role.RADIOLOGIST)
+
+
+def queue(client, headers, name, **params):
+    response = client.get("/api/worklist", params={"queue": name, **params}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def audit_rows(database, action):
+    with database.session() as session:
+        return [
+            (e.actor, e.study_id, e.source, e.detail)
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+            )
+        ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/worklist"),
+        ("GET", "/api/worklist/revision"),
+        ("GET", "/api/studies/1"),
+        ("GET", "/api/studies/1/images/1.2.3"),
+        ("POST", "/api/studies/1/feedback"),
+        ("GET", "/api/labels"),
+        ("GET", "/api/audit"),
+        ("GET", "/api/users"),
+        ("GET", "/api/me"),
+    ],
+)
+def test_patient_data_needs_a_signed_in_user(client, method, path):
+    response = client.request(method, path, headers={"Authorization": "Bearer not-a-session"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert client.request(method, path).status_code == 401
+
+
+def test_each_role_reaches_only_its_own_routes(client, api_database, ids):
+    engineer = signed_in(client, api_database, "eng", Role.ML_ENGINEER)
+    radiologist = signed_in(client, api_database, "rad", Role.RADIOLOGIST)
+    admin = signed_in(client, api_database, "adm", Role.ADMIN)
+    assert client.get("/api/worklist", headers=engineer).status_code == 403
+    assert client.get(f"/api/studies/{ids['fracture']}", headers=admin).status_code == 403
+    assert client.get("/api/labels", headers=radiologist).status_code == 403
+    assert client.get("/api/audit", headers=radiologist).status_code == 403
+    assert client.get("/api/users", headers=engineer).status_code == 403
+    assert client.get("/api/labels", headers=engineer).status_code == 200
+    assert client.get("/api/audit", headers=admin).status_code == 200
+
+
+def test_a_wrong_password_is_refused_and_audited_and_sign_out_ends_the_session(client, api_database):
+    account(api_database, "rad", Role.RADIOLOGIST)
+    refused = client.post("/api/session", json={"username": "rad", "password": "wrong password!"})
+    unknown = client.post("/api/session", json={"username": "nobody", "password": PASSWORD})
+    assert refused.status_code == unknown.status_code == 401
+    assert len(audit_rows(api_database, "session.refused")) == 2
+    token = client.post("/api/session", json={"username": "rad", "password": PASSWORD}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/me", headers=headers).json() == {"name": "local:rad", "roles": ["radiologist"]}
+    with api_database.session() as session:
+        stored = session.scalars(select(ApiSession.token_sha256)).all()
+    assert token not in stored  # only a hash of the token is kept
+    assert client.delete("/api/session", headers=headers).status_code == 204
+    assert client.get("/api/me", headers=headers).status_code == 401
+
+
+def test_trauma_queue_puts_fracture_and_doubt_first_then_arrival(client, radiologist, ids):
+    page = queue(client, radiologist, "trauma")
+    order = [item["study_id"] for item in page["items"]]
+    assert order == [ids["fracture"], ids["doubt"], ids["no_fracture"], ids["delivery_failed"]]
+    by_id = {item["study_id"]: item for item in page["items"]}
+    assert by_id[ids["fracture"]]["verdict"] == "FRACTURE"
+    assert by_id[ids["no_fracture"]]["eligible_for_discharge"] is True
+    assert by_id[ids["fracture"]]["model_name"] == "triage-fracture-phantom"
+    assert by_id[ids["fracture"]]["model_version"] == "0.1.0"
+
+
+def test_a_failed_delivery_never_shows_as_no_fracture(client, radiologist, ids):
+    item = next(
+        i for i in queue(client, radiologist, "trauma")["items"] if i["study_id"] == ids["delivery_failed"]
+    )
+    assert item["verdict"] == "NOT ANALYSED"
+    assert item["eligible_for_discharge"] is False
+    assert item["delivery"] == "failed"
+    assert "could not be delivered" in item["reason"]
+
+
+def test_no_fracture_is_also_in_the_over_read_queue(client, radiologist, ids):
+    items = queue(client, radiologist, "over_read")["items"]
+    assert [i["study_id"] for i in items] == [ids["no_fracture"]]
+
+
+def test_screening_queues_route_by_score_with_the_threshold_in_force(client, radiologist, ids):
+    assert [i["study_id"] for i in queue(client, radiologist, "single_read")["items"]] == [ids["single"]]
+    double = [i["study_id"] for i in queue(client, radiologist, "double_read")["items"]]
+    assert double == [ids["high_risk"], ids["screen_not_analysed"]]  # HIGH_RISK first
+    high = queue(client, radiologist, "high_risk")
+    assert [i["study_id"] for i in high["items"]] == [ids["high_risk"]]
+    assert high["items"][0]["score"] == 10 and high["items"][0]["single_read_max_score"] == 5
+    assert high["single_read_max_score"] == 5
+
+
+def test_not_analysed_queue_gives_reasons_and_all_shows_ignored(client, radiologist, ids):
+    items = queue(client, radiologist, "not_analysed")["items"]
+    assert {i["study_id"] for i in items} == {ids["delivery_failed"], ids["screen_not_analysed"]}
+    assert all(i["reason"] for i in items)
+    everything = {i["study_id"]: i for i in queue(client, radiologist, "all")["items"]}
+    assert everything[ids["ignored"]]["verdict"] == "IGNORED"
+    assert ids["ignored"] not in {i["study_id"] for i in queue(client, radiologist, "trauma")["items"]}
+
+
+def test_search_state_and_date_filters(client, radiologist, ids):
+    found = queue(client, radiologist, "all", search="patient3")["items"]
+    assert [i["study_id"] for i in found] == [ids["fracture"]]
+    assert [i["study_id"] for i in queue(client, radiologist, "all", search="ACC0005")["items"]] == [
+        ids["single"]
+    ]
+    analysed = queue(client, radiologist, "all", state="ANALYSED")["items"]
+    assert [i["study_id"] for i in analysed] == [ids["high_risk"]]
+    late = queue(client, radiologist, "all", received_from=(seed.T0.replace(minute=5)).isoformat())["items"]
+    assert {i["study_id"] for i in late} == {ids["high_risk"], ids["screen_not_analysed"], ids["ignored"]}
+
+
+def test_every_listed_study_is_audited_as_viewed(client, api_database, radiologist, ids):
+    items = queue(client, radiologist, "over_read")["items"]
+    rows = audit_rows(api_database, "worklist.viewed")
+    assert [(actor, study_id) for actor, study_id, _, _ in rows] == [("local:rad", items[0]["study_id"])]
+    assert rows[0][2] == "testclient"  # from where
+
+
+def test_study_detail_shows_history_model_deliveries_and_marks(client, api_database, radiologist, ids):
+    detail = client.get(f"/api/studies/{ids['doubt']}", headers=radiologist).json()
+    history = [change["state"] for change in detail["versions"][0]["history"]]
+    assert history == ["RECEIVING", "COMPLETE", "QUEUED", "ANALYSING", "ANALYSED", "REPORTED"]
+    result = detail["versions"][0]["result"]
+    assert (result["model_name"], result["model_version"]) == ("triage-fracture-phantom", "0.1.0")
+    assert detail["versions"][0]["deliveries"][0]["state"] == "DELIVERED"
+    assert detail["instances"][0]["marks"] == [
+        {"corners": [60.0, 60.0, 120.0, 120.0], "score": 0.4, "kind": "doubt"}
+    ]
+    fracture = client.get(f"/api/studies/{ids['fracture']}", headers=radiologist).json()
+    assert fracture["instances"][0]["marks"][0]["kind"] == "fracture"
+    failed = client.get(f"/api/studies/{ids['delivery_failed']}", headers=radiologist).json()
+    assert failed["versions"][0]["deliveries"][0]["state"] == "FAILED"
+    assert failed["instances"][0]["marks"] == []  # a result no one received draws nothing
+    assert [row[1] for row in audit_rows(api_database, "study.viewed")] == [
+        ids["doubt"],
+        ids["fracture"],
+        ids["delivery_failed"],
+    ]
+    assert client.get("/api/studies/999999", headers=radiologist).status_code == 404
+
+
+def test_images_are_rendered_from_dicom_and_audited(client, api_database, radiologist, ids):
+    detail = client.get(f"/api/studies/{ids['fracture']}", headers=radiologist).json()
+    uid = detail["instances"][0]["sop_instance_uid"]
+    response = client.get(
+        f"/api/studies/{ids['fracture']}/images/{uid}", params={"size": 128}, headers=radiologist
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert (response.headers["x-source-columns"], response.headers["x-source-rows"]) == ("256", "256")
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (128, 128) and image.mode == "L"
+    assert len(np.unique(np.asarray(image))) > 16  # windowed, not a blank or saturated square
+    assert audit_rows(api_database, "image.viewed")[0][3] == uid
+    other = client.get(f"/api/studies/{ids['doubt']}/images/{uid}", headers=radiologist)
+    assert other.status_code == 404  # an image is only reachable through its own study
+
+
+def test_feedback_is_stored_with_who_and_when_linked_to_its_result(client, api_database, radiologist, ids):
+    uid = client.get(f"/api/studies/{ids['doubt']}", headers=radiologist).json()["instances"][0][
+        "sop_instance_uid"
+    ]
+    body = {
+        "kind": "FRACTURE",
+        "value": True,
+        "boxes": [{"sop_instance_uid": uid, "corners": [50, 50, 130, 125]}],
+    }
+    response = client.post(f"/api/studies/{ids['doubt']}/feedback", json=body, headers=radiologist)
+    assert response.status_code == 201, response.text
+    reading = response.json()
+    assert reading["author"] == "local:rad" and reading["judges_model"] == "triage-fracture-phantom 0.1.0"
+    with api_database.session() as session:
+        row = session.scalars(select(Feedback)).one()
+        assert row.result_id is not None and row.boxes[0]["corners"] == [50, 50, 130, 125]
+    detail = client.get(f"/api/studies/{ids['doubt']}", headers=radiologist).json()
+    assert detail["feedback"][0]["label_id"] == reading["label_id"]
+    assert queue(client, radiologist, "trauma")["items"][1]["feedback_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("study", "body", "status", "words"),
+    [
+        ("doubt", {"kind": "RECALL", "value": True}, 422, "does not fit"),
+        ("single", {"kind": "FRACTURE", "value": False}, 422, "does not fit"),
+        ("ignored", {"kind": "FRACTURE", "value": False}, 422, "does not fit"),
+        (
+            "doubt",
+            {
+                "kind": "FRACTURE",
+                "value": True,
+                "boxes": [{"sop_instance_uid": "1.2.3", "corners": [0, 0, 9, 9]}],
+            },
+            422,
+            "not part",
+        ),
+        (
+            "doubt",
+            {
+                "kind": "FRACTURE",
+                "value": True,
+                "boxes": [{"sop_instance_uid": "1.2", "corners": [9, 0, 1, 9]}],
+            },
+            422,
+            "x0 < x1",
+        ),
+        ("doubt", {"kind": "FRACTURE", "value": True, "version": 7}, 422, "no version 7"),
+        ("doubt", {"kind": "maybe", "value": True}, 422, ""),
+    ],
+)
+def test_feedback_that_does_not_fit_gets_a_reason(client, radiologist, ids, study, body, status, words):
+    response = client.post(f"/api/studies/{ids[study]}/feedback", json=body, headers=radiologist)
+    assert response.status_code == status
+    assert words in json.dumps(response.json())
+
+
+def test_screens_take_recall_and_later_the_outcome(client, radiologist, ids):
+    for kind, value in (("RECALL", True), ("CANCER", False)):
+        body = {"kind": kind, "value": value}
+        assert (
+            client.post(
+                f"/api/studies/{ids['high_risk']}/feedback", json=body, headers=radiologist
+            ).status_code
+            == 201
+        )
+    detail = client.get(f"/api/studies/{ids['high_risk']}", headers=radiologist).json()
+    assert [(f["kind"], f["value"]) for f in detail["feedback"]] == [("RECALL", True), ("CANCER", False)]
+
+
+def test_labels_export_without_patient_identity(client, api_database, radiologist, ids):
+    uid = client.get(f"/api/studies/{ids['doubt']}", headers=radiologist).json()["instances"][0][
+        "sop_instance_uid"
+    ]
+    box = {"sop_instance_uid": uid, "corners": [1, 2, 30, 40]}
+    client.post(
+        f"/api/studies/{ids['doubt']}/feedback",
+        json={"kind": "FRACTURE", "value": True, "boxes": [box]},
+        headers=radiologist,
+    )
+    client.post(
+        f"/api/studies/{ids['single']}/feedback",
+        json={"kind": "RECALL", "value": False, "comment": "Mrs Phantom"},
+        headers=radiologist,
+    )
+    engineer = signed_in(client, api_database, "eng", Role.ML_ENGINEER)
+    labels = client.get("/api/labels", headers=engineer).json()
+    text = json.dumps(labels)
+    for identity in ("Phantom", "SYN0002", "ACC0002", "19600101", uid, "Mrs"):
+        assert identity not in text
+    assert [(label["pipeline"], label["kind"], label["value"]) for label in labels] == [
+        ("fracture", "FRACTURE", True),
+        ("breast", "RECALL", False),
+    ]
+    assert (
+        labels[0]["boxes"][0]["corners"] == [1.0, 2.0, 30.0, 40.0]
+        and labels[0]["boxes"][0]["laterality"] == "R"
+    )
+    assert labels[0]["patient_identity_removed"] == "YES"
+    assert labels[0]["model_version"] == "0.1.0" and labels[0]["ai_verdict"] == "DOUBT"
+    assert client.get("/api/labels", headers=engineer).json()[0]["patient_key"] == labels[0]["patient_key"]
+    csv = client.get("/api/labels", params={"format": "csv"}, headers=engineer)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0].startswith("label_id,patient_key,exam_key,pipeline,kind,value")
+    assert len(csv.text.splitlines()) == 3
+    assert [row[3] for row in audit_rows(api_database, "labels.exported")] == [
+        "2 labels, json",
+        "2 labels, json",
+        "2 labels, csv",
+    ]
+
+
+def test_an_admin_lists_who_accessed_a_patients_studies(client, api_database, radiologist, ids):
+    client.get(f"/api/studies/{ids['fracture']}", headers=radiologist)
+    admin = signed_in(client, api_database, "adm", Role.ADMIN)
+    entries = client.get("/api/audit", params={"patient_id": "SYN0003"}, headers=admin).json()
+    viewed = [(e["actor"], e["action"], e["study_id"]) for e in entries if e["action"] == "study.viewed"]
+    assert viewed == [("local:rad", "study.viewed", ids["fracture"])]
+    assert all(e["patient_id"] == "SYN0003" for e in entries)
+    assert audit_rows(api_database, "audit.viewed")[0][:2] == ("local:adm", ids["fracture"])
+
+
+def test_admin_manages_accounts(client, api_database):
+    admin = signed_in(client, api_database, "adm", Role.ADMIN)
+    new = {"username": "dr.jensen", "password": "a long enough secret", "roles": ["radiologist"]}
+    assert client.post("/api/users", json=new, headers=admin).status_code == 201
+    assert client.post("/api/users", json=new, headers=admin).status_code == 409
+    assert (
+        client.post(
+            "/api/users", json={**new, "username": "x", "password": "short"}, headers=admin
+        ).status_code
+        == 422
+    )
+    token = client.post(
+        "/api/session", json={"username": "dr.jensen", "password": "a long enough secret"}
+    ).json()["token"]
+    assert [u["username"] for u in client.get("/api/users", headers=admin).json()] == ["adm", "dr.jensen"]
+    assert client.delete("/api/users/dr.jensen", headers=admin).status_code == 204
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.delete("/api/users/nobody", headers=admin).status_code == 404
+    assert [row[3] for row in audit_rows(api_database, "user.created")][-1] == "dr.jensen (radiologist)"
+
+
+def test_metrics_count_states_deliveries_latency_and_scores(client, ids):
+    text = client.get("/metrics").text
+    assert 'triage_study_versions{pipeline="fracture",state="REPORTED"} 3.0' in text
+    assert 'triage_study_versions{pipeline="breast",state="NOT_ANALYSED"} 1.0' in text
+    assert 'triage_deliveries{state="FAILED"} 1.0' in text
+    assert (
+        'triage_screening_scores{score="10"} 1.0' in text and 'triage_screening_scores{score="3"} 1.0' in text
+    )
+    assert 'triage_screening_scores{score="7"} 0.0' in text
+    # seeded REPORTED versions: completed 1 s after the first instance, reported 4 s later
+    assert 'triage_completion_to_report_seconds_bucket{le="5.0",pipeline="fracture"} 3.0' in text
+    assert 'triage_completion_to_report_seconds_bucket{le="3.0",pipeline="fracture"} 0.0' in text
+    assert 'triage_queue_depth{queue="analysis"} 0.0' in text
+    assert "SYN000" not in text and "Phantom" not in text
+
+
+def test_readiness_reports_database_queue_and_pacs(client, settings):
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"] is True and ready.json()["queue"] is True
+    assert ready.json()["pacs"] == "not configured"
+
+
+def test_queries_are_not_logged(client, radiologist, ids, caplog):
+    with caplog.at_level(logging.INFO):
+        queue(client, radiologist, "all", search="Phantom^Patient3")
+    ours = [r.getMessage() for r in caplog.records if r.name != "httpx"]  # httpx is the test's client
+    assert any("/api/worklist" in message for message in ours)
+    assert not any("Phantom" in message for message in ours)

@@ -1,0 +1,306 @@
+// The worklist page: plain DOM, no build step. Patient data is only ever set as text (never HTML).
+"use strict";
+
+const state = { token: sessionStorage.getItem("triage-token"), queue: "trauma", revision: null, study: null, boxes: [] };
+const $ = (selector) => document.querySelector(selector);
+const SVG = "http://www.w3.org/2000/svg";
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  if (options.body && typeof options.body !== "string") {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(options.body);
+  }
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) { showSignIn(); throw new Error("signed out"); }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response;
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  if (className) td.className = className;
+  row.appendChild(td);
+  return td;
+}
+
+function badge(text, extra) {
+  const span = document.createElement("span");
+  span.className = `badge v-${String(text).replace(/ /g, "-")}` + (extra ? ` ${extra}` : "");
+  span.textContent = text;
+  return span;
+}
+
+function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+
+function showSignIn() {
+  state.token = null;
+  sessionStorage.removeItem("triage-token");
+  $("#main").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#who").textContent = "";
+  $("#sign-in").hidden = false;
+}
+
+async function start() {
+  try {
+    const me = await (await api("/api/me")).json();
+    $("#who").textContent = `${me.name} (${me.roles.join(", ")})`;
+    $("#sign-in").hidden = true;
+    $("#sign-out").hidden = false;
+    $("#main").hidden = false;
+    if (!me.roles.includes("radiologist")) {
+      $("#worklist").hidden = true;
+      $("#empty").hidden = false;
+      $("#empty").textContent = "The worklist needs the radiologist role.";
+      return;
+    }
+    selectQueue(state.queue);
+  } catch (error) { showSignIn(); }
+}
+
+$("#sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  $("#sign-in-error").textContent = "";
+  try {
+    const body = await (await fetch("/api/session", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
+    })).json();
+    if (!body.token) throw new Error(body.detail || "sign-in failed");
+    state.token = body.token;
+    sessionStorage.setItem("triage-token", body.token);
+    event.target.reset();
+    start();
+  } catch (error) { $("#sign-in-error").textContent = error.message; }
+});
+
+$("#sign-out").addEventListener("click", async () => {
+  try { await api("/api/session", { method: "DELETE" }); } finally { showSignIn(); }
+});
+
+document.querySelectorAll("#queues button").forEach((button) =>
+  button.addEventListener("click", () => selectQueue(button.dataset.queue)));
+$("#filters").addEventListener("submit", (event) => { event.preventDefault(); loadQueue(); });
+
+function selectQueue(queue) {
+  state.queue = queue;
+  document.querySelectorAll("#queues button").forEach((b) => b.classList.toggle("active", b.dataset.queue === queue));
+  loadQueue();
+}
+
+function queueQuery() {
+  const form = new FormData($("#filters"));
+  const params = new URLSearchParams({ queue: state.queue });
+  if (form.get("from")) params.set("received_from", new Date(`${form.get("from")}T00:00:00`).toISOString());
+  if (form.get("to")) params.set("received_to", new Date(`${form.get("to")}T23:59:59.999`).toISOString());
+  if (form.get("state")) params.set("state", form.get("state"));
+  if (form.get("search")) params.set("search", form.get("search"));
+  return params;
+}
+
+async function loadQueue() {
+  const page = await (await api(`/api/worklist?${queueQuery()}`)).json();
+  state.revision = page.revision;
+  $("#threshold").textContent = `Single reading: score ≤ ${page.single_read_max_score}`;
+  $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  const body = $("#worklist tbody");
+  body.replaceChildren();
+  for (const item of page.items) {
+    const row = document.createElement("tr");
+    row.dataset.studyId = item.study_id;
+    row.dataset.verdict = item.verdict;
+    if (item.delivery === "failed") row.classList.add("delivery-failed");
+    const verdict = cell(row, "");
+    verdict.appendChild(badge(item.verdict));
+    if (item.high_risk) verdict.appendChild(badge("HIGH RISK", "high-risk"));
+    cell(row, item.patient_name);
+    cell(row, item.patient_id);
+    cell(row, item.accession_number);
+    cell(row, item.study_description || item.pipeline);
+    cell(row, when(item.received_at));
+    cell(row, item.score == null ? "" : `${item.score} / 10 (single ≤ ${item.single_read_max_score})`);
+    cell(row, item.model_name ? `${item.model_name} ${item.model_version}` : "");
+    cell(row, item.delivery === "failed" ? "FAILED" : item.delivery, item.delivery === "failed" ? "failed" : "");
+    cell(row, item.feedback_count || "");
+    let note = "";
+    if (item.eligible_for_discharge) note = "Eligible for discharge per local protocol; over-read later";
+    else if (item.verdict === "NOT ANALYSED" || item.verdict === "IGNORED") note = item.reason;
+    else if (item.verdict === "PENDING") note = `AI pending (${item.state}): read as usual if it cannot wait`;
+    if (item.conflict) note = `Conflicting images received. ${note}`;
+    cell(row, note);
+    row.addEventListener("click", () => openStudy(item.study_id));
+    body.appendChild(row);
+  }
+  $("#empty").hidden = page.items.length > 0;
+}
+
+async function poll() {
+  if (!state.token || $("#main").hidden) return;
+  try {
+    const { revision } = await (await api("/api/worklist/revision")).json();
+    if (state.revision !== null && revision !== state.revision) {
+      await loadQueue();
+      if (state.study) await openStudy(state.study.item.study_id, true);
+    }
+  } catch (error) { /* shown on the next action */ }
+}
+setInterval(poll, 5000);
+
+async function openStudy(studyId, keepBoxes) {
+  const study = await (await api(`/api/studies/${studyId}`)).json();
+  state.study = study;
+  if (!keepBoxes) state.boxes = [];
+  const item = study.item;
+  $("#detail").hidden = false;
+  $("#detail-title").textContent = `${item.patient_name} · ${item.patient_id} · ${item.accession_number} · ${item.study_description}`;
+  const verdict = $("#detail-verdict");
+  verdict.replaceChildren(badge(item.verdict));
+  const words = [];
+  if (item.probability != null) words.push(`AI probability ${item.probability.toFixed(2)}`);
+  if (item.score != null) words.push(`score ${item.score} of 10 (single reading ≤ ${item.single_read_max_score})`);
+  if (item.eligible_for_discharge) words.push("eligible for discharge per local protocol; over-read later");
+  if (item.model_name) words.push(`model ${item.model_name} ${item.model_version}`);
+  words.push(`state ${item.state}${item.reason ? `: ${item.reason}` : ""}`);
+  words.push(`results to PACS: ${item.delivery}`);
+  verdict.appendChild(document.createTextNode(` ${words.join(" · ")}`));
+  $("#fracture-fields").hidden = item.pipeline !== "fracture";
+  $("#screen-fields").hidden = item.pipeline !== "breast";
+  $("#feedback").hidden = !["fracture", "breast"].includes(item.pipeline);
+  await showImages(study);
+  fillTable("#readings", study.feedback, (f) => [when(f.at), f.author, `${f.kind}: ${f.value ? "yes" : "no"}`, f.boxes.length || "", f.judges_model, f.comment]);
+  const history = [];
+  for (const v of study.versions) for (const c of v.history) history.push([v.number, when(c.at), c.state, c.reason]);
+  fillTable("#history", history, (h) => h);
+  const deliveries = [];
+  for (const v of study.versions) for (const d of v.deliveries) deliveries.push({ v: v.number, d });
+  fillTable("#deliveries", deliveries, ({ v, d }) => [v, d.kind.toUpperCase(), d.state, d.attempts, d.last_error],
+    ({ d }) => (d.state === "FAILED" ? "delivery-failed" : ""));
+}
+
+function fillTable(selector, rows, columns, rowClass) {
+  const body = document.querySelector(`${selector} tbody`);
+  body.replaceChildren();
+  for (const data of rows) {
+    const row = document.createElement("tr");
+    if (rowClass) row.className = rowClass(data);
+    for (const value of columns(data)) cell(row, value);
+    body.appendChild(row);
+  }
+}
+
+async function showImages(study) {
+  const container = $("#images");
+  const old = [...container.querySelectorAll("img")].map((img) => img.src);
+  container.replaceChildren();
+  old.forEach((url) => URL.revokeObjectURL(url));
+  for (const instance of study.instances) {
+    const figure = document.createElement("figure");
+    figure.dataset.sopInstanceUid = instance.sop_instance_uid;
+    const img = document.createElement("img");
+    img.alt = `${instance.laterality} ${instance.view} ${instance.body_part_examined}`.trim();
+    figure.appendChild(img);
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${instance.laterality} ${instance.view} ${instance.body_part_examined} · version ${instance.version}`;
+    figure.appendChild(caption);
+    container.appendChild(figure);
+    try {
+      const response = await api(`/api/studies/${study.item.study_id}/images/${instance.sop_instance_uid}?size=1024`);
+      const columns = Number(response.headers.get("X-Source-Columns"));
+      const rows = Number(response.headers.get("X-Source-Rows"));
+      img.src = URL.createObjectURL(await response.blob());
+      await img.decode();
+      const svg = document.createElementNS(SVG, "svg");
+      svg.setAttribute("viewBox", `0 0 ${columns} ${rows}`);
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.style.height = `${img.clientHeight}px`;
+      for (const mark of instance.marks) svg.appendChild(rect(mark.corners, mark.kind));
+      for (const box of state.boxes.filter((b) => b.sop_instance_uid === instance.sop_instance_uid)) svg.appendChild(rect(box.corners, "reader"));
+      drawable(svg, instance.sop_instance_uid, columns, rows);
+      figure.insertBefore(svg, caption);
+    } catch (error) {
+      caption.textContent += ` · image not shown: ${error.message}`;
+    }
+  }
+}
+
+function rect(corners, kind) {
+  const [x0, y0, x1, y1] = corners;
+  const r = document.createElementNS(SVG, "rect");
+  r.setAttribute("x", x0); r.setAttribute("y", y0);
+  r.setAttribute("width", Math.max(1, x1 - x0)); r.setAttribute("height", Math.max(1, y1 - y0));
+  r.setAttribute("class", kind);
+  return r;
+}
+
+function drawable(svg, sopInstanceUid, columns, rows) {
+  let start = null;
+  let live = null;
+  const point = (event) => {
+    const box = svg.getBoundingClientRect();
+    return [
+      Math.min(columns, Math.max(0, ((event.clientX - box.left) / box.width) * columns)),
+      Math.min(rows, Math.max(0, ((event.clientY - box.top) / box.height) * rows)),
+    ];
+  };
+  svg.addEventListener("mousedown", (event) => {
+    if (!state.study || state.study.item.pipeline !== "fracture") return;
+    event.preventDefault();
+    start = point(event);
+    live = rect([...start, ...start], "reader");
+    svg.appendChild(live);
+  });
+  svg.addEventListener("mousemove", (event) => {
+    if (!start) return;
+    const [x, y] = point(event);
+    live.replaceWith((live = rect([Math.min(start[0], x), Math.min(start[1], y), Math.max(start[0], x), Math.max(start[1], y)], "reader")));
+  });
+  svg.addEventListener("mouseup", (event) => {
+    if (!start) return;
+    const [x, y] = point(event);
+    const corners = [Math.min(start[0], x), Math.min(start[1], y), Math.max(start[0], x), Math.max(start[1], y)];
+    start = null;
+    if (corners[2] - corners[0] < 2 || corners[3] - corners[1] < 2) { live.remove(); return; }
+    state.boxes.push({ sop_instance_uid: sopInstanceUid, corners: corners.map((c) => Math.round(c * 10) / 10) });
+    $("#feedback-status").textContent = `${state.boxes.length} box(es) marked`;
+  });
+}
+
+$("#close-detail").addEventListener("click", () => { $("#detail").hidden = true; state.study = null; });
+
+$("#feedback").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const study = state.study;
+  if (!study) return;
+  const form = new FormData(event.target);
+  const readings = [];
+  if (study.item.pipeline === "fracture" && form.get("fracture")) {
+    readings.push({ kind: "FRACTURE", value: form.get("fracture") === "true", boxes: state.boxes });
+  }
+  if (study.item.pipeline === "breast") {
+    if (form.get("recall")) readings.push({ kind: "RECALL", value: form.get("recall") === "true", boxes: [] });
+    if (form.get("cancer")) readings.push({ kind: "CANCER", value: form.get("cancer") === "true", boxes: [] });
+  }
+  if (!readings.length) { $("#feedback-status").textContent = "Choose a reading first."; return; }
+  try {
+    for (const reading of readings) {
+      reading.comment = form.get("comment") || "";
+      reading.version = study.item.version;
+      await api(`/api/studies/${study.item.study_id}/feedback`, { method: "POST", body: reading });
+    }
+    event.target.reset();
+    state.boxes = [];
+    $("#feedback-status").textContent = "Reading recorded.";
+    await openStudy(study.item.study_id);
+    await loadQueue();
+  } catch (error) { $("#feedback-status").textContent = `Not recorded: ${error.message}`; }
+});
+
+start();
