@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,13 +19,15 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, Strict, StrictBool, StrictInt
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
+from starlette.routing import Match
 
 from inference.pixels import UnreadableImage, read_dicom
 from triage import __version__
@@ -43,12 +46,23 @@ _UID = r"^[0-9]+(\.[0-9]+)*$"
 _MAX_ID = 2_147_483_647  # the database's 32-bit integer keys
 
 StudyId = Annotated[int, PathParam(ge=1, le=_MAX_ID)]
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})$")
+
+
+def _iso_8601(value: object) -> object:
+    # pydantic would also take Unix timestamps ("0.5"); the spec promises RFC 3339 date-times only.
+    if isinstance(value, str) and not _ISO_8601.match(value):
+        raise ValueError("give an RFC 3339 date-time with its offset, e.g. 2026-11-22T08:00:00Z")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class Problem(BaseModel):
-    """Why a request failed."""
+    """Why a request failed: a sentence, or (invalid fields) one entry per field with its reason."""
 
-    detail: str
+    detail: str | list[dict[str, Any]]
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -100,15 +114,17 @@ class Revision(BaseModel):
 
 class BoxIn(BaseModel):
     sop_instance_uid: str = Field(max_length=64, pattern=_UID)
-    corners: list[float] = Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in source pixels")
+    corners: list[Annotated[float, Strict()]] = Field(
+        min_length=4, max_length=4, description="[x0, y0, x1, y1] in source pixels"
+    )
 
 
 class FeedbackIn(BaseModel):
     kind: FeedbackKind = Field(description="FRACTURE for trauma; RECALL or CANCER (the outcome) for screens")
-    value: bool = Field(description="Yes (fracture confirmed, recalled, cancer) or no")
+    value: StrictBool = Field(description="Yes (fracture confirmed, recalled, cancer) or no")  # 0 is not no
     boxes: list[BoxIn] = Field(default_factory=list, max_length=20, description="Where, optionally")
     comment: str = Field(default="", max_length=2000, pattern=_TEXT)
-    version: int | None = Field(default=None, ge=1, le=_MAX_ID, description="Default: the latest")
+    version: StrictInt | None = Field(default=None, ge=1, le=_MAX_ID, description="Default: the latest")
 
 
 class AuditEntry(BaseModel):
@@ -136,26 +152,39 @@ class UserOut(BaseModel):
 
 
 _bearer = HTTPBearer(auto_error=False)
+_SIGNED_IN = "signed in"
 
 
 def _source(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def signed_in(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    """The principal behind the request's bearer token; 401 without a valid one."""
+def _authenticate(request: Request, token: str | None) -> Principal:
+    """The principal behind a bearer token; HTTPException 401 without a valid one."""
     authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.principal(credentials.credentials, _source(request)) if credentials else None
+    principal = authenticator.principal(token, _source(request)) if token else None
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "sign in first: POST /api/session, then send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request.state.principal = principal.name
     return principal
+
+
+def signed_in(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller, as the gate in front of the routes found them (or, outside it, from the token)."""
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Principal):
+        return caller
+    principal = _authenticate(request, credentials.credentials if credentials else None)
+    request.state.caller = principal
+    return principal
+
+
+signed_in.triage_requires = _SIGNED_IN  # type: ignore[attr-defined]
 
 
 def _role(required: Role) -> Callable[[Principal], Principal]:
@@ -164,7 +193,23 @@ def _role(required: Role) -> Callable[[Principal], Principal]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {required} role")
         return principal
 
+    check.triage_requires = required  # type: ignore[attr-defined]
     return check
+
+
+def _requirement(route: APIRoute) -> Role | str | None:
+    """What a route asks of its caller, read from its dependencies: a role, to be signed in, or nothing."""
+    found: Role | str | None = None
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        need = getattr(dependency.call, "triage_requires", None)
+        if isinstance(need, Role):
+            return need
+        if need == _SIGNED_IN:
+            found = need
+        pending.extend(dependency.dependencies)
+    return found
 
 
 Anyone = Annotated[Principal, Depends(signed_in)]
@@ -190,12 +235,39 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     registry.register(DatabaseCollector(database, pacs_ok))
     label_key = labels.label_key(settings.home)
 
+    requirements: dict[int, Role | str | None] = {}  # filled in once every route is defined
+
+    def _gate(request: Request) -> Response | None:
+        """Answer 401/403 before FastAPI reads the body, so a stranger learns nothing from a 422."""
+        route = next(
+            (
+                r
+                for r in app.router.routes
+                if isinstance(r, APIRoute) and r.matches(request.scope)[0] == Match.FULL
+            ),
+            None,
+        )
+        need = requirements.get(id(route)) if route is not None else None
+        if need is None:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        try:
+            caller = _authenticate(request, token.strip() if scheme.lower() == "bearer" else None)
+        except HTTPException as error:
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+            )
+        request.state.caller = caller
+        if isinstance(need, Role) and need not in caller.roles:
+            return JSONResponse({"detail": f"this needs the {need} role"}, status_code=403)
+        return None
+
     @app.middleware("http")
     async def log_and_protect(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        response = _gate(request) or await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Content-Security-Policy"] = (
@@ -209,9 +281,20 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             request.url.path,
             response.status_code,
             (time.perf_counter() - started) * 1000,
-            getattr(request.state, "principal", "-"),
+            getattr(getattr(request.state, "caller", None), "name", "-"),
         )
         return response
+
+    @app.exception_handler(405)
+    def method_not_allowed(request: Request, error: Exception) -> JSONResponse:
+        # Starlette names only the first route's methods when several routes share a path.
+        allowed: set[str] = set()
+        for route in app.router.routes:
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+                allowed |= route.methods or set()
+        return JSONResponse(
+            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
+        )
 
     @app.exception_handler(DataError)
     def data_error(request: Request, error: DataError) -> JSONResponse:
@@ -253,7 +336,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
 
     # --- signing in ----------------------------------------------------------------------------
 
-    @app.post("/api/session", tags=["session"], responses=_problems(401))
+    @app.post("/api/session", tags=["session"], responses=_problems(400, 401))
     def sign_in(body: SignIn, request: Request) -> SignedIn:
         """Sign in with a local account; the token lasts ``api_session_hours``."""
         session = authenticator.sign_in(body.username, body.password, _source(request))
@@ -286,8 +369,8 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         principal: Radiologist,
         queue: views.Queue = views.Queue.ALL,
         state: StudyState | None = None,
-        received_from: datetime | None = None,
-        received_to: datetime | None = None,
+        received_from: Instant | None = None,
+        received_to: Instant | None = None,
         search: Annotated[str, Query(max_length=64, pattern=_TEXT)] = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> WorklistPage:
@@ -392,7 +475,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         "/api/studies/{study_id}/feedback",
         tags=["feedback"],
         status_code=201,
-        responses=_problems(401, 403, 404, 422),
+        responses=_problems(400, 401, 403, 404, 422),
     )
     def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist) -> views.FeedbackView:
         """Record a reading: fracture confirmed or not (and where); recall or not; later, cancer or not."""
@@ -516,7 +599,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
                 for u in session.scalars(select(User).order_by(User.username))
             ]
 
-    @app.post("/api/users", tags=["admin"], status_code=201, responses=_problems(401, 403, 409, 422))
+    @app.post("/api/users", tags=["admin"], status_code=201, responses=_problems(400, 401, 403, 409, 422))
     def create_user(body: UserIn, principal: Admin) -> UserOut:
         """Create a local account (password at least 12 characters, hashed with argon2id)."""
         try:
@@ -563,4 +646,5 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         return FileResponse(_STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    requirements.update({id(r): _requirement(r) for r in app.router.routes if isinstance(r, APIRoute)})
     return app

@@ -404,3 +404,14 @@ def test_queries_are_not_logged(client, radiologist, ids, caplog):
     ours = [r.getMessage() for r in caplog.records if r.name != "httpx"]  # httpx is the test's client
     assert any("/api/worklist" in message for message in ours)
     assert not any("Phantom" in message for message in ours)
+
+
+def test_loose_values_are_refused_rather_than_guessed(client, radiologist, ids):
+    zero = client.post(
+        f"/api/studies/{ids['doubt']}/feedback", json={"kind": "FRACTURE", "value": 0}, headers=radiologist
+    )
+    assert zero.status_code == 422  # 0 is not "no fracture"
+    unix = client.get("/api/worklist", params={"received_to": "0.5"}, headers=radiologist)
+    assert unix.status_code == 422 and "RFC 3339" in unix.text
+    naive = client.get("/api/worklist", params={"received_to": "2026-11-20T08:00:00"}, headers=radiologist)
+    assert naive.status_code == 422  # a time without its offset is ambiguous

@@ -1,0 +1,173 @@
+"""Signing in: OIDC bearer tokens checked against a real JWKS over HTTP, the refusal to serve off
+loopback with no way to sign in, the first-start admin account, and the users CLI."""
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.conftest import REPO, free_port, triage_env
+from worklist.app import create_app
+from worklist.auth import Unprotected, add_user, bootstrap_admin, check_exposure, is_loopback
+from worklist.db import AuditEvent, Role, User
+
+ISSUER = "https://login.example.org/realms/hospital"
+
+
+@pytest.fixture(scope="module")
+def identity_provider():
+    """A signing key and an HTTP server publishing its JWKS, as an OIDC provider does."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    body = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield key, f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    server.shutdown()
+
+
+def token(key, **claims):
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": "triage", "sub": "u-123", "iat": now, "exp": now + 300, **claims}
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+@pytest.fixture
+def oidc_client(make_settings, database, identity_provider):
+    _, url = identity_provider
+    settings = make_settings(
+        oidc_issuer=ISSUER, oidc_audience="triage", oidc_jwks_url=url, oidc_roles_claim="realm_access.roles"
+    )
+    with TestClient(create_app(database, settings)) as client:
+        yield client
+
+
+def bearer(value):
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_an_oidc_token_with_the_role_reads_the_worklist(oidc_client, identity_provider, database):
+    key, _ = identity_provider
+    good = token(
+        key, preferred_username="dr.hansen", realm_access={"roles": ["radiologist", "offline_access"]}
+    )
+    assert oidc_client.get("/api/me", headers=bearer(good)).json() == {
+        "name": "oidc:dr.hansen",
+        "roles": ["radiologist"],
+    }
+    assert oidc_client.get("/api/worklist", headers=bearer(good)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"aud": "another-app"}, 401),
+        ({"iss": "https://evil.example.org"}, 401),
+        ({"exp": int(time.time()) - 3600}, 401),
+        ({"realm_access": {"roles": ["ml_engineer"]}}, 403),
+        ({}, 403),  # no roles claim: signed in, allowed nothing
+    ],
+)
+def test_oidc_tokens_that_do_not_qualify(oidc_client, identity_provider, claims, status):
+    key, _ = identity_provider
+    assert oidc_client.get("/api/worklist", headers=bearer(token(key, **claims))).status_code == status
+
+
+def test_a_token_signed_by_another_key_is_refused(oidc_client):
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = token(stranger, realm_access={"roles": ["radiologist"]})
+    assert oidc_client.get("/api/worklist", headers=bearer(forged)).status_code == 401
+
+
+def test_loopback_names():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_off_loopback_needs_an_account_or_oidc(make_settings, database):
+    exposed = make_settings(api_host="0.0.0.0")
+    with pytest.raises(Unprotected, match=r"refusing to serve the API on 0\.0\.0\.0"):
+        check_exposure(exposed, database)
+    check_exposure(make_settings(api_host="0.0.0.0", oidc_issuer=ISSUER, oidc_audience="triage"), database)
+    with database.session() as session:
+        add_user(session, "root", "a long enough secret", frozenset({Role.ADMIN}), actor="test")
+    check_exposure(exposed, database)
+
+
+def test_the_api_command_refuses_to_start_unprotected_off_loopback(settings, database):
+    env = triage_env(settings, TRIAGE_API_HOST="0.0.0.0", TRIAGE_API_PORT=str(free_port()))
+    result = subprocess.run(
+        [sys.executable, "-m", "triage", "api"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "no way to sign in is configured" in result.stderr
+
+
+def test_first_start_on_loopback_makes_an_admin_with_a_private_password_file(settings, database):
+    path = bootstrap_admin(settings, database)
+    assert path is not None and path.stat().st_mode & 0o777 == 0o600
+    with TestClient(create_app(database, settings)) as client:
+        response = client.post(
+            "/api/session", json={"username": "admin", "password": path.read_text().strip()}
+        )
+    assert response.status_code == 200 and response.json()["roles"] == ["admin"]
+    assert bootstrap_admin(settings, database) is None  # once only
+
+
+def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "users",
+            "add",
+            "dr.berg",
+            "--role",
+            "radiologist",
+            "--role",
+            "ml_engineer",
+            "--password-stdin",
+        ],
+        input="a long enough secret\n",
+        env=triage_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with database.session() as session:
+        user = session.scalars(select(User)).one()
+        assert user.role_set == {Role.RADIOLOGIST, Role.ML_ENGINEER}
+        assert user.password_hash.startswith("$argon2id$") and "long enough" not in user.password_hash
+        assert session.scalars(select(AuditEvent.action)).all() == ["user.created"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "triage", "users", "add", "x", "--role", "surgeon", "--password-stdin"],
+        input="a long enough secret\n",
+        env=triage_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "'surgeon' is not a role" in refused.stderr
