@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
-DEBIAN_PACKAGES := dcmtk orthanc dicom3tools libgdcm-tools
+DEBIAN_PACKAGES := dcmtk orthanc dicom3tools libgdcm-tools chromium
 
 .PHONY: run test lint bench install peers clean
 
@@ -20,9 +20,10 @@ $(STAMPS)/install: pyproject.toml | $(BIN)/python
 
 install: $(STAMPS)/install
 
-# The real DICOM peers the integration tests and benchmarks talk to (DCMTK, Orthanc, dciodvfy).
+# The real peers the integration tests and benchmarks talk to: DCMTK, Orthanc, dciodvfy, and Chromium
+# for the worklist page (Playwright drives it; it never downloads a browser of its own).
 $(STAMPS)/peers:
-	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v gdcmconv >/dev/null; then \
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v gdcmconv >/dev/null || ! command -v chromium >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 	@mkdir -p $(STAMPS) && touch $@

@@ -110,7 +110,21 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
         assert summary.split(" (")[0] in {"FRACTURE", "DOUBT", "NO FRACTURE"}
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)
-        assert ready == {"database": True, "studies_by_state": {"ANALYSED": 2}}
+        assert ready == {
+            "database": True,
+            "queue": True,
+            "pacs": "not configured",
+            "studies_by_state": {"ANALYSED": 2},
+        }
+        # First start on loopback: an admin account whose password only the file's owner can read.
+        password = (settings.home / "initial-admin-password").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{settings.api_port}/api/session",
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["roles"] == ["admin"]
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(60)

@@ -21,6 +21,7 @@ from worklist.db import (
     Feedback,
     Instance,
     Result,
+    StateChange,
     Study,
     StudyState,
     StudyVersion,
@@ -332,8 +333,6 @@ def worklist(session: Session, filters: WorklistFilters) -> list[WorklistItem]:
 
 def revision(session: Session) -> int:
     """A number that changes whenever any study changes state or gets feedback (no patient data)."""
-    from worklist.db import StateChange
-
     changes = session.scalar(select(func.max(StateChange.id))) or 0
     readings = session.scalar(select(func.max(Feedback.id))) or 0
     return int(changes) * 1_000_003 + int(readings)

@@ -43,6 +43,7 @@ function showSignIn() {
   state.token = null;
   sessionStorage.removeItem("triage-token");
   $("#main").hidden = true;
+  $("#audit").hidden = true;
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#sign-in").hidden = false;
@@ -55,6 +56,7 @@ async function start() {
     $("#sign-in").hidden = true;
     $("#sign-out").hidden = false;
     $("#main").hidden = false;
+    $("#audit").hidden = !me.roles.includes("admin");
     if (!me.roles.includes("radiologist")) {
       $("#worklist").hidden = true;
       $("#empty").hidden = false;
@@ -222,7 +224,8 @@ async function showImages(study) {
       svg.setAttribute("preserveAspectRatio", "none");
       svg.style.height = `${img.clientHeight}px`;
       for (const mark of instance.marks) svg.appendChild(rect(mark.corners, mark.kind));
-      for (const box of state.boxes.filter((b) => b.sop_instance_uid === instance.sop_instance_uid)) svg.appendChild(rect(box.corners, "reader"));
+      const recorded = study.feedback.flatMap((f) => f.boxes);
+      for (const box of [...recorded, ...state.boxes].filter((b) => b.sop_instance_uid === instance.sop_instance_uid)) svg.appendChild(rect(box.corners, "reader"));
       drawable(svg, instance.sop_instance_uid, columns, rows);
       figure.insertBefore(svg, caption);
     } catch (error) {
@@ -272,6 +275,13 @@ function drawable(svg, sopInstanceUid, columns, rows) {
     $("#feedback-status").textContent = `${state.boxes.length} box(es) marked`;
   });
 }
+
+$("#audit-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const patientId = new FormData(event.target).get("patient_id");
+  const entries = await (await api(`/api/audit?${new URLSearchParams({ patient_id: patientId })}`)).json();
+  fillTable("#audit-log", entries, (e) => [when(e.at), e.actor, e.action, e.source, e.accession_number, e.detail]);
+});
 
 $("#close-detail").addEventListener("click", () => { $("#detail").hidden = true; state.study = null; });
 

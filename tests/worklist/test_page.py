@@ -1,0 +1,164 @@
+"""The worklist page in a real browser: Playwright driving Debian's Chromium against `triage api`.
+
+A radiologist signs in, sees the trauma queue in priority order, opens a study, sees its image
+with the AI's box drawn on it, marks a box of their own and records the reading; the page picks
+up a newly arrived study by itself. Screenshots land in test-artifacts/ (TRIAGE_TEST_ARTIFACTS).
+"""
+
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import select
+
+from tests.conftest import REPO, free_port, require_tool, start_triage, stop, wait_until
+from tests.worklist import seed
+from worklist.auth import add_user
+from worklist.db import Feedback, Role, StudyState
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(os.environ.get("TRIAGE_TEST_ARTIFACTS", REPO / "test-artifacts"))
+PASSWORD = "correct horse battery staple"
+
+
+def _answers(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def served(make_settings, tmp_path):
+    settings = make_settings(api_port=free_port())
+    from worklist.db import Database, migrate
+
+    migrate(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    ids = seed.worklist_of_every_kind(database, settings)
+    with database.session() as session:
+        add_user(session, "dr.lund", PASSWORD, frozenset({Role.RADIOLOGIST}), actor="test")
+    process = start_triage("api", settings, tmp_path / "api.log")
+    url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/healthz") or process.poll() is not None, timeout=60)
+        assert process.poll() is None, (tmp_path / "api.log").read_text()
+        yield url, database, settings, ids
+    finally:
+        stop(process)
+        database.dispose()
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=require_tool("chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def test_a_radiologist_reads_the_worklist_and_records_a_reading(served, browser):
+    url, database, settings, ids = served
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(url)
+    page.fill("#sign-in input[name=username]", "dr.lund")
+    page.fill("#sign-in input[name=password]", "wrong password")
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#sign-in-error")).to_contain_text("wrong password")
+    page.fill("#sign-in input[name=password]", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+
+    rows = page.locator("#worklist tbody tr")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#sign-in")).to_be_hidden()
+    verdicts = [rows.nth(i).get_attribute("data-verdict") for i in range(4)]
+    assert verdicts == ["FRACTURE", "DOUBT", "NO FRACTURE", "NOT ANALYSED"]
+    expect(rows.nth(2)).to_contain_text("Eligible for discharge per local protocol")
+    expect(rows.nth(3)).to_contain_text("FAILED")  # the delivery failure stands out
+    page.screenshot(path=str(ARTIFACTS / "worklist.png"), full_page=True)
+
+    page.click("#queues button[data-queue=double_read]")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("HIGH RISK")
+    page.click("#queues button[data-queue=trauma]")
+    expect(rows).to_have_count(4)
+
+    rows.first.click()
+    figure = page.locator("#images figure").first
+    expect(figure.locator("svg rect.fracture")).to_have_count(1)
+    assert page.evaluate("document.querySelector('#images img').naturalWidth") == 256
+    expect(page.locator("#history tbody tr")).to_have_count(6)
+    expect(page.locator("#detail-verdict")).to_contain_text("triage-fracture-phantom 0.1.0")
+
+    box = figure.locator("svg").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=5)
+    page.mouse.up()
+    expect(page.locator("#feedback-status")).to_contain_text("1 box(es) marked")
+    page.check("#fracture-fields input[value=true]")
+    page.click("#feedback button[type=submit]")
+    expect(page.locator("#readings tbody tr")).to_have_count(1)
+    expect(page.locator("#readings tbody tr").first).to_contain_text("local:dr.lund")
+    expect(figure.locator("svg rect.reader")).to_have_count(1)  # the recorded box, beside the AI's
+    expect(figure.locator("svg rect.fracture")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=True)
+
+    with database.session() as session:
+        reading = session.scalars(select(Feedback)).one()
+        assert (reading.study_id, reading.kind, reading.value, reading.author) == (
+            ids["fracture"],
+            "FRACTURE",
+            True,
+            "local:dr.lund",
+        )
+        x0, y0, x1, y1 = reading.boxes[0]["corners"]
+        # dragged from a quarter to a half of a 256-pixel image, in source pixels
+        assert abs(x0 - 64) < 4 and abs(y0 - 64) < 4 and abs(x1 - 128) < 4 and abs(y1 - 128) < 4
+
+    # A study arriving while the page is open shows up without a reload.
+    seed.add_study(
+        database,
+        settings,
+        seed.trauma(9, fractured=True),
+        pipeline="fracture",
+        state=StudyState.ANALYSING,
+        at=seed.T0,
+    )
+    expect(rows).to_have_count(5, timeout=15_000)
+    expect(page.locator("#worklist tbody tr[data-verdict=PENDING]")).to_have_count(1)
+
+
+def test_an_admin_looks_up_who_accessed_a_patients_studies(served, browser):
+    url, database, _, _ = served
+    with database.session() as session:
+        add_user(session, "it.admin", PASSWORD, frozenset({Role.ADMIN}), actor="test")
+    page = browser.new_page()
+    for name in ("dr.lund", "it.admin"):  # the radiologist opens the trauma queue, then the admin looks
+        page.goto(url)
+        page.fill("#sign-in input[name=username]", name)
+        page.fill("#sign-in input[name=password]", PASSWORD)
+        page.click("#sign-in button[type=submit]")
+        if name == "dr.lund":
+            expect(page.locator("#worklist tbody tr")).to_have_count(4)
+            page.click("#sign-out")
+    expect(page.locator("#empty")).to_contain_text("needs the radiologist role")
+    page.fill("#audit-form input[name=patient_id]", "SYN0003")
+    page.click("#audit-form button[type=submit]")
+    viewed = page.locator("#audit-log tbody tr", has_text="worklist.viewed")
+    expect(viewed).to_have_count(1)
+    expect(viewed).to_contain_text("local:dr.lund")
+    expect(viewed).to_contain_text("ACC0003")
