@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, Strict, StrictBool, StrictInt
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
 from starlette.routing import Match
 
 from inference.pixels import UnreadableImage, read_dicom
@@ -218,6 +219,26 @@ MlEngineer = Annotated[Principal, Depends(_role(Role.ML_ENGINEER))]
 Admin = Annotated[Principal, Depends(_role(Role.ADMIN))]
 
 
+def _audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    study_ids: list[int] | list[int | None] | None = None,
+    detail: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Record what ``principal`` did, from where, to each study given (None: one event, no study)."""
+    store.audit(
+        session,
+        actor=principal.name,
+        action=action,
+        source=principal.source,
+        now=now or utcnow(),
+        study_ids=[None] if study_ids is None else study_ids,
+        detail=detail,
+    )
+
+
 def create_app(database: Database, settings: Settings) -> FastAPI:
     """Build the app over an open database."""
     app = FastAPI(
@@ -391,12 +412,10 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
                 single_read_max_score=settings.single_read_max_score,
                 revision=views.revision(session),
             )
-            store.audit(
+            _audit(
                 session,
-                actor=principal.name,
-                action="worklist.viewed",
-                source=principal.source,
-                now=utcnow(),
+                principal,
+                "worklist.viewed",
                 study_ids=[item.study_id for item in items],
                 detail=f"queue {queue}",
             )
@@ -415,14 +434,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             detail = views.study_detail(session, study_id)
             if detail is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
-            store.audit(
-                session,
-                actor=principal.name,
-                action="study.viewed",
-                source=principal.source,
-                now=utcnow(),
-                study_ids=[study_id],
-            )
+            _audit(session, principal, "study.viewed", study_ids=[study_id])
         return detail
 
     @app.get(
@@ -446,15 +458,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             instance = views.find_instance(session, study_id, sop_instance_uid)
             if instance is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
-            store.audit(
-                session,
-                actor=principal.name,
-                action="image.viewed",
-                source=principal.source,
-                now=utcnow(),
-                study_ids=[study_id],
-                detail=sop_instance_uid,
-            )
+            _audit(session, principal, "image.viewed", study_ids=[study_id], detail=sop_instance_uid)
             key = instance.storage_key
         try:
             pixels, _ = read_dicom(settings.storage_dir / key)
@@ -501,14 +505,13 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
                 )
             except store.FeedbackRejected as error:
                 raise HTTPException(422, str(error)) from error
-            store.audit(
+            _audit(
                 session,
-                actor=principal.name,
-                action="feedback.recorded",
-                source=principal.source,
-                now=now,
+                principal,
+                "feedback.recorded",
                 study_ids=[study_id],
                 detail=f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}",
+                now=now,
             )
             session.flush()
             detail = views.study_detail(session, study_id)
@@ -527,14 +530,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         """Every reading as a training label, without patient identity (opaque keys only)."""
         with database.session() as session:
             rows = labels.export(session, label_key)
-            store.audit(
-                session,
-                actor=principal.name,
-                action="labels.exported",
-                source=principal.source,
-                now=utcnow(),
-                detail=f"{len(rows)} labels, {format}",
-            )
+            _audit(session, principal, "labels.exported", detail=f"{len(rows)} labels, {format}")
         if format == "csv":
             return Response(
                 labels.to_csv(rows),
@@ -578,14 +574,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
                 for event, study in session.execute(query).all()
             ]
             seen = sorted({e.study_id for e in entries if e.study_id is not None})
-            store.audit(
-                session,
-                actor=principal.name,
-                action="audit.viewed",
-                source=principal.source,
-                now=utcnow(),
-                study_ids=seen or [None],
-            )
+            _audit(session, principal, "audit.viewed", study_ids=list(seen) or None)
         return entries
 
     @app.get("/api/users", tags=["admin"], responses=AUTH)

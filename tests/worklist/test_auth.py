@@ -133,21 +133,9 @@ def test_first_start_on_loopback_makes_an_admin_with_a_private_password_file(set
     assert bootstrap_admin(settings, database) is None  # once only
 
 
-def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "triage",
-            "users",
-            "add",
-            "dr.berg",
-            "--role",
-            "radiologist",
-            "--role",
-            "ml_engineer",
-            "--password-stdin",
-        ],
+def users_add(settings, *arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "triage", "users", "add", *arguments, "--password-stdin"],
         input="a long enough secret\n",
         env=triage_env(settings),
         cwd=REPO,
@@ -155,19 +143,15 @@ def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
         text=True,
         timeout=60,
     )
+
+
+def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
+    result = users_add(settings, "dr.berg", "--role", "radiologist", "--role", "ml_engineer")
     assert result.returncode == 0, result.stderr
     with database.session() as session:
         user = session.scalars(select(User)).one()
         assert user.role_set == {Role.RADIOLOGIST, Role.ML_ENGINEER}
         assert user.password_hash.startswith("$argon2id$") and "long enough" not in user.password_hash
         assert session.scalars(select(AuditEvent.action)).all() == ["user.created"]
-    refused = subprocess.run(
-        [sys.executable, "-m", "triage", "users", "add", "x", "--role", "surgeon", "--password-stdin"],
-        input="a long enough secret\n",
-        env=triage_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = users_add(settings, "x", "--role", "surgeon")
     assert refused.returncode == 2 and "'surgeon' is not a role" in refused.stderr

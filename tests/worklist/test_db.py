@@ -8,31 +8,11 @@ from sqlalchemy import select, text
 from dicom_node.handlers import describe
 from tests import synthetic
 from tests.conftest import storescu, wait_until
+from tests.worklist.conftest import empty
 from worklist import store
-from worklist.db import Base, Database, Instance, StateChange, StudyState, StudyVersion, migrate
+from worklist.db import Instance, StateChange, StudyState, StudyVersion, migrate
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def empty(database):
-    """Delete every row, children first (foreign keys)."""
-    with database.session() as session:
-        for table in reversed(Base.metadata.sorted_tables):
-            session.execute(table.delete())
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def any_database(request, settings):
-    url = (
-        settings.resolved_database_url
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    migrate(url)
-    database = Database(url)
-    empty(database)  # the PostgreSQL database is shared by the session's tests
-    yield database
-    database.dispose()
 
 
 def add(database, ds, at=T0):

@@ -1,0 +1,26 @@
+"""The study database on both engines the service supports: SQLite (WAL) and the real PostgreSQL."""
+
+import pytest
+
+from worklist.db import Base, Database, migrate
+
+
+def empty(database):
+    """Delete every row, children first (foreign keys)."""
+    with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def any_database(request, settings):
+    url = (
+        settings.resolved_database_url
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    migrate(url)
+    database = Database(url)
+    empty(database)  # the PostgreSQL database is shared by the session's tests
+    yield database
+    database.dispose()
