@@ -15,7 +15,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pipeline: Literal["fracture", "breast"]
-    dataset: Literal["fracatlas", "mini_mias"]
+    # A public set read by its adapter, or "manifest": --data names a manifest CSV (training/manifest.py).
+    dataset: Literal["fracatlas", "mini_mias", "manifest"]
     name: str
     version: str
     input_size: int = Field(gt=0, multiple_of=32)

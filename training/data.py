@@ -33,6 +33,9 @@ class Sample:
     boxes: tuple[BoxTuple, ...] = ()
     path: Path | None = None
     pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
+    exam: str = ""  # the screening exam or study the image belongs to; empty: the group
+    split: str = ""  # train / validation / test when the data set fixes it; empty: by group hash
+    subgroups: dict[str, str] = field(default_factory=dict, compare=False)  # site, device, age band
 
     def load(self) -> np.ndarray:
         """0-1 float pixels, bright = dense, through the same steps inference uses."""
@@ -103,18 +106,24 @@ def readable(samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
 def split_by_group(
     samples: Sequence[Sample], validation_fraction: float, test_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """Train / validation / test by group, ordered by a seeded hash so the split is reproducible."""
+    """Train / validation / test by group, ordered by a seeded hash so the split is reproducible.
+
+    A sample whose ``split`` the data set fixes goes there; the rest are split by group. A group
+    (patient) never straddles two parts: the manifest reader refuses a patient with two splits.
+    """
     groups = sorted(
-        {s.group for s in samples}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest()
+        {s.group for s in samples if not s.split},
+        key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest(),
     )
     n_test = max(1, round(len(groups) * test_fraction))
     n_validation = round(len(groups) * validation_fraction)
     test_groups = set(groups[:n_test])
     validation_groups = set(groups[n_test : n_test + n_validation])
     parts: tuple[list[Sample], list[Sample], list[Sample]] = ([], [], [])
+    fixed = {"train": 0, "validation": 1, "test": 2}
     for sample in samples:
         index = 2 if sample.group in test_groups else 1 if sample.group in validation_groups else 0
-        parts[index].append(sample)
+        parts[fixed.get(sample.split, index)].append(sample)
     return parts
 
 

@@ -39,6 +39,7 @@ from training.export import (
     now,
     write_model,
 )
+from training.manifest import manifest_credit, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,13 @@ def build(config: TrainConfig) -> nn.Module:
 
 def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = None) -> ModelCard:
     """Train on a public data set, choose operating points, measure on held-out groups, write the model."""
-    samples, dropped = readable(ADAPTERS[config.dataset](data, config.positive))
+    if config.dataset == "manifest":
+        modality = "DX" if config.pipeline == "fracture" else "MG"
+        samples, dropped = readable(read_manifest(data, modality))
+        credits = [manifest_credit(data)]
+    else:
+        samples, dropped = readable(ADAPTERS[config.dataset](data, config.positive))
+        credits = [FRACATLAS] if config.pipeline == "fracture" else [MINI_MIAS, SYNTHETIC_CC]
     for reason in dropped:
         logger.warning("left out, unreadable: %s", reason)
     train, validation, test = split_by_group(
@@ -212,7 +219,7 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
             out,
             network,
             **common,
-            data=[FRACATLAS],
+            data=credits,
             held_out=(
                 f"{len(test)} FracAtlas images in {len({s.group for s in test})} blocks never trained on "
                 f"({len(dropped)} unreadable images left out of all splits); operating "
@@ -236,7 +243,7 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
         out,
         network,
         **common,
-        data=[MINI_MIAS, SYNTHETIC_CC],
+        data=credits,
         held_out=(
             f"{len(exams.labels)} mini-MIAS women ({len(test)} MLO views) never trained on; positive = "
             f"{POSITIVES[config.positive]}; the decile cut-points are the deciles of their exam "

@@ -1,4 +1,4 @@
-"""The one ``triage`` command: serve, listener, worker, api, users, train, send, echo."""
+"""The one ``triage`` command: serve, listener, worker, api, users, labels, manifest, train, send, echo."""
 
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def train(
         list[Path] | None, typer.Argument(exists=True, help="Overlays applied in order.")
     ] = None,
     data: Annotated[
-        Path, typer.Option("--data", exists=True, file_okay=False, help="The data set's folder.")
+        Path, typer.Option("--data", exists=True, help="The data set's folder, or a manifest CSV.")
     ] = Path(),
     out: Annotated[Path, typer.Option("--out", help="Model folder to write (weights + card.json).")] = Path(),
 ) -> None:
@@ -266,6 +266,55 @@ def train(
 
     card = run(cfg, data, out, progress)
     typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
+
+
+@app.command()
+def manifest(
+    adapter: Annotated[
+        str,
+        typer.Argument(
+            help="fracatlas, mini_mias, mini_mias_abnormal, cbis_ddsm, vindr_mammo or worklist_feedback."
+        ),
+    ],
+    source: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="The data set's folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+) -> None:
+    """Write a public data set's (or the worklist's) labels as a triage manifest."""
+    from training.manifest import ADAPTERS, ManifestError, write_manifest
+
+    if adapter not in ADAPTERS:
+        raise typer.BadParameter(f"{adapter!r} is not an adapter: use {', '.join(ADAPTERS)}")
+    try:
+        count = write_manifest(ADAPTERS[adapter](source), out)
+    except (ManifestError, KeyError, OSError) as error:
+        typer.echo(f"triage: {source} cannot be read as {adapter}: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"{count} images written to {out}")
+
+
+labels_app = typer.Typer(no_args_is_help=True, help="Radiologists' readings as training labels.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write: images/, labels.json, manifest.csv.")],
+    config: ConfigOption = None,
+) -> None:
+    """Export every reading with its images, de-identified (PS3.15 basic profile), as a manifest."""
+    from training.manifest import worklist_feedback, write_manifest
+    from worklist.db import AuditEvent, Database, migrate
+    from worklist.labels import export_folder, label_key
+
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        count, left_out = export_folder(session, label_key(settings.home), settings.storage_dir, out)
+        session.add(AuditEvent(actor="cli", action="labels.exported", detail=f"{count} labels to {out}"))
+    for reason in left_out:
+        typer.echo(f"left out {reason}", err=True)
+    rows = write_manifest(worklist_feedback(out), out / "manifest.csv")
+    typer.echo(f"{count} readings, {rows} images written to {out}")
 
 
 @app.command()

@@ -16,11 +16,14 @@ import io
 import json
 import os
 import secrets
+from copy import deepcopy
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydicom import Dataset, dcmread
+from pydicom.uid import UID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -126,3 +129,122 @@ def to_csv(labels: list[Label]) -> str:
         row["boxes"] = json.dumps(row["boxes"])
         writer.writerow(row)
     return out.getvalue()
+
+
+_REMOVED_VRS = {"PN", "DA", "DT", "TM"}  # names, dates, times: PS3.15 E.1-1 removes or blanks them all
+_REMOVED = {  # identifying attributes of PS3.15 Table E.1-1 that are not names, dates or UIDs
+    "PatientID",
+    "IssuerOfPatientID",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientAge",
+    "PatientSex",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDescription",
+    "SeriesDescription",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "DeviceSerialNumber",
+    "RequestAttributesSequence",
+    "ReferencedStudySequence",
+    "ReferencedPatientSequence",
+    "ImageComments",
+    "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription",
+    "PerformedProcedureStepID",
+    "ScheduledProcedureStepID",
+}
+
+
+def _replace_uid(key: bytes, value: str) -> str:
+    """A registered (standard) UID stays; an instance UID becomes 2.25.<keyed hash>, the same every time."""
+    if UID(value).name != value:
+        return value
+    return "2.25." + str(int(hmac.new(key, f"uid:{value}".encode(), sha256).hexdigest()[:30], 16))
+
+
+def deidentify(ds: Dataset, key: bytes, patient_key: str) -> Dataset:
+    """Apply the PS3.15 E.1 Basic Application Level Confidentiality Profile to a copy of ``ds``.
+
+    Empties names, dates, times and identifying attributes, removes private elements, replaces instance
+    UIDs consistently, puts ``patient_key`` as the Patient ID, and marks the result as such.
+    Raises ``ValueError`` for an image with burned-in annotation (its pixels may name the patient).
+    """
+    if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
+        raise ValueError("burned-in annotation: the pixels may identify the patient")
+    copy = deepcopy(ds)
+    copy.remove_private_tags()
+
+    def clean(dataset: Dataset) -> None:
+        for element in list(dataset):
+            if element.VR == "SQ" and element.keyword in _REMOVED:
+                del dataset[element.tag]
+            elif element.VR in _REMOVED_VRS or element.keyword in _REMOVED:
+                element.value = None  # zero length (Z): the object stays valid where they are Type 2
+            elif element.VR == "UI" and element.value:
+                values = element.value if element.VM > 1 else [element.value]
+                replaced = [_replace_uid(key, str(v)) for v in values]
+                element.value = replaced if element.VM > 1 else replaced[0]
+            elif element.VR == "SQ":
+                for item in element.value:
+                    clean(item)
+
+    clean(copy)
+    if getattr(copy, "file_meta", None) is not None:
+        copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+    copy.PatientID = patient_key
+    copy.PatientName = "ANONYMOUS"
+    copy.PatientIdentityRemoved = "YES"
+    copy.DeidentificationMethod = "PS3.15 E.1 Basic Profile (triage)"
+    method = Dataset()
+    method.CodeValue, method.CodingSchemeDesignator = "113100", "DCM"
+    method.CodeMeaning = "Basic Application Confidentiality Profile"
+    copy.DeidentificationMethodCodeSequence = [method]
+    return copy
+
+
+def export_folder(session: Session, key: bytes, storage_dir: Path, out: Path) -> tuple[int, list[str]]:
+    """Write every reading with its study's images, de-identified, into ``out``: ``images/`` and
+    ``labels.json`` (read by training's ``worklist_feedback`` adapter). Returns the number of
+    labels written and the images left out, with why."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows, left_out = [], []
+    for label in export(session, key):
+        feedback = session.scalar(select(Feedback).where(Feedback.label_id == label.label_id))
+        assert feedback is not None
+        images = []
+        for instance in session.scalars(
+            select(Instance).where(Instance.study_id == feedback.study_id).order_by(Instance.id)
+        ):
+            image_key = _opaque(key, "image", instance.sop_instance_uid)
+            target = out / "images" / f"{image_key}.dcm"
+            try:
+                if not target.exists():
+                    ds = dcmread(storage_dir / instance.storage_key)
+                    deidentify(ds, key, label.patient_key).save_as(target, enforce_file_format=True)
+            except (ValueError, OSError) as error:
+                left_out.append(f"{image_key}: {error}")
+                continue
+            images.append(
+                {
+                    "image_key": image_key,
+                    "file": f"images/{image_key}.dcm",
+                    "laterality": str(instance.attributes.get("laterality", "")),
+                    "view": str(instance.attributes.get("view", "")),
+                }
+            )
+        if images:
+            rows.append({**label.model_dump(), "images": images})
+    (out / "labels.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return len(rows), left_out
