@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from dicom_node.dispatch import ANALYSE_STUDY, REPORT_NOT_ANALYSED, make_celery
+from inference import registry
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
@@ -28,29 +30,59 @@ PIPELINES = ("fracture", "breast")
 
 
 class ModelPipelines(Mapping[str, Pipeline]):
-    """Each pipeline's model, loaded once per worker process on first use (after the fork)."""
+    """Each pipeline's model, loaded once per worker process on first use (after the fork).
+
+    The model is the version promoted in the MLflow registry when there is one, else the bundled
+    folder. Every ``model_check_seconds`` the worker asks the registry again and loads the newly
+    promoted (or rolled-back) model before the next study: hot reload, no restart.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._loaded: dict[str, Pipeline] = {}
+        self._sources: dict[str, str] = {}
+        self._checked: dict[str, float] = {}
 
     def __getitem__(self, name: str) -> Pipeline:
         if name not in PIPELINES:
             raise KeyError(name)
-        if name not in self._loaded:
-            self._loaded[name] = self._load(name)
+        now = time.monotonic()
+        if name in self._loaded and now - self._checked[name] < self._settings.model_check_seconds:
+            return self._loaded[name]
+        source = self._source(name)
+        self._checked[name] = now
+        if self._sources.get(name) != source:
+            self._loaded[name] = self._load(name, source)
+            self._sources[name] = source
         return self._loaded[name]
 
-    def _load(self, name: str) -> Pipeline:
-        folder = self._settings.models_dir / name
+    def _source(self, name: str) -> str:
+        """``registry:<version>`` when a version is promoted, else ``bundled``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = registry.production(self._settings, name)
+        except (MlflowException, OSError) as error:
+            if name in self._sources:  # keep running what was promoted when we last knew
+                logger.warning("model registry unreachable (%s); keeping %s", error, self._sources[name])
+                return self._sources[name]
+            raise ModelUnavailable(f"the model registry cannot be read: {error}") from error
+        return f"registry:{version}" if version else "bundled"
+
+    def _load(self, name: str, source: str) -> Pipeline:
+        if source == "bundled":
+            folder = self._settings.models_dir / name
+        else:
+            folder = registry.fetch(self._settings, name, source.removeprefix("registry:"))
         if not folder.is_dir():
             raise ModelUnavailable(f"no model folder {folder}")
         model = load_model(folder, pick_device())
         logger.info(
-            "%s pipeline runs %s %s on %s with %d CPU thread(s)",
+            "%s pipeline runs %s %s (%s) on %s with %d CPU thread(s)",
             name,
             model.card.name,
             model.card.version,
+            source,
             model.device,
             torch.get_num_threads(),
         )

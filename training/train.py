@@ -24,7 +24,7 @@ from evaluation.operating_points import (
 )
 from inference.breast import exam_probability
 from inference.fracture import decode, study_probability
-from inference.model import ModelCard
+from inference.model import ModelCard, pick_device
 from inference.networks import CentrePointDetector, ViewClassifier
 from inference.transforms import prepare
 from training.config import TrainConfig
@@ -79,9 +79,16 @@ def train_network(
     detection: bool,
     progress: Progress | None = None,
     max_steps: int | None = None,
+    checkpoint: Path | None = None,
 ) -> nn.Module:
-    """Train in place with AdamW; ``max_steps`` stops early (tests)."""
+    """Train in place with AdamW, on the GPU when there is one; ``max_steps`` stops early (tests).
+
+    With ``checkpoint``, the network, optimiser and random states are saved after every epoch, and
+    a run that finds a checkpoint there resumes after its epoch (same seed, same batches).
+    """
     seed_everything(config.seed, config.threads)
+    device = pick_device()
+    network.to(device)
     dataset = ImageDataset(samples, config.input_size, detection=detection, augment=True, seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
@@ -95,15 +102,25 @@ def train_network(
     positives = sum(s.label for s in samples)
     pos_weight = torch.tensor((len(samples) - positives) / max(positives, 1))
     classification = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    started, step = time.monotonic(), 0
+    started, step, first_epoch = time.monotonic(), 0, 0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        network.load_state_dict(saved["network"])
+        optimiser.load_state_dict(saved["optimiser"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        dataset.rng.bit_generator.state = saved["augment_rng"]
+        first_epoch = saved["epoch"] + 1
+        logger.info("resuming from %s after epoch %d", checkpoint, first_epoch)
     network.train()
     if config.freeze_backbone:  # frozen means batch-norm statistics too
         for module in network.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
-    for epoch in range(config.epochs):
+    for epoch in range(first_epoch, config.epochs):
         total, batches = 0.0, 0
         for batch in loader:
+            batch = [tensor.to(device) for tensor in batch]
             outputs = network(batch[0])
             loss = detection_loss(outputs, batch) if detection else classification(outputs, batch[1])
             optimiser.zero_grad()
@@ -113,10 +130,36 @@ def train_network(
             if max_steps is not None and step >= max_steps:
                 network.eval()
                 return network
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, network, optimiser, generator, dataset, epoch)
         if progress is not None:
             progress(epoch + 1, config.epochs, total / max(batches, 1), time.monotonic() - started)
-    network.eval()
+    network.eval().to("cpu")
     return network
+
+
+def _save_checkpoint(
+    path: Path,
+    network: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+    dataset: ImageDataset,
+    epoch: int,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(
+        {
+            "network": network.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "augment_rng": dataset.rng.bit_generator.state,
+            "epoch": epoch,
+        },
+        partial,
+    )
+    partial.replace(path)  # a crash mid-save leaves the previous checkpoint whole
 
 
 @torch.inference_mode()
@@ -170,8 +213,20 @@ def build(config: TrainConfig) -> nn.Module:
     return ViewClassifier(config.pretrained)
 
 
-def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = None) -> ModelCard:
-    """Train on a public data set, choose operating points, measure on held-out groups, write the model."""
+def run(
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    progress: Progress | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> ModelCard:
+    """Train on a public data set or a manifest, choose operating points, measure on held-out
+    groups, write the model. ``resume`` continues from ``out/checkpoint.pt``; ``max_steps`` stops
+    early (tests)."""
+    checkpoint = out / "checkpoint.pt"
+    if not resume:
+        checkpoint.unlink(missing_ok=True)
     if config.dataset == "manifest":
         modality = "DX" if config.pipeline == "fracture" else "MG"
         samples, dropped = readable(read_manifest(data, modality))
@@ -192,7 +247,15 @@ def run(config: TrainConfig, data: Path, out: Path, progress: Progress | None = 
         len(validation),
         len(test),
     )
-    network = train_network(build(config), train, config, detection=detection, progress=progress)
+    network = train_network(
+        build(config),
+        train,
+        config,
+        detection=detection,
+        progress=progress,
+        checkpoint=checkpoint,
+        max_steps=max_steps,
+    )
     as_shipped(network)
     reproduce = (
         f"triage train configs/train/{config.pipeline}.yaml --data <{config.dataset} folder> --out {out}"

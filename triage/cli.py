@@ -1,4 +1,4 @@
-"""The one ``triage`` command: serve, listener, worker, api, users, labels, manifest, train, send, echo."""
+"""The one ``triage`` command: serve and its parts, accounts, labels, training, models, DICOM tools."""
 
 from __future__ import annotations
 
@@ -250,8 +250,13 @@ def train(
         Path, typer.Option("--data", exists=True, help="The data set's folder, or a manifest CSV.")
     ] = Path(),
     out: Annotated[Path, typer.Option("--out", help="Model folder to write (weights + card.json).")] = Path(),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Log the run to MLflow and register the model.")
+    ] = True,
 ) -> None:
-    """Train a model, choose its operating points on held-out data, and write it with its model card."""
+    """Train a model, choose its operating points on held-out data, write it with its model card,
+    and (by default) record the run in MLflow and register the model there, unpromoted."""
     from training.config import load_config
     from training.train import run
 
@@ -264,8 +269,86 @@ def train(
             f"epoch {epoch}/{epochs}  loss {loss:.4f}  elapsed {elapsed:.0f} s  eta {eta:.0f} s", err=True
         )
 
-    card = run(cfg, data, out, progress)
+    if register:
+        from training.tracking import train_and_register
+
+        tracked = train_and_register(_settings(None), cfg, data, out, progress, resume=resume)
+        card = tracked.card
+        typer.echo(
+            f"MLflow run {tracked.run_id}; registered as triage-{cfg.pipeline} version "
+            f"{tracked.registered_version} (not promoted: 'triage models promote {cfg.pipeline} "
+            f"{tracked.registered_version}')",
+            err=True,
+        )
+    else:
+        card = run(cfg, data, out, progress, resume=resume)
     typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")
+app.add_typer(models_app, name="models")
+Pipeline = Annotated[str, typer.Argument(help="fracture or breast.")]
+
+
+def _audit_model_change(settings: Settings, action: str, detail: str) -> None:
+    import getpass
+
+    from worklist.db import AuditEvent, Database, migrate
+
+    migrate(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        session.add(AuditEvent(actor=f"cli:{getpass.getuser()}", action=action, detail=detail))
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """Every registered version: its card, aliases, and whether its operating points are validated."""
+    from inference import registry
+
+    settings = _settings(config)
+    for info in registry.versions(settings):
+        typer.echo(
+            f"{info.pipeline}\tv{info.version}\t{info.card_name} {info.card_version}\t"
+            f"{','.join(info.aliases) or '-'}\t{'validated' if info.validated else 'NOT validated'}\t"
+            f"run {info.run_id}"
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    pipeline: Pipeline,
+    version: Annotated[str, typer.Argument(help="Registered version.")],
+    config: ConfigOption = None,
+) -> None:
+    """Put a registered version into service; workers pick it up within model_check_seconds."""
+    from inference import registry
+
+    settings = _settings(config)
+    try:
+        before = registry.promote(settings, pipeline, version)
+    except (registry.PromotionRefused, KeyError) as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    detail = f"{registry.registered_name(pipeline)} v{version} promoted (was {before or 'the bundled model'})"
+    _audit_model_change(settings, "model.promoted", detail)
+    typer.echo(detail)
+
+
+@models_app.command("rollback")
+def models_rollback(pipeline: Pipeline, config: ConfigOption = None) -> None:
+    """Return production to the version promoted before the current one (or the bundled model)."""
+    from inference import registry
+
+    settings = _settings(config)
+    try:
+        left, now = registry.rollback(settings, pipeline)
+    except registry.PromotionRefused as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    target = f"v{now}" if now else "the bundled model"
+    detail = f"{registry.registered_name(pipeline)} v{left} rolled back to {target}"
+    _audit_model_change(settings, "model.rolled_back", detail)
+    typer.echo(detail)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     tls_private_key: Path | None = None
     tls_client_ca: Path | None = None
 
+    # MLflow: runs, the model registry and the promoted models. Unset: a local store under home
+    # (no server). MLFLOW_TRACKING_URI, MLflow's own variable, is read too.
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "mlflow_tracking_uri", "TRIAGE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
+    )
+    # How often a worker asks the registry whether another model was promoted (hot reload).
+    model_check_seconds: float = Field(default=30.0, gt=0)
+
     monitor_interval_seconds: float = Field(default=0.5, gt=0)
     analysis_lease_seconds: float = Field(default=900.0, gt=0)
 
@@ -153,6 +164,15 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """The MLflow store: the configured URI, or SQLite under ``home`` with artifacts beside it."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
 
     @property
     def storage_dir(self) -> Path:

@@ -1,0 +1,214 @@
+"""The MLflow model registry: register a trained model with its card, promote, roll back, fetch.
+
+Each pipeline has one registered model (``triage-fracture``, ``triage-breast``). A version's
+artifacts are the model folder (``card.json`` + weights); the alias ``production`` names the
+version the service runs, and the registered model's tag ``triage.promotions`` keeps the order of
+promotions so that a rollback returns to the one before. Workers fetch the production version into
+``<home>/models-cache`` and verify it like a bundled model (SHA-256 against the card).
+
+mlflow is imported inside the functions: the listener and the API never need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.model import ModelCard
+from triage.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+_HISTORY_TAG = "triage.promotions"
+# What a card must have measured on held-out data for its operating points to count as validated.
+VALIDATED_BY = {
+    "fracture": (
+        "sensitivity_at_doubt",
+        "specificity_at_doubt",
+        "sensitivity_at_fracture",
+        "specificity_at_fracture",
+    ),
+    "breast": ("exam_auroc",),
+}
+
+
+class PromotionRefused(Exception):
+    """A version cannot be promoted or rolled back as asked; the message says why."""
+
+
+def registered_name(pipeline: str) -> str:
+    return f"triage-{pipeline}"
+
+
+def client(settings: Settings) -> Any:
+    """An MlflowClient on the configured store (SQLite under home unless told otherwise)."""
+    from mlflow import MlflowClient
+
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    uri = settings.resolved_mlflow_tracking_uri
+    # The client only: mlflow.set_tracking_uri() would also write MLFLOW_TRACKING_URI into this
+    # process's environment, which the settings read.
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def registry_in_use(settings: Settings) -> bool:
+    """Whether there can be promoted models: a configured store, or the local one exists."""
+    return settings.mlflow_tracking_uri is not None or (settings.mlflow_dir / "mlflow.db").is_file()
+
+
+def experiment_id(settings: Settings, pipeline: str) -> str:
+    """The pipeline's experiment, created with its artifacts under home for the local store."""
+    mlflow_client = client(settings)
+    name = f"triage-{pipeline}"
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = (
+        None if settings.mlflow_tracking_uri else (settings.mlflow_dir / "artifacts").resolve().as_uri()
+    )
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
+
+
+def validation_gaps(card: ModelCard) -> list[str]:
+    """What a card lacks for its operating points to count as validated (empty: nothing)."""
+    gaps = [f"no held-out {name}" for name in VALIDATED_BY[card.pipeline] if name not in card.metrics]
+    gaps += [f"{name} measured on no cases" for name, metric in card.metrics.items() if metric.n == 0]
+    return gaps
+
+
+def register(settings: Settings, folder: Path, run_id: str) -> str:
+    """Register a model folder logged as the run's ``model`` artifacts; return the new version.
+
+    Raises:
+        PromotionRefused: a registered version already has this card's version string.
+    """
+    card = ModelCard.read(folder)
+    mlflow_client = client(settings)
+    name = registered_name(card.pipeline)
+    if not mlflow_client.search_registered_models(f"name='{name}'"):
+        mlflow_client.create_registered_model(name, description=f"triage {card.pipeline} models")
+    for existing in mlflow_client.search_model_versions(f"name='{name}'"):
+        if existing.tags.get("card.version") == card.version:
+            raise PromotionRefused(
+                f"{name} version {existing.version} already has card version {card.version}: "
+                "every result names the model version, so give the new one its own"
+            )
+    version = mlflow_client.create_model_version(
+        name,
+        f"runs:/{run_id}/model",
+        run_id=run_id,
+        tags={"card.name": card.name, "card.version": card.version, "weights_sha256": card.weights_sha256},
+        description=card.held_out,
+    )
+    return str(version.version)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    pipeline: str
+    version: str
+    card_name: str
+    card_version: str
+    aliases: tuple[str, ...]
+    validated: bool
+    run_id: str
+
+
+def fetch(settings: Settings, pipeline: str, version: str) -> Path:
+    """The model folder of a registered version, downloaded once into the cache."""
+    folder = settings.home / "models-cache" / registered_name(pipeline) / version
+    if (folder / "card.json").is_file():
+        return folder
+    mlflow_client = client(settings)
+    run_id = mlflow_client.get_model_version(registered_name(pipeline), version).run_id
+    partial = folder.with_name(f"{version}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    downloaded = Path(mlflow_client.download_artifacts(run_id, "model", str(partial)))
+    downloaded.replace(folder)
+    shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def versions(settings: Settings) -> list[VersionInfo]:
+    """Every registered version of every pipeline, newest first."""
+    mlflow_client = client(settings)
+    found = []
+    for pipeline in VALIDATED_BY:
+        name = registered_name(pipeline)
+        for version in mlflow_client.search_model_versions(f"name='{name}'"):
+            card = ModelCard.read(fetch(settings, pipeline, str(version.version)))
+            found.append(
+                VersionInfo(
+                    pipeline=pipeline,
+                    version=str(version.version),
+                    card_name=card.name,
+                    card_version=card.version,
+                    aliases=tuple(getattr(version, "aliases", ()) or ()),
+                    validated=not validation_gaps(card),
+                    run_id=str(version.run_id),
+                )
+            )
+    return sorted(found, key=lambda v: (v.pipeline, -int(v.version)))
+
+
+def production(settings: Settings, pipeline: str) -> str | None:
+    """The registered version the alias ``production`` names, or None (the bundled model runs)."""
+    from mlflow.exceptions import MlflowException
+
+    if not registry_in_use(settings):
+        return None
+    try:
+        return str(client(settings).get_model_version_by_alias(registered_name(pipeline), PRODUCTION).version)
+    except MlflowException:
+        return None
+
+
+def _history(mlflow_client: Any, name: str) -> list[str]:
+    model = mlflow_client.get_registered_model(name)
+    return list(json.loads(model.tags.get(_HISTORY_TAG, "[]")))
+
+
+def promote(settings: Settings, pipeline: str, version: str) -> str | None:
+    """Point ``production`` at ``version``; return the version it named before (None: bundled).
+
+    Raises:
+        PromotionRefused: no such version, or its card lacks validated operating points.
+    """
+    card = ModelCard.read(fetch(settings, pipeline, version))
+    gaps = validation_gaps(card)
+    if gaps:
+        raise PromotionRefused(
+            f"{registered_name(pipeline)} version {version} ({card.name} {card.version}) has no validated "
+            f"operating points: {'; '.join(gaps)}. Run 'triage calibrate' on a held-out set first."
+        )
+    mlflow_client = client(settings)
+    name = registered_name(pipeline)
+    before = production(settings, pipeline)
+    history = [*_history(mlflow_client, name), version]
+    mlflow_client.set_registered_model_alias(name, PRODUCTION, version)
+    mlflow_client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history[-50:]))
+    return before
+
+
+def rollback(settings: Settings, pipeline: str) -> tuple[str, str | None]:
+    """Return ``production`` to the version promoted before the current one (or to the bundled
+    model when there was none). Returns (the version left, the version now in production)."""
+    mlflow_client = client(settings)
+    name = registered_name(pipeline)
+    history = _history(mlflow_client, name)
+    current = production(settings, pipeline)
+    if current is None or not history:
+        raise PromotionRefused(f"nothing to roll back: no version of {name} is in production")
+    history = history[:-1]
+    if history:
+        mlflow_client.set_registered_model_alias(name, PRODUCTION, history[-1])
+    else:
+        mlflow_client.delete_registered_model_alias(name, PRODUCTION)
+    mlflow_client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history))
+    return current, (history[-1] if history else None)

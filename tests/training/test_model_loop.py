@@ -1,0 +1,154 @@
+"""The ML engineers' loop end to end on phantoms: manifest -> MLflow run -> registered model ->
+promotion (refused without validated operating points) -> the worker runs it -> rollback."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference import registry
+from inference.model import ModelCard
+from inference.worker import ModelPipelines
+from tests.conftest import REPO, triage_env
+from tests.phantoms import radiograph
+from training.config import TrainConfig
+from training.tracking import train_and_register
+
+PHANTOM_CONFIG = {
+    "pipeline": "fracture",
+    "dataset": "manifest",
+    "name": "triage-fracture-phantom",
+    "version": "0.0.1",
+    "input_size": 128,
+    "epochs": 2,
+    "batch_size": 8,
+    "learning_rate": 0.002,
+    "validation_fraction": 0.3,
+    "test_fraction": 0.3,
+    "threads": 2,
+}
+
+
+def phantom_manifest(folder, count=40):
+    rng = np.random.default_rng(5)
+    lines = ["image,label,boxes,view,laterality,patient_id,exam_id,split,site"]
+    for index in range(count):
+        fractured = index % 2 == 0
+        pixels, boxes = radiograph(128, fractured, rng)
+        path = folder / "images" / f"{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((pixels * 255).astype(np.uint8)).save(path)
+        box_text = ";".join(",".join(f"{v:g}" for v in box) for box in boxes)
+        lines.append(
+            f'images/{index}.png,{int(fractured)},"{box_text}",PA,R,patient{index // 2},,,site{index % 3}'
+        )
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder / "manifest.csv"
+
+
+@pytest.fixture
+def trained(settings, tmp_path):
+    manifest = phantom_manifest(tmp_path / "data")
+    config = TrainConfig.model_validate(PHANTOM_CONFIG)
+    epochs = []
+    tracked = train_and_register(
+        settings, config, manifest, tmp_path / "model", progress=lambda e, *_: epochs.append(e), max_steps=3
+    )
+    return tracked, epochs
+
+
+def test_a_run_is_logged_to_mlflow_and_registered_with_its_card(settings, trained):
+    tracked, _ = trained
+    client = registry.client(settings)
+    run = client.get_run(tracked.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["input_size"] == "128" and run.data.params["dataset"] == "manifest"
+    assert "auroc" in run.data.metrics and "auroc_ci95_low" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(tracked.run_id, "train_loss")] == [
+        1
+    ]  # 3 steps: 1 epoch
+    artifacts = {a.path for a in client.list_artifacts(tracked.run_id)}
+    assert {"config.yaml", "model"} <= artifacts
+    assert tracked.registered_version == "1"
+    (info,) = registry.versions(settings)
+    assert (info.card_name, info.card_version, info.validated, info.aliases) == (
+        "triage-fracture-phantom",
+        "0.0.1",
+        True,
+        (),
+    )
+    assert "manifest manifest.csv" in tracked.card.data[0].name
+    assert tracked.card.doubt_threshold is not None
+
+
+def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(settings, trained, database):
+    tracked, _ = trained
+    pipelines = ModelPipelines(settings)
+    assert pipelines["fracture"].identity.name == "triage-fracture-demo"  # the bundled one
+    env = triage_env(settings)
+    promote = subprocess.run(
+        [sys.executable, "-m", "triage", "models", "promote", "fracture", "1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert promote.returncode == 0, promote.stderr
+    assert "triage-fracture v1 promoted (was the bundled model)" in promote.stdout
+    assert registry.production(settings, "fracture") == "1"
+    fresh = ModelPipelines(settings)  # a new worker process
+    identity = fresh["fracture"].identity
+    assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1")
+    assert identity.weights_sha256 == tracked.card.weights_sha256
+    rollback = subprocess.run(
+        [sys.executable, "-m", "triage", "models", "rollback", "fracture"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rollback.returncode == 0 and "rolled back to the bundled model" in rollback.stdout
+    assert registry.production(settings, "fracture") is None
+    with database.session() as session:
+        from sqlalchemy import select
+
+        from worklist.db import AuditEvent
+
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert actions == ["model.promoted", "model.rolled_back"]
+
+
+def test_a_running_worker_picks_up_a_promotion_without_restart(make_settings, tmp_path, trained):
+    tracked, _ = trained
+    settings = make_settings(model_check_seconds=0.01)
+    pipelines = ModelPipelines(settings)
+    assert pipelines["fracture"].identity.name == "triage-fracture-demo"
+    registry.promote(settings, "fracture", tracked.registered_version)
+    import time
+
+    time.sleep(0.05)
+    assert pipelines["fracture"].identity.name == "triage-fracture-phantom"
+
+
+def test_promotion_is_refused_without_validated_operating_points(settings, tmp_path, trained):
+    folder = tmp_path / "unvalidated"
+    shutil.copytree(REPO / "models" / "fracture", folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["version"] = "9.9.9"
+    card["metrics"] = {"auroc": card["metrics"]["auroc"]}  # thresholds, but never measured
+    (folder / "card.json").write_text(json.dumps(card))
+    ModelCard.read(folder)
+    client = registry.client(settings)
+    run_id = client.create_run(registry.experiment_id(settings, "fracture")).info.run_id
+    client.log_artifacts(run_id, str(folder), artifact_path="model")
+    version = registry.register(settings, folder, run_id)
+    with pytest.raises(registry.PromotionRefused, match="no held-out sensitivity_at_doubt"):
+        registry.promote(settings, "fracture", version)
+    with pytest.raises(registry.PromotionRefused, match=r"already has card version 9\.9\.9"):
+        registry.register(settings, folder, run_id)

@@ -1,0 +1,70 @@
+"""Training runs recorded in MLflow: parameters, the resolved config, loss per epoch, held-out
+metrics with their intervals, the model folder as artifacts, and the model registered with its card."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from inference import registry
+from inference.model import ModelCard
+from training.config import TrainConfig
+from training.train import Progress, run
+from triage.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    card: ModelCard
+    run_id: str
+    registered_version: str
+
+
+def train_and_register(
+    settings: Settings,
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    progress: Progress | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> TrackedRun:
+    """Train with everything logged to MLflow, then register the model (not promoted)."""
+    mlflow_client = registry.client(settings)
+    experiment = registry.experiment_id(settings, config.pipeline)
+    run_id = mlflow_client.create_run(
+        experiment,
+        run_name=f"{config.name} {config.version}",
+        tags={"pipeline": config.pipeline, "dataset": config.dataset, "data": str(data)},
+    ).info.run_id
+    try:
+        for key, value in config.model_dump().items():
+            mlflow_client.log_param(run_id, key, value)
+        mlflow_client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
+
+        def logged(epoch: int, epochs: int, loss: float, elapsed: float) -> None:
+            mlflow_client.log_metric(run_id, "train_loss", loss, step=epoch)
+            if progress is not None:
+                progress(epoch, epochs, loss, elapsed)
+
+        card = run(config, data, out, logged, resume=resume, max_steps=max_steps)
+        for name, metric in card.metrics.items():
+            mlflow_client.log_metric(run_id, name, metric.value)
+            mlflow_client.log_metric(run_id, f"{name}_ci95_low", metric.ci95_low)
+            mlflow_client.log_metric(run_id, f"{name}_ci95_high", metric.ci95_high)
+        with tempfile.TemporaryDirectory() as folder:  # the model folder without the checkpoint
+            model = Path(folder) / "model"
+            model.mkdir()
+            for name in ("card.json", card.weights_file):
+                shutil.copy2(out / name, model / name)
+            mlflow_client.log_artifacts(run_id, str(model), artifact_path="model")
+    except BaseException:
+        mlflow_client.set_terminated(run_id, "FAILED")
+        raise
+    mlflow_client.set_terminated(run_id, "FINISHED")
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return TrackedRun(card, run_id, registry.register(settings, out, run_id))
