@@ -212,3 +212,26 @@ def rollback(settings: Settings, pipeline: str) -> tuple[str, str | None]:
         mlflow_client.delete_registered_model_alias(name, PRODUCTION)
     mlflow_client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history))
     return current, (history[-1] if history else None)
+
+
+def resolve(settings: Settings, text: str) -> Path:
+    """A model folder from a path, ``PIPELINE@ALIAS`` (e.g. fracture@production) or ``PIPELINE/VERSION``.
+
+    Raises:
+        ValueError: the text names no folder and no registered version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if Path(text).is_dir():
+        return Path(text)
+    pipeline, sep, rest = text.replace("@", "/@", 1).partition("/")
+    if not sep or pipeline not in VALIDATED_BY:
+        raise ValueError(f"{text!r} is not a model folder, PIPELINE@ALIAS or PIPELINE/VERSION")
+    try:
+        if rest.startswith("@"):
+            version = client(settings).get_model_version_by_alias(registered_name(pipeline), rest[1:]).version
+        else:
+            version = client(settings).get_model_version(registered_name(pipeline), rest).version
+    except MlflowException as error:
+        raise ValueError(f"{text!r}: no such registered model version ({error.message})") from error
+    return fetch(settings, pipeline, str(version))

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -283,6 +283,148 @@ def train(
     else:
         card = run(cfg, data, out, progress, resume=resume)
     typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
+
+
+ModelArgument = Annotated[
+    str, typer.Argument(help="A model folder, PIPELINE@ALIAS (fracture@production) or PIPELINE/VERSION.")
+]
+ManifestArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A manifest CSV.")]
+
+
+def _model_and_samples(
+    model: str, manifest: Path, split: str | None
+) -> tuple[Settings, Path, Any, list[Any]]:
+    from inference import registry
+    from inference.model import ModelUnavailable, load_model, pick_device
+    from training.manifest import ManifestError, read_manifest
+
+    settings = _settings(None)
+    try:
+        folder = registry.resolve(settings, model)
+        loaded = load_model(folder, pick_device())
+        samples = read_manifest(manifest, "DX" if loaded.card.pipeline == "fracture" else "MG")
+    except (ValueError, ModelUnavailable, ManifestError) as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    if split:
+        samples = [s for s in samples if s.split == split]
+    return settings, folder, loaded, samples
+
+
+@app.command()
+def evaluate(
+    model: ModelArgument,
+    manifest: ManifestArgument,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.json and report.html.")] = Path(
+        "evaluation"
+    ),
+    split: Annotated[str | None, typer.Option("--split", help="Only rows of this split (e.g. test).")] = None,
+    log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the report to MLflow.")] = True,
+) -> None:
+    """Measure a model on a labelled manifest: AUROC with bootstrap CIs, sensitivity, specificity,
+    PPV and NPV at its operating points, FROC and mAP@0.5 for boxes, calibration, the 1-10 score
+    and the screening workload, each per subgroup; a JSON and an HTML report."""
+    from evaluation import report
+    from evaluation.evaluate import figures, flat_metrics, predict
+
+    configure_logging()
+    settings, _, loaded, samples = _model_and_samples(model, manifest, split)
+    found = figures(loaded.card, predict(loaded, samples), manifest, settings.single_read_max_score)
+    json_path, html_path = report.write(found, out)
+    if log:
+        from inference import registry
+
+        mlflow_client = registry.client(settings)
+        run_id = mlflow_client.create_run(
+            registry.experiment_id(settings, loaded.card.pipeline),
+            run_name=f"evaluate {loaded.card.name} {loaded.card.version} on {manifest.name}",
+            tags={"kind": "evaluation", "model": f"{loaded.card.name} {loaded.card.version}"},
+        ).info.run_id
+        for name, value in flat_metrics(found).items():
+            mlflow_client.log_metric(run_id, name, value)
+        mlflow_client.log_artifact(run_id, str(json_path))
+        mlflow_client.log_artifact(run_id, str(html_path))
+        mlflow_client.set_terminated(run_id, "FINISHED")
+        typer.echo(f"MLflow run {run_id}", err=True)
+    for name, value in flat_metrics(found).items():
+        typer.echo(f"{name}\t{value:.4f}")
+    for row in found.get("workload", []):
+        typer.echo(
+            f"single read <= {row['single_read_max_score']}: {row['single_read_share']:.0%} single, "
+            f"{row['reads_per_1000_exams']:.0f} reads per 1000, {row['cancers_in_single_read_arm']} of "
+            f"{row['cancers']} cancers in the single-read arm"
+        )
+    typer.echo(f"report: {html_path}")
+
+
+@app.command()
+def calibrate(
+    model: ModelArgument,
+    manifest: ManifestArgument,
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (weights + new card).")],
+    version: Annotated[
+        str, typer.Option("--version", help="The calibrated model's version (every result names it).")
+    ],
+    target_sensitivity: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.9,
+    target_specificity: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.9,
+    register: Annotated[bool, typer.Option("--register/--no-register", help="Register it in MLflow.")] = True,
+) -> None:
+    """Choose DOUBT/FRACTURE thresholds (on 95 % lower bounds) or the 1-10 cut-points on a site's
+    labelled set, measure them on its held-out exams, and write them into a new model card."""
+    from evaluation.calibrate import calibrate as run_calibration
+
+    configure_logging()
+    settings, folder, loaded, samples = _model_and_samples(model, manifest, None)
+    try:
+        card = run_calibration(
+            loaded, folder, samples, manifest, out, version, target_sensitivity, target_specificity
+        )
+    except ValueError as error:
+        typer.echo(f"triage: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
+    if register:
+        from inference import registry
+
+        mlflow_client = registry.client(settings)
+        run_id = mlflow_client.create_run(
+            registry.experiment_id(settings, card.pipeline),
+            run_name=f"calibrate {card.name} {card.version}",
+            tags={"kind": "calibration", "source": str(folder)},
+        ).info.run_id
+        for name, metric in card.metrics.items():
+            mlflow_client.log_metric(run_id, name, metric.value)
+        mlflow_client.log_artifacts(run_id, str(out), artifact_path="model")
+        mlflow_client.set_terminated(run_id, "FINISHED")
+        try:
+            number = registry.register(settings, out, run_id)
+        except registry.PromotionRefused as error:
+            typer.echo(f"triage: {error}", err=True)
+            raise typer.Exit(2) from error
+        typer.echo(f"registered as triage-{card.pipeline} version {number}", err=True)
+
+
+@app.command()
+def compare(
+    model_a: ModelArgument,
+    model_b: ModelArgument,
+    manifest: ManifestArgument,
+    split: Annotated[str | None, typer.Option("--split", help="Only rows of this split.")] = None,
+) -> None:
+    """Two models on the same exams: their AUROCs, the difference with DeLong's standard error,
+    95 % interval and p-value."""
+    from evaluation.evaluate import exams, predict
+    from evaluation.metrics import delong_test
+
+    configure_logging("WARNING")
+    _, _, first, samples = _model_and_samples(model_a, manifest, split)
+    _, _, second, _ = _model_and_samples(model_b, manifest, split)
+    if first.card.pipeline != second.card.pipeline:
+        raise typer.BadParameter("the two models belong to different pipelines")
+    a = exams(predict(first, samples), first.card.pipeline)
+    b = exams(predict(second, samples), second.card.pipeline)
+    result = delong_test([e.label for e in a], [e.probability for e in a], [e.probability for e in b])
+    typer.echo(json.dumps({"exams": len(a), **result}, indent=2))
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")

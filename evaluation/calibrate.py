@@ -1,0 +1,112 @@
+"""`triage calibrate`: choose a model's operating points on a site's labelled set, measure them on
+held-out exams, and write the model again with those points in its card.
+
+Exams whose manifest split is ``test`` measure; the others choose. A manifest without splits is
+divided by a hash of the exam id, half and half. Fracture: DOUBT is the highest threshold whose
+sensitivity's 95 % lower bound reaches the target, FRACTURE the lowest whose specificity's lower
+bound reaches its target (never below DOUBT). Screening: the nine decile cut-points of the choosing
+exams' probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evaluation import metrics
+from evaluation.evaluate import Exam, exams, predict
+from evaluation.operating_points import (
+    decile_cut_points,
+    threshold_for_sensitivity_bound,
+    threshold_for_specificity_bound,
+)
+from inference.model import LoadedModel, Metric, ModelCard
+from training.data import Sample
+
+
+def _split(found: Sequence[Exam], test_exams: set[str]) -> tuple[list[Exam], list[Exam]]:
+    if not test_exams:  # no split given: half and half by a hash of the exam id
+        test_exams = {e.exam for e in found if int(hashlib.sha256(e.exam.encode()).hexdigest(), 16) % 2}
+    return [e for e in found if e.exam not in test_exams], [e for e in found if e.exam in test_exams]
+
+
+def _proportion_metric(successes: int, trials: int) -> Metric:
+    low, high = metrics.wilson_interval(successes, trials)
+    return Metric(
+        value=round(successes / trials, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=trials
+    )
+
+
+def _auroc_metric(found: Sequence[Exam]) -> Metric:
+    labels, scores = [e.label for e in found], [e.probability for e in found]
+    low, high = metrics.bootstrap_ci(metrics.auroc, labels, scores, resamples=1000)
+    return Metric(
+        value=round(metrics.auroc(labels, scores), 4),
+        ci95_low=round(low, 4),
+        ci95_high=round(high, 4),
+        n=len(found),
+    )
+
+
+def calibrate(
+    model: LoadedModel,
+    source: Path,
+    samples: Sequence[Sample],
+    manifest: Path,
+    out: Path,
+    version: str,
+    target_sensitivity: float = 0.9,
+    target_specificity: float = 0.9,
+) -> ModelCard:
+    """Write ``source``'s weights into ``out`` with a card carrying the new operating points."""
+    card = model.card
+    found = exams(predict(model, samples), card.pipeline)
+    test_exams = {s.exam or s.group for s in samples if s.split == "test"}
+    choose, measure = _split(found, test_exams)
+    if not choose or not measure or len({e.label for e in measure}) < 2:
+        raise ValueError(
+            "calibration needs exams to choose on and held-out exams of both classes to measure on"
+        )
+    held_out = (
+        f"calibrated with triage calibrate on manifest {manifest.name}: operating points chosen on "
+        f"{len(choose)} exams, measured on {len(measure)} other exams "
+        f"({sum(e.label for e in measure)} positive); targets: sensitivity {target_sensitivity} and "
+        f"specificity {target_specificity} (95 % lower bounds)"
+    )
+    measured: dict[str, Metric] = {"exam_auroc": _auroc_metric(measure)}
+    updates: dict[str, object] = {}
+    if card.pipeline == "fracture":
+        labels, scores = [e.label for e in choose], [e.probability for e in choose]
+        doubt = threshold_for_sensitivity_bound(labels, scores, target_sensitivity)
+        fracture = max(doubt, threshold_for_specificity_bound(labels, scores, target_specificity))
+        updates = {"doubt_threshold": doubt, "fracture_threshold": fracture}
+        positives = [e for e in measure if e.label == 1]
+        negatives = [e for e in measure if e.label == 0]
+        for name, threshold in (("doubt", doubt), ("fracture", fracture)):
+            measured[f"sensitivity_at_{name}"] = _proportion_metric(
+                sum(e.probability >= threshold for e in positives), len(positives)
+            )
+            measured[f"specificity_at_{name}"] = _proportion_metric(
+                sum(e.probability < threshold for e in negatives), len(negatives)
+            )
+        measured["auroc"] = measured["exam_auroc"]
+    else:
+        updates = {"decile_cut_points": decile_cut_points([e.probability for e in choose])}
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / card.weights_file, out / card.weights_file)
+    new = ModelCard.model_validate(
+        {
+            **card.model_dump(),
+            **updates,
+            "version": version,
+            "metrics": measured,
+            "held_out": held_out,
+            "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "reproduce": f"{card.reproduce}; then triage calibrate {source} {manifest} --version {version}",
+        }
+    )
+    new.write(out)
+    return new

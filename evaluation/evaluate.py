@@ -1,0 +1,243 @@
+"""`triage evaluate`: a model on a labelled manifest, every figure with its interval, per subgroup.
+
+Predictions go through the service's own steps (inference/transforms.py, the networks, the decoders
+of inference/fracture.py and breast.py), so what is measured is what the service would conclude.
+Images are grouped into exams by ``exam_id``: a trauma study is as suspicious as its most
+suspicious image, a screen as its worse breast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evaluation import metrics
+from evaluation.workload import sweep
+from inference.breast import exam_probability, score_for
+from inference.fracture import decode, study_probability
+from inference.model import LoadedModel, ModelCard
+from inference.transforms import prepare
+from training.data import Sample
+
+BoxScore = tuple[tuple[float, float, float, float], float]
+BATCH = 8
+
+
+@dataclass(frozen=True)
+class Prediction:
+    sample: Sample
+    probability: float
+    boxes: list[BoxScore]  # in source pixels
+
+
+@torch.inference_mode()
+def predict(model: LoadedModel, samples: Sequence[Sample]) -> list[Prediction]:
+    """Every image's probability (and boxes, for detectors) as the service computes them."""
+    card = model.card
+    found: list[Prediction] = []
+    for start in range(0, len(samples), BATCH):
+        chunk = samples[start : start + BATCH]
+        prepared = [prepare(sample.load(), sample.meta, card.input_size) for sample in chunk]
+        batch = torch.stack([p.pixels for p in prepared]).to(model.device)
+        with model.autocast():
+            if card.architecture == "centrepoint-lite0":
+                decoded = decode(*model.network(batch))
+                for sample, geometry, boxes in zip(chunk, prepared, decoded, strict=True):
+                    found.append(
+                        Prediction(
+                            sample,
+                            study_probability([boxes]),
+                            [(geometry.box_to_source((b.x0, b.y0, b.x1, b.y1)), b.score) for b in boxes],
+                        )
+                    )
+            else:
+                probabilities = torch.sigmoid(model.network(batch).float()).tolist()
+                found += [Prediction(s, float(p), []) for s, p in zip(chunk, probabilities, strict=True)]
+    return found
+
+
+@dataclass(frozen=True)
+class Exam:
+    exam: str
+    label: int
+    probability: float
+    subgroups: dict[str, str]
+
+
+def exams(predictions: Sequence[Prediction], pipeline: str) -> list[Exam]:
+    """Images grouped by exam: trauma as its worst image, a screen as its worse breast."""
+    grouped: dict[str, list[Prediction]] = {}
+    for prediction in predictions:
+        grouped.setdefault(prediction.sample.exam or prediction.sample.group, []).append(prediction)
+    found = []
+    for exam, members in sorted(grouped.items()):
+        if pipeline == "breast":
+            views = [((p.sample.meta.laterality, p.sample.meta.view), p.probability) for p in members]
+            probability = exam_probability(views)[0]
+        else:
+            probability = max(p.probability for p in members)
+        found.append(
+            Exam(exam, max(p.sample.label for p in members), probability, dict(members[0].sample.subgroups))
+        )
+    return found
+
+
+def _with_ci(labels: Sequence[int], scores: Sequence[float], resamples: int) -> dict[str, Any]:
+    if len(set(labels)) < 2:
+        return {"value": None, "reason": "needs positives and negatives"}
+    low, high = metrics.bootstrap_ci(metrics.auroc, labels, scores, resamples=resamples)
+    return {"value": metrics.auroc(labels, scores), "ci95_low": low, "ci95_high": high, "n": len(labels)}
+
+
+def _proportion(successes: int, trials: int) -> dict[str, Any]:
+    low, high = metrics.wilson_interval(successes, trials)
+    return {
+        "value": successes / trials if trials else None,
+        "ci95_low": low,
+        "ci95_high": high,
+        "n": trials,
+    }
+
+
+def at_threshold(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, Any]:
+    """Sensitivity, specificity, PPV and NPV of ``score >= threshold``, each with a Wilson interval."""
+    y, s = np.asarray(labels), np.asarray(scores)
+    flagged = s >= threshold
+    return {
+        "threshold": threshold,
+        "sensitivity": _proportion(int((flagged & (y == 1)).sum()), int((y == 1).sum())),
+        "specificity": _proportion(int((~flagged & (y == 0)).sum()), int((y == 0).sum())),
+        "ppv": _proportion(int((flagged & (y == 1)).sum()), int(flagged.sum())),
+        "npv": _proportion(int((~flagged & (y == 0)).sum()), int((~flagged).sum())),
+    }
+
+
+def operating_points(card: ModelCard, single_read_max_score: int) -> dict[str, float]:
+    """The thresholds on the exam probability that the card (and routing) put in force."""
+    if card.pipeline == "fracture":
+        assert card.doubt_threshold is not None and card.fracture_threshold is not None
+        return {"doubt": card.doubt_threshold, "fracture": card.fracture_threshold}
+    assert card.decile_cut_points is not None
+    # Double reading starts at the lowest probability scored above the single-reading threshold.
+    cut = card.decile_cut_points[single_read_max_score - 1] if single_read_max_score >= 1 else 0.0
+    return {"double_reading": float(np.nextafter(cut, np.inf)) if single_read_max_score < 10 else 1.1}
+
+
+def figures(
+    card: ModelCard,
+    predictions: Sequence[Prediction],
+    dataset: Path,
+    single_read_max_score: int = 5,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """Every figure of the evaluation, JSON-ready."""
+    found = exams(predictions, card.pipeline)
+    labels, scores = [e.label for e in found], [e.probability for e in found]
+    points = operating_points(card, single_read_max_score)
+    result: dict[str, Any] = {
+        "model": {
+            "name": card.name,
+            "version": card.version,
+            "pipeline": card.pipeline,
+            "weights_sha256": card.weights_sha256,
+        },
+        "dataset": {
+            "manifest": str(dataset),
+            "sha256": hashlib.sha256(dataset.read_bytes()).hexdigest(),
+            "images": len(predictions),
+            "exams": len(found),
+            "positive_exams": int(sum(labels)),
+        },
+        "image_auroc": _with_ci(
+            [p.sample.label for p in predictions], [p.probability for p in predictions], resamples
+        ),
+        "exam_auroc": _with_ci(labels, scores, resamples),
+        "brier": metrics.brier(labels, scores),
+        "expected_calibration_error": metrics.expected_calibration_error(labels, scores),
+        "calibration": metrics.calibration_bins(labels, scores),
+        "roc": roc_points(labels, scores),
+        "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
+    }
+    if card.pipeline == "breast":
+        assert card.decile_cut_points is not None
+        exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
+        per_score = {}
+        for score in range(1, 11):
+            members = [label for label, s in zip(labels, exam_scores, strict=True) if s == score]
+            per_score[str(score)] = {
+                "share": len(members) / len(found),
+                "n": len(members),
+                "positive_rate": _proportion(sum(members), len(members)),
+            }
+        result["scores"] = per_score
+        result["workload"] = [w.model_dump() for w in sweep(exam_scores, labels)]
+    truths = [list(p.sample.boxes) for p in predictions]
+    if any(truths) and any(p.boxes for p in predictions):
+        detections = [p.boxes for p in predictions]
+        result["boxes"] = {
+            "true_boxes": sum(len(t) for t in truths),
+            "map50": metrics.average_precision(truths, detections, 0.5),
+            "froc": metrics.froc(truths, detections),
+        }
+    result["subgroups"] = subgroups(found, points, resamples)
+    return result
+
+
+def subgroups(found: Sequence[Exam], points: dict[str, float], resamples: int) -> dict[str, Any]:
+    """The same figures for every subgroup column the manifest gives (site, device, age band)."""
+    table: dict[str, Any] = {}
+    keys = sorted({key for exam in found for key in exam.subgroups})
+    for key in keys:
+        values = sorted({exam.subgroups.get(key, "") for exam in found})
+        table[key] = {}
+        for value in values:
+            members = [e for e in found if e.subgroups.get(key, "") == value]
+            labels, scores = [e.label for e in members], [e.probability for e in members]
+            table[key][value or "(not given)"] = {
+                "exams": len(members),
+                "positive_exams": int(sum(labels)),
+                "exam_auroc": _with_ci(labels, scores, resamples),
+                "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
+            }
+    return table
+
+
+def roc_points(labels: Sequence[int], scores: Sequence[float]) -> list[dict[str, float]]:
+    """The ROC curve: (1 - specificity, sensitivity) at every distinct score."""
+    y, s = np.asarray(labels), np.asarray(scores)
+    positives, negatives = max(int((y == 1).sum()), 1), max(int((y == 0).sum()), 1)
+    curve = [{"false_positive_rate": 0.0, "sensitivity": 0.0, "threshold": math.inf}]
+    for threshold in sorted(set(s.tolist()), reverse=True):
+        flagged = s >= threshold
+        curve.append(
+            {
+                "false_positive_rate": float((flagged & (y == 0)).sum() / negatives),
+                "sensitivity": float((flagged & (y == 1)).sum() / positives),
+                "threshold": float(threshold),
+            }
+        )
+    return curve
+
+
+def flat_metrics(found: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers, flat, for MLflow."""
+    flat: dict[str, float] = {}
+    for name in ("image_auroc", "exam_auroc"):
+        if found[name].get("value") is not None:
+            flat[name] = found[name]["value"]
+            flat[f"{name}_ci95_low"] = found[name]["ci95_low"]
+    flat["brier"], flat["expected_calibration_error"] = found["brier"], found["expected_calibration_error"]
+    for point, values in found["operating_points"].items():
+        for measure in ("sensitivity", "specificity", "ppv", "npv"):
+            if values[measure]["value"] is not None:
+                flat[f"{measure}_at_{point}"] = values[measure]["value"]
+    if "boxes" in found:
+        flat["map50"] = found["boxes"]["map50"]
+    return flat
