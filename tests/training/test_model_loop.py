@@ -37,7 +37,7 @@ def phantom_manifest(folder, count=40):
     rng = np.random.default_rng(5)
     lines = ["image,label,boxes,view,laterality,patient_id,exam_id,split,site"]
     for index in range(count):
-        fractured = index % 2 == 0
+        fractured = (index // 2) % 2 == 0  # both images of a patient alike
         pixels, boxes = radiograph(128, fractured, rng)
         path = folder / "images" / f"{index}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,3 +152,69 @@ def test_promotion_is_refused_without_validated_operating_points(settings, tmp_p
         registry.promote(settings, "fracture", version)
     with pytest.raises(registry.PromotionRefused, match=r"already has card version 9\.9\.9"):
         registry.register(settings, folder, run_id)
+
+
+def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, trained, tmp_path):
+    tracked, _ = trained
+    manifest = tmp_path / "data" / "manifest.csv"
+    env = triage_env(settings)
+    evaluation = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "evaluate",
+            "fracture/1",
+            str(manifest),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    found = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert found["model"]["version"] == "0.0.1" and found["dataset"]["exams"] == 20  # exam_id empty: one exam per patient
+    assert set(found["operating_points"]) == {"doubt", "fracture"}
+    assert {"sensitivity", "specificity", "ppv", "npv"} <= set(found["operating_points"]["doubt"])
+    assert found["boxes"]["true_boxes"] == 20 and 0 <= found["boxes"]["map50"] <= 1
+    assert set(found["subgroups"]["site"]) == {"site0", "site1", "site2"}
+    assert "<img" in (tmp_path / "report" / "report.html").read_text()
+    client = registry.client(settings)
+    runs = client.search_runs([registry.experiment_id(settings, "fracture")], "tags.kind = 'evaluation'")
+    assert len(runs) == 1 and "exam_auroc" in runs[0].data.metrics
+
+    calibrated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "calibrate",
+            "fracture/1",
+            str(manifest),
+            "--out",
+            str(tmp_path / "cal"),
+            "--version",
+            "0.0.1+site",
+            "--target-sensitivity",
+            "0.5",
+            "--target-specificity",
+            "0.5",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "registered as triage-fracture version 2" in calibrated.stderr
+    card = ModelCard.read(tmp_path / "cal")
+    assert card.weights_sha256 == tracked.card.weights_sha256 and card.version == "0.0.1+site"
+    assert card.metrics["sensitivity_at_doubt"].n > 0 and "calibrated with triage calibrate" in card.held_out
+    registry.promote(settings, "fracture", "2")
+    identity = ModelPipelines(settings)["fracture"].identity
+    assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1+site")
