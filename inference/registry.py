@@ -24,6 +24,7 @@ from triage.settings import Settings
 logger = logging.getLogger(__name__)
 
 PRODUCTION = "production"
+SHADOW = "shadow"  # a candidate run beside production on live studies, never routed or sent
 _HISTORY_TAG = "triage.promotions"
 # What a card must have measured on held-out data for its operating points to count as validated.
 VALIDATED_BY = {
@@ -167,6 +168,31 @@ def production(settings: Settings, pipeline: str) -> str | None:
         return str(client(settings).get_model_version_by_alias(registered_name(pipeline), PRODUCTION).version)
     except MlflowException:
         return None
+
+
+def shadow(settings: Settings, pipeline: str) -> str | None:
+    """The registered version in shadow mode, or None."""
+    from mlflow.exceptions import MlflowException
+
+    if not registry_in_use(settings):
+        return None
+    try:
+        return str(client(settings).get_model_version_by_alias(registered_name(pipeline), SHADOW).version)
+    except MlflowException:
+        return None
+
+
+def set_shadow(settings: Settings, pipeline: str, version: str | None) -> None:
+    """Put ``version`` in shadow mode (None: end shadow mode). Validation is not asked: its results
+    reach no one."""
+    mlflow_client = client(settings)
+    name = registered_name(pipeline)
+    if version is None:
+        if shadow(settings, pipeline) is not None:
+            mlflow_client.delete_registered_model_alias(name, SHADOW)
+        return
+    fetch(settings, pipeline, version)  # fails now, not in the worker, if it cannot be fetched
+    mlflow_client.set_registered_model_alias(name, SHADOW, version)
 
 
 def _history(mlflow_client: Any, name: str) -> list[str]:

@@ -40,11 +40,13 @@ class AnalyseStudyTask:
         pipelines: Mapping[str, Pipeline],
         retry_seconds: float = 1.0,
         reports: ReportWriter | None = None,
+        shadows: Callable[[str], Pipeline | None] | None = None,
     ) -> None:
         self._database = database
         self._pipelines = pipelines
         self._retry_seconds = retry_seconds
         self._reports = reports  # None: no PACS configured, nothing to send
+        self._shadows = shadows  # the candidate model of a pipeline in shadow mode, if any
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
         payload = AnalyseStudy.model_validate(raw_payload)
@@ -62,7 +64,38 @@ class AnalyseStudyTask:
         if not claimed:
             logger.info("study version %d is not queued (any more); nothing to do", payload.study_version_id)
             return "not-queued"
-        return self.record(payload, self.analyse(payload))
+        state = self.record(payload, self.analyse(payload))
+        self.shadow(payload)
+        return state
+
+    def shadow(self, payload: AnalyseStudy) -> None:
+        """Run the pipeline's candidate model, if one is in shadow mode, after the real result is
+        recorded; store what it says. It is never routed, reported or sent, and cannot fail the study."""
+        if self._shadows is None:
+            return
+        try:
+            pipeline = self._shadows(payload.pipeline)
+            if pipeline is None:
+                return
+            outcome = pipeline(payload)
+        except Exception:  # process boundary: a candidate's failure must not touch the real study
+            logger.exception("shadow model failed on study version %d", payload.study_version_id)
+            return
+        if outcome.model is None:
+            return
+        with self._database.session() as session:
+            store.add_shadow_result(
+                session,
+                version_id=payload.study_version_id,
+                pipeline=payload.pipeline,
+                analysed=isinstance(outcome, Analysed),
+                summary=outcome.summary if isinstance(outcome, Analysed) else outcome.reason,
+                model_name=outcome.model.name,
+                model_version=outcome.model.version,
+                weights_sha256=outcome.model.weights_sha256,
+                outcome=outcome.outcome,
+                created_at=utcnow(),
+            )
 
     def analyse(self, payload: AnalyseStudy) -> Analysed | Skipped:
         """Run the study's pipeline; every failure becomes a Skipped with its reason."""

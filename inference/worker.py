@@ -90,6 +90,22 @@ class ModelPipelines(Mapping[str, Pipeline]):
             return FracturePipeline(model, self._settings.storage_dir)
         return BreastPipeline(model, self._settings.storage_dir, self._settings.single_read_max_score)
 
+    def shadow(self, name: str) -> Pipeline | None:
+        """The candidate model in shadow mode for this pipeline, if any (checked like production)."""
+        now = time.monotonic()
+        key = f"shadow:{name}"
+        if key not in self._checked or now - self._checked[key] >= self._settings.model_check_seconds:
+            self._checked[key] = now
+            version = registry.shadow(self._settings, name)
+            source = f"registry:{version}" if version else ""
+            if self._sources.get(key) != source:
+                self._sources[key] = source
+                if source:
+                    self._loaded[key] = self._load(name, source)
+                else:
+                    self._loaded.pop(key, None)
+        return self._loaded.get(key)
+
     def __iter__(self) -> Iterator[str]:
         return iter(PIPELINES)
 
@@ -118,7 +134,8 @@ def make_worker_app(
         worker_hijack_root_logger=False,
     )
     reports = ReportWriter(settings.storage_dir, settings.results_dir) if settings.pacs else None
-    body = AnalyseStudyTask(database, pipelines, reports=reports)
+    shadows = pipelines.shadow if isinstance(pipelines, ModelPipelines) else None
+    body = AnalyseStudyTask(database, pipelines, reports=reports, shadows=shadows)
     threads = threads_per_process(settings, concurrency)
 
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]

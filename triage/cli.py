@@ -476,6 +476,38 @@ def models_promote(
     typer.echo(detail)
 
 
+@models_app.command("shadow")
+def models_shadow(
+    pipeline: Pipeline,
+    version: Annotated[str | None, typer.Argument(help="Registered version; leave out with --off.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="End shadow mode.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run a registered version beside production on live studies: its results are stored for
+    'triage models shadow-report', never routed, reported or sent."""
+    from inference import registry
+
+    settings = _settings(config)
+    if off == (version is not None):
+        raise typer.BadParameter("give a VERSION, or --off")
+    registry.set_shadow(settings, pipeline, None if off else version)
+    detail = f"{registry.registered_name(pipeline)} shadow mode " + ("ended" if off else f"on v{version}")
+    _audit_model_change(settings, "model.shadow", detail)
+    typer.echo(detail)
+
+
+@models_app.command("shadow-report")
+def models_shadow_report(pipeline: Pipeline, config: ConfigOption = None) -> None:
+    """Compare the shadow model's results with production's, and both with radiologists' readings."""
+    from evaluation.shadow import report
+    from worklist.db import Database, migrate
+
+    settings = _settings(config)
+    migrate(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        typer.echo(json.dumps(report(session, pipeline), indent=2))
+
+
 @models_app.command("rollback")
 def models_rollback(pipeline: Pipeline, config: ConfigOption = None) -> None:
     """Return production to the version promoted before the current one (or the bundled model)."""

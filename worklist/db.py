@@ -374,3 +374,21 @@ class Feedback(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShadowResult(Base):
+    """What a candidate model said about a study in shadow mode: stored to compare, never routed or sent."""
+
+    __tablename__ = "shadow_results"
+    __table_args__ = (UniqueConstraint("version_id", "model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"), index=True)
+    pipeline: Mapped[str] = mapped_column(String(32))
+    analysed: Mapped[bool]
+    summary: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,6 +26,7 @@ from worklist.db import (
     OutboxMessage,
     QuarantinedObject,
     Result,
+    ShadowResult,
     StateChange,
     Study,
     StudyState,
@@ -418,3 +419,16 @@ def add_feedback(
     )
     session.add(feedback)
     return feedback
+
+
+def add_shadow_result(session: Session, **values: Any) -> None:
+    """Record a candidate model's result in shadow mode (once per version and model)."""
+    exists = session.scalar(
+        select(func.count()).where(
+            ShadowResult.version_id == values["version_id"],
+            ShadowResult.model_name == values["model_name"],
+            ShadowResult.model_version == values["model_version"],
+        )
+    )
+    if not exists:
+        session.add(ShadowResult(**values))

@@ -163,3 +163,46 @@ def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_r
     assert delivery.state == DeliveryState.FAILED
     assert delivery.last_error == "report not built: OSError: No space left on device"
     assert state(database)[1].endswith("its report could not be built (OSError: No space left on device)")
+
+
+CANDIDATE = ModelIdentity("fracture-candidate", "2.0", "cd" * 32)
+
+
+def test_a_shadow_model_is_stored_beside_the_result_and_changes_nothing(database, queued):
+    from evaluation.shadow import report
+    from worklist.db import ShadowResult
+
+    production = {"state": "NO FRACTURE", "probability": 0.01}
+    candidate = {"state": "DOUBT", "probability": 0.3}
+    task = AnalyseStudyTask(
+        database,
+        {"fracture": lambda payload: Analysed("NO FRACTURE", MODEL, production)},
+        shadows=lambda name: lambda payload: Analysed("DOUBT", CANDIDATE, candidate),
+    )
+    assert task(queued) == StudyState.ANALYSED
+    assert state(database) == (StudyState.ANALYSED, "NO FRACTURE [model fracture-demo 1.0]")
+    with database.session() as session:
+        shadow = session.scalars(select(ShadowResult)).one()
+        assert (shadow.model_name, shadow.model_version, shadow.outcome) == (
+            "fracture-candidate",
+            "2.0",
+            candidate,
+        )
+        assert session.scalars(select(Result)).one().model_name == "fracture-demo"
+        compared = report(session, "fracture")["candidates"]["fracture-candidate 2.0"]
+    assert compared["studies"] == 1 and compared["verdict_agreement"] == 0.0
+    assert compared["mean_absolute_probability_difference"] == pytest.approx(0.29)
+
+
+def test_a_failing_shadow_model_cannot_touch_the_study(database, queued):
+    def broken(payload):
+        raise RuntimeError("candidate bug")
+
+    outcome = {"state": "FRACTURE", "probability": 0.9}
+    task = AnalyseStudyTask(
+        database,
+        {"fracture": lambda payload: Analysed("FRACTURE", MODEL, outcome)},
+        shadows=lambda name: broken,
+    )
+    assert task(queued) == StudyState.ANALYSED
+    assert state(database)[0] == StudyState.ANALYSED

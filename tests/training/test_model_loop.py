@@ -177,7 +177,9 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     )
     assert evaluation.returncode == 0, evaluation.stderr
     found = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert found["model"]["version"] == "0.0.1" and found["dataset"]["exams"] == 20  # exam_id empty: one exam per patient
+    assert (
+        found["model"]["version"] == "0.0.1" and found["dataset"]["exams"] == 20
+    )  # exam_id empty: one exam per patient
     assert set(found["operating_points"]) == {"doubt", "fracture"}
     assert {"sensitivity", "specificity", "ppv", "npv"} <= set(found["operating_points"]["doubt"])
     assert found["boxes"]["true_boxes"] == 20 and 0 <= found["boxes"]["map50"] <= 1
@@ -218,3 +220,15 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     registry.promote(settings, "fracture", "2")
     identity = ModelPipelines(settings)["fracture"].identity
     assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1+site")
+
+
+def test_shadow_mode_loads_the_candidate_beside_production(settings, trained):
+    tracked, _ = trained
+    pipelines = ModelPipelines(settings)
+    assert pipelines.shadow("fracture") is None
+    registry.set_shadow(settings, "fracture", tracked.registered_version)
+    fresh = ModelPipelines(settings)
+    assert fresh.shadow("fracture").identity.name == "triage-fracture-phantom"
+    assert fresh["fracture"].identity.name == "triage-fracture-demo"  # production unchanged
+    registry.set_shadow(settings, "fracture", None)
+    assert ModelPipelines(settings).shadow("fracture") is None
