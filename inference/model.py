@@ -2,7 +2,7 @@
 
 A model lives in a folder holding ``card.json`` (the model card) and the weights file it names,
 whose SHA-256 the card records. Nothing is downloaded: the bundled demo models ship in
-``models/``; trained ones are written there (or registered in MLflow, issue 6).
+``models/``; trained ones are registered in MLflow and fetched by ``inference/registry.py``.
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ class ModelPipelines(Mapping[str, Pipeline]):
 
     def _source(self, name: str) -> str:
         """``registry:<version>`` when a version is promoted, else ``bundled``."""
+        if not registry.registry_in_use(self._settings):
+            return "bundled"  # no MLflow store: do not even import mlflow
         from mlflow.exceptions import MlflowException
 
         try:

@@ -1,6 +1,7 @@
 """The ML engineers' loop end to end on phantoms: manifest -> MLflow run -> registered model ->
 promotion (refused without validated operating points) -> the worker runs it -> rollback."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -9,14 +10,19 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
+from dicom_node.dispatch import AnalyseStudy, InstanceRef
 from inference import registry
 from inference.model import ModelCard
+from inference.tasks import AnalyseStudyTask
 from inference.worker import ModelPipelines
 from tests.conftest import REPO, triage_env
 from tests.phantoms import radiograph
+from tests.worklist import seed
 from training.config import TrainConfig
 from training.tracking import train_and_register
+from worklist.db import AuditEvent, Instance, Result, StudyState, StudyVersion
 
 PHANTOM_CONFIG = {
     "pipeline": "fracture",
@@ -116,10 +122,6 @@ def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(sett
     assert rollback.returncode == 0 and "rolled back to the bundled model" in rollback.stdout
     assert registry.production(settings, "fracture") is None
     with database.session() as session:
-        from sqlalchemy import select
-
-        from worklist.db import AuditEvent
-
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions == ["model.promoted", "model.rolled_back"]
 
@@ -154,7 +156,7 @@ def test_promotion_is_refused_without_validated_operating_points(settings, tmp_p
         registry.register(settings, folder, run_id)
 
 
-def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, trained, tmp_path):
+def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, trained, tmp_path, database):
     tracked, _ = trained
     manifest = tmp_path / "data" / "manifest.csv"
     env = triage_env(settings)
@@ -218,8 +220,44 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     assert card.weights_sha256 == tracked.card.weights_sha256 and card.version == "0.0.1+site"
     assert card.metrics["sensitivity_at_doubt"].n > 0 and "calibrated with triage calibrate" in card.held_out
     registry.promote(settings, "fracture", "2")
-    identity = ModelPipelines(settings)["fracture"].identity
-    assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1+site")
+    # The worker analyses a live study with the promoted model, and the result names it.
+    study_version_id = queued_trauma_study(database, settings)
+    with database.session() as session:
+        payload = payload_of(session, settings, study_version_id)
+    assert AnalyseStudyTask(database, ModelPipelines(settings))(payload) == "ANALYSED"
+    with database.session() as session:
+        result = session.scalars(select(Result)).one()
+    assert (result.model_name, result.model_version) == ("triage-fracture-phantom", "0.0.1+site")
+    assert result.summary.endswith("[model triage-fracture-phantom 0.0.1+site]")
+
+
+def queued_trauma_study(database, settings):
+    seed.add_study(
+        database, settings, seed.trauma(11, fractured=True), pipeline="fracture", state=StudyState.QUEUED
+    )
+    with database.session() as session:
+        return session.scalars(select(StudyVersion.id)).one()
+
+
+def payload_of(session, settings, study_version_id):
+    version = session.get(StudyVersion, study_version_id)
+    instances = session.scalars(select(Instance).where(Instance.study_id == version.study_id)).all()
+    return AnalyseStudy(
+        study_version_id=version.id,
+        study_instance_uid=version.study.study_instance_uid,
+        version=version.number,
+        pipeline="fracture",
+        instances=tuple(
+            InstanceRef(
+                sop_instance_uid=i.sop_instance_uid,
+                sop_class_uid=i.sop_class_uid,
+                storage_key=i.storage_key,
+                sha256=hashlib.sha256((settings.storage_dir / i.storage_key).read_bytes()).hexdigest(),
+            )
+            for i in instances
+        ),
+        skipped={},
+    ).model_dump()
 
 
 def test_shadow_mode_loads_the_candidate_beside_production(settings, trained):
