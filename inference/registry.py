@@ -158,28 +158,25 @@ def versions(settings: Settings) -> list[VersionInfo]:
     return sorted(found, key=lambda v: (v.pipeline, -int(v.version)))
 
 
-def production(settings: Settings, pipeline: str) -> str | None:
-    """The registered version the alias ``production`` names, or None (the bundled model runs)."""
+def _alias(settings: Settings, pipeline: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     if not registry_in_use(settings):
         return None
     try:
-        return str(client(settings).get_model_version_by_alias(registered_name(pipeline), PRODUCTION).version)
+        return str(client(settings).get_model_version_by_alias(registered_name(pipeline), alias).version)
     except MlflowException:
         return None
+
+
+def production(settings: Settings, pipeline: str) -> str | None:
+    """The registered version the alias ``production`` names, or None (the bundled model runs)."""
+    return _alias(settings, pipeline, PRODUCTION)
 
 
 def shadow(settings: Settings, pipeline: str) -> str | None:
     """The registered version in shadow mode, or None."""
-    from mlflow.exceptions import MlflowException
-
-    if not registry_in_use(settings):
-        return None
-    try:
-        return str(client(settings).get_model_version_by_alias(registered_name(pipeline), SHADOW).version)
-    except MlflowException:
-        return None
+    return _alias(settings, pipeline, SHADOW)
 
 
 def set_shadow(settings: Settings, pipeline: str, version: str | None) -> None:

@@ -39,6 +39,17 @@ PHANTOM_CONFIG = {
 }
 
 
+def triage_cli(env, *arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *arguments],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def phantom_manifest(folder, count=40):
     rng = np.random.default_rng(5)
     lines = ["image,label,boxes,view,laterality,patient_id,exam_id,split,site"]
@@ -96,14 +107,7 @@ def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(sett
     pipelines = ModelPipelines(settings)
     assert pipelines["fracture"].identity.name == "triage-fracture-demo"  # the bundled one
     env = triage_env(settings)
-    promote = subprocess.run(
-        [sys.executable, "-m", "triage", "models", "promote", "fracture", "1"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    promote = triage_cli(env, "models", "promote", "fracture", "1")
     assert promote.returncode == 0, promote.stderr
     assert "triage-fracture v1 promoted (was the bundled model)" in promote.stdout
     assert registry.production(settings, "fracture") == "1"
@@ -111,14 +115,7 @@ def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(sett
     identity = fresh["fracture"].identity
     assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1")
     assert identity.weights_sha256 == tracked.card.weights_sha256
-    rollback = subprocess.run(
-        [sys.executable, "-m", "triage", "models", "rollback", "fracture"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rollback = triage_cli(env, "models", "rollback", "fracture")
     assert rollback.returncode == 0 and "rolled back to the bundled model" in rollback.stdout
     assert registry.production(settings, "fracture") is None
     with database.session() as session:
@@ -160,28 +157,11 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     tracked, _ = trained
     manifest = tmp_path / "data" / "manifest.csv"
     env = triage_env(settings)
-    evaluation = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "triage",
-            "evaluate",
-            "fracture/1",
-            str(manifest),
-            "--out",
-            str(tmp_path / "report"),
-        ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    evaluation = triage_cli(env, "evaluate", "fracture/1", str(manifest), "--out", str(tmp_path / "report"))
     assert evaluation.returncode == 0, evaluation.stderr
     found = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert (
-        found["model"]["version"] == "0.0.1" and found["dataset"]["exams"] == 20
-    )  # exam_id empty: one exam per patient
+    assert found["model"]["version"] == "0.0.1"
+    assert found["dataset"]["exams"] == 20  # exam_id empty: one exam per patient
     assert set(found["operating_points"]) == {"doubt", "fracture"}
     assert {"sensitivity", "specificity", "ppv", "npv"} <= set(found["operating_points"]["doubt"])
     assert found["boxes"]["true_boxes"] == 20 and 0 <= found["boxes"]["map50"] <= 1
@@ -191,28 +171,19 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     runs = client.search_runs([registry.experiment_id(settings, "fracture")], "tags.kind = 'evaluation'")
     assert len(runs) == 1 and "exam_auroc" in runs[0].data.metrics
 
-    calibrated = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "triage",
-            "calibrate",
-            "fracture/1",
-            str(manifest),
-            "--out",
-            str(tmp_path / "cal"),
-            "--version",
-            "0.0.1+site",
-            "--target-sensitivity",
-            "0.5",
-            "--target-specificity",
-            "0.5",
-        ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    calibrated = triage_cli(
+        env,
+        "calibrate",
+        "fracture/1",
+        str(manifest),
+        "--out",
+        str(tmp_path / "cal"),
+        "--version",
+        "0.0.1+site",
+        "--target-sensitivity",
+        "0.5",
+        "--target-specificity",
+        "0.5",
     )
     assert calibrated.returncode == 0, calibrated.stderr
     assert "registered as triage-fracture version 2" in calibrated.stderr
