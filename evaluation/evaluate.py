@@ -125,9 +125,11 @@ def operating_points(card: ModelCard, single_read_max_score: int) -> dict[str, f
         assert card.doubt_threshold is not None and card.fracture_threshold is not None
         return {"doubt": card.doubt_threshold, "fracture": card.fracture_threshold}
     assert card.decile_cut_points is not None
-    # Double reading starts at the lowest probability scored above the single-reading threshold.
+    # score = 1 + (cut-points <= p), so score > t exactly when p >= the t-th cut-point.
+    if single_read_max_score >= 10:
+        return {"double_reading": 1.1}  # nothing is double read
     cut = card.decile_cut_points[single_read_max_score - 1] if single_read_max_score >= 1 else 0.0
-    return {"double_reading": float(np.nextafter(cut, np.inf)) if single_read_max_score < 10 else 1.1}
+    return {"double_reading": float(cut)}
 
 
 def figures(

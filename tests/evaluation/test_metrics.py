@@ -109,3 +109,18 @@ def test_workload_simulation_by_hand():
     assert (result.cancers, result.cancers_in_single_read_arm) == (3, 1)  # the score-3 cancer
     everything = sweep(scores, cancers)
     assert everything[0].reads_per_1000_exams == 2000 and everything[10].single_read_share == 0.9
+
+
+@pytest.mark.parametrize("single_read_max_score", [0, 1, 5, 9, 10])
+def test_the_double_reading_threshold_matches_the_score_route(single_read_max_score):
+    from types import SimpleNamespace
+
+    from evaluation.evaluate import operating_points
+    from inference.breast import score_for
+
+    cuts = tuple(round(0.1 * i, 1) for i in range(1, 10))
+    card = SimpleNamespace(pipeline="breast", decile_cut_points=cuts)
+    threshold = operating_points(card, single_read_max_score)["double_reading"]
+    for probability in [0.0, 0.05, 0.1, 0.3, 0.5, 0.55, 0.9, 0.95, 1.0]:
+        double = score_for(probability, cuts) > single_read_max_score
+        assert (probability >= threshold) == double, (probability, single_read_max_score)
