@@ -142,6 +142,8 @@ def versions(settings: Settings) -> list[VersionInfo]:
     found = []
     for pipeline in VALIDATED_BY:
         name = registered_name(pipeline)
+        # search results carry no aliases in every store: ask for the two we use
+        aliases = {alias: _alias(settings, pipeline, alias) for alias in (PRODUCTION, SHADOW)}
         for version in mlflow_client.search_model_versions(f"name='{name}'"):
             card = ModelCard.read(fetch(settings, pipeline, str(version.version)))
             found.append(
@@ -150,7 +152,7 @@ def versions(settings: Settings) -> list[VersionInfo]:
                     version=str(version.version),
                     card_name=card.name,
                     card_version=card.version,
-                    aliases=tuple(getattr(version, "aliases", ()) or ()),
+                    aliases=tuple(a for a, v in aliases.items() if v == str(version.version)),
                     validated=not validation_gaps(card),
                     run_id=str(version.run_id),
                 )

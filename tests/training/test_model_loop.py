@@ -111,6 +111,9 @@ def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(sett
     assert promote.returncode == 0, promote.stderr
     assert "triage-fracture v1 promoted (was the bundled model)" in promote.stdout
     assert registry.production(settings, "fracture") == "1"
+    listed = triage_cli(env, "models", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "fracture\tv1\ttriage-fracture-phantom 0.0.1\tproduction\tvalidated" in listed.stdout
     fresh = ModelPipelines(settings)  # a new worker process
     identity = fresh["fracture"].identity
     assert (identity.name, identity.version) == ("triage-fracture-phantom", "0.0.1")
