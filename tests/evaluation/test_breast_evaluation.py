@@ -1,0 +1,60 @@
+"""Evaluate and calibrate the bundled screening model on phantom four-view screens read from DICOM:
+1-10 score shares, the workload sweep, lesion boxes, and new decile cut-points in a new card."""
+
+import numpy as np
+import pytest
+
+from evaluation.calibrate import calibrate
+from evaluation.evaluate import figures, predict
+from inference.model import ModelCard, load_model
+from inference.pixels import ImageMeta
+from tests import phantoms
+from tests.conftest import REPO
+from training.data import Sample
+from training.manifest import read_manifest, write_manifest
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screens")
+    samples = []
+    for woman in range(20):
+        lesion = "L" if woman % 2 == 0 else None
+        for ds in phantoms.screen(lesion, seed=woman, size=256):
+            path = folder / f"{woman}-{ds.ImageLaterality}-{ds.ViewPosition}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            samples.append(
+                Sample(
+                    label=int(lesion == ds.ImageLaterality),
+                    group=f"woman{woman}",
+                    meta=ImageMeta(modality="MG", laterality=ds.ImageLaterality, view=ds.ViewPosition),
+                    path=path,
+                    exam=f"exam{woman}",
+                    split="test" if woman >= 12 else "",
+                    subgroups={"device": "vendor-a" if woman % 4 < 2 else "vendor-b"},
+                )
+            )
+    manifest = folder / "manifest.csv"
+    write_manifest(samples, manifest)
+    return manifest
+
+
+def test_screening_figures_and_calibration(screens, tmp_path):
+    model = load_model(REPO / "models" / "breast", __import__("torch").device("cpu"))
+    samples = read_manifest(screens, "MG")
+    predictions = predict(model, samples)
+    assert len(predictions) == 80 and all(0 <= p.probability <= 1 for p in predictions)
+    found = figures(model.card, predictions, screens, single_read_max_score=5, resamples=200)
+    assert found["dataset"]["exams"] == 20 and found["dataset"]["positive_exams"] == 10
+    assert sum(found["scores"][str(s)]["n"] for s in range(1, 11)) == 20
+    assert [w["single_read_max_score"] for w in found["workload"]] == list(range(11))
+    assert found["workload"][0]["reads_per_1000_exams"] == 2000
+    assert set(found["subgroups"]["device"]) == {"vendor-a", "vendor-b"}
+    assert set(found["operating_points"]) == {"double_reading"}
+
+    card = calibrate(model, REPO / "models" / "breast", samples, screens, tmp_path / "cal", "1.0.0+phantom")
+    assert len(card.decile_cut_points) == 9 and list(card.decile_cut_points) == sorted(card.decile_cut_points)
+    assert card.metrics["exam_auroc"].n == 8  # measured on the test-split women only
+    assert ModelCard.read(tmp_path / "cal").version == "1.0.0+phantom"
+    assert load_model(tmp_path / "cal", model.device).card.weights_sha256 == model.card.weights_sha256
+    assert np.isfinite(card.metrics["exam_auroc"].value)
