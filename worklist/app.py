@@ -139,6 +139,17 @@ class AuditEntry(BaseModel):
     accession_number: str
 
 
+class ConflictResolution(BaseModel):
+    reason: str = Field(
+        min_length=3, max_length=500, pattern=_TEXT, description="What was checked, and found"
+    )
+
+
+class ConflictResolved(BaseModel):
+    study_id: int
+    conflict: bool
+
+
 class UserIn(BaseModel):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f,]*$")
     password: str = Field(min_length=12, max_length=1024, pattern=r"^[^\x00]*$")
@@ -576,6 +587,24 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             seen = sorted({e.study_id for e in entries if e.study_id is not None})
             _audit(session, principal, "audit.viewed", study_ids=list(seen) or None)
         return entries
+
+    @app.post(
+        "/api/studies/{study_id}/conflict/resolve",
+        tags=["admin"],
+        responses=_problems(400, 401, 403, 404, 409, 422),
+    )
+    def resolve_conflict(study_id: StudyId, body: ConflictResolution, principal: Admin) -> ConflictResolved:
+        """Clear a study's conflicting-duplicate flag once someone has checked the quarantined
+        object; versions received from now on are analysed again. What was NOT ANALYSED stays so."""
+        with database.session() as session:
+            study = session.get(Study, study_id)
+            if study is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+            if not study.conflict:
+                raise HTTPException(status.HTTP_409_CONFLICT, "the study has no conflict to resolve")
+            study.conflict = False
+            _audit(session, principal, "conflict.resolved", study_ids=[study_id], detail=body.reason)
+        return ConflictResolved(study_id=study_id, conflict=False)
 
     @app.get("/api/users", tags=["admin"], responses=AUTH)
     def users(principal: Admin) -> list[UserOut]:

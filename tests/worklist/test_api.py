@@ -400,3 +400,22 @@ def test_loose_values_are_refused_rather_than_guessed(client, radiologist, ids):
     assert unix.status_code == 422 and "RFC 3339" in unix.text
     naive = client.get("/api/worklist", params={"received_to": "2026-11-20T08:00:00"}, headers=radiologist)
     assert naive.status_code == 422  # a time without its offset is ambiguous
+
+
+def test_an_admin_resolves_a_conflicting_duplicate_and_it_is_audited(client, any_database, radiologist, ids):
+    from worklist.db import Study
+
+    with any_database.session() as session:
+        session.get(Study, ids["doubt"]).conflict = True
+    admin = signed_in(client, any_database, "adm", Role.ADMIN)
+    path = f"/api/studies/{ids['doubt']}/conflict/resolve"
+    body = {"reason": "quarantined copy compared with the PACS: a re-send with new pixel padding"}
+    assert client.post(path, json=body, headers=radiologist).status_code == 403
+    assert queue(client, radiologist, "trauma")["items"][1]["conflict"] is True
+    resolved = client.post(path, json=body, headers=admin)
+    assert resolved.status_code == 200 and resolved.json() == {"study_id": ids["doubt"], "conflict": False}
+    assert client.post(path, json=body, headers=admin).status_code == 409
+    assert client.post("/api/studies/999999/conflict/resolve", json=body, headers=admin).status_code == 404
+    assert audit_rows(any_database, "conflict.resolved") == [
+        ("local:adm", ids["doubt"], "testclient", body["reason"])
+    ]
