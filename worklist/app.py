@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, Strict, S
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from inference.pixels import UnreadableImage, read_dicom
@@ -299,7 +300,8 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = _gate(request) or await call_next(request)
+        # the gate reads the database (and may fetch OIDC keys): off the event loop
+        response = await run_in_threadpool(_gate, request) or await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Content-Security-Policy"] = (
