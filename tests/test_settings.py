@@ -82,3 +82,10 @@ def test_the_example_file_documents_every_setting_and_loads():
         "PACS",
         "ORTHANC",
     )
+
+
+def test_mlflow_store_defaults_under_home_and_follows_mlflow_tracking_uri(make_settings, monkeypatch):
+    home_store = make_settings().resolved_mlflow_tracking_uri
+    assert home_store.startswith("sqlite:///") and home_store.endswith("/home/mlflow/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.org:5000")
+    assert make_settings().resolved_mlflow_tracking_uri == "http://mlflow.example.org:5000"

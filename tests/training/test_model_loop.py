@@ -190,6 +190,10 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     )
     assert calibrated.returncode == 0, calibrated.stderr
     assert "registered as triage-fracture version 2" in calibrated.stderr
+    compared = triage_cli(env, "compare", "fracture/1", "fracture/2", str(manifest))
+    assert compared.returncode == 0, compared.stderr
+    delong = json.loads(compared.stdout)  # the same weights, other operating points: same ranking
+    assert delong["exams"] == 20 and delong["difference"] == 0 and delong["p_value"] == 1.0
     card = ModelCard.read(tmp_path / "cal")
     assert card.weights_sha256 == tracked.card.weights_sha256 and card.version == "0.0.1+site"
     assert card.metrics["sensitivity_at_doubt"].n > 0 and "calibrated with triage calibrate" in card.held_out

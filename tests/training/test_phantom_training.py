@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from evaluation.metrics import auroc
 from inference.networks import CentrePointDetector, ViewClassifier
@@ -62,3 +63,29 @@ def test_a_few_steps_on_phantoms_separate_positives_from_negatives(pipeline, mak
     labels = [s.label for s in test]
     assert auroc(labels, trained) >= 0.9
     assert auroc(labels, trained) > auroc(labels, untrained), "training must be what separates them"
+
+
+def test_training_resumes_from_its_checkpoint_where_it_stopped(tmp_path):
+    samples = phantom_samples(mammogram, 16, seed=3, modality="MG")
+
+    def fresh():
+        torch.manual_seed(0)  # the same starting weights each time
+        return ViewClassifier(pretrained=False)
+
+    cfg = config("breast").model_copy(update={"epochs": 3, "input_size": 64})
+    straight = train_network(fresh(), samples, cfg, detection=False)
+    checkpoint = tmp_path / "checkpoint.pt"
+    first = cfg.model_copy(update={"epochs": 2})
+    train_network(fresh(), samples, first, detection=False, checkpoint=checkpoint)
+    epochs = []
+    resumed = train_network(
+        fresh(),
+        samples,
+        cfg,
+        detection=False,
+        checkpoint=checkpoint,
+        progress=lambda epoch, *_: epochs.append(epoch),
+    )
+    assert epochs == [3]  # only the epoch that was left
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
