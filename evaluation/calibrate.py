@@ -25,6 +25,7 @@ from evaluation.operating_points import (
 )
 from inference.model import LoadedModel, Metric, ModelCard
 from training.data import Sample
+from training.export import metric_with_ci
 
 
 def _split(found: Sequence[Exam], test_exams: set[str]) -> tuple[list[Exam], list[Exam]]:
@@ -37,17 +38,6 @@ def _proportion_metric(successes: int, trials: int) -> Metric:
     low, high = metrics.wilson_interval(successes, trials)
     return Metric(
         value=round(successes / trials, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=trials
-    )
-
-
-def _auroc_metric(found: Sequence[Exam]) -> Metric:
-    labels, scores = [e.label for e in found], [e.probability for e in found]
-    low, high = metrics.bootstrap_ci(metrics.auroc, labels, scores, resamples=1000)
-    return Metric(
-        value=round(metrics.auroc(labels, scores), 4),
-        ci95_low=round(low, 4),
-        ci95_high=round(high, 4),
-        n=len(found),
     )
 
 
@@ -76,7 +66,9 @@ def calibrate(
         f"({sum(e.label for e in measure)} positive); targets: sensitivity {target_sensitivity} and "
         f"specificity {target_specificity} (95 % lower bounds)"
     )
-    measured: dict[str, Metric] = {"exam_auroc": _auroc_metric(measure)}
+    measured: dict[str, Metric] = {
+        "exam_auroc": metric_with_ci("auroc", [e.label for e in measure], [e.probability for e in measure])
+    }
     updates: dict[str, object] = {}
     if card.pipeline == "fracture":
         labels, scores = [e.label for e in choose], [e.probability for e in choose]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 PRODUCTION = "production"
 SHADOW = "shadow"  # a candidate run beside production on live studies, never routed or sent
 _HISTORY_TAG = "triage.promotions"
+_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # What a card must have measured on held-out data for its operating points to count as validated.
 VALIDATED_BY = {
     "fracture": (
@@ -51,6 +53,10 @@ def client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    # MLflow's own defaults (7 retries with backoff, 120 s per request) keep a worker waiting for
+    # minutes on an MLflow server that is down; a study must not. An operator's values still win.
+    for variable, value in _HTTP_LIMITS.items():
+        os.environ.setdefault(variable, value)
     uri = settings.resolved_mlflow_tracking_uri
     # The client only: mlflow.set_tracking_uri() would also write MLFLOW_TRACKING_URI into this
     # process's environment, which the settings read.
@@ -161,14 +167,22 @@ def versions(settings: Settings) -> list[VersionInfo]:
 
 
 def _alias(settings: Settings, pipeline: str, alias: str) -> str | None:
+    """The version an alias names; None when the model or the alias does not exist.
+
+    Raises:
+        MlflowException: the registry could not be read (a server that is down): never taken to
+            mean "nothing promoted", which would quietly switch the service back to the bundled model.
+    """
     from mlflow.exceptions import MlflowException
 
     if not registry_in_use(settings):
         return None
     try:
         return str(client(settings).get_model_version_by_alias(registered_name(pipeline), alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def production(settings: Settings, pipeline: str) -> str | None:

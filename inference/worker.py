@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -46,15 +46,34 @@ class ModelPipelines(Mapping[str, Pipeline]):
     def __getitem__(self, name: str) -> Pipeline:
         if name not in PIPELINES:
             raise KeyError(name)
+        pipeline = self._current(name, name, lambda: self._source(name))
+        assert pipeline is not None, "production always has a source: the registry's or the bundled one"
+        return pipeline
+
+    def shadow(self, name: str) -> Pipeline | None:
+        """The candidate model in shadow mode for this pipeline, if any (checked like production)."""
+
+        def lookup() -> str:
+            version = registry.shadow(self._settings, name)
+            return f"registry:{version}" if version else ""
+
+        return self._current(f"shadow:{name}", name, lookup)
+
+    def _current(self, key: str, name: str, lookup: Callable[[], str]) -> Pipeline | None:
+        """The pipeline ``lookup`` names (``registry:<version>``, ``bundled``, or "" for none), asked
+        again every ``model_check_seconds``; a model that fails to load is asked for again next time."""
         now = time.monotonic()
-        if name in self._loaded and now - self._checked[name] < self._settings.model_check_seconds:
-            return self._loaded[name]
-        source = self._source(name)
-        self._checked[name] = now
-        if self._sources.get(name) != source:
-            self._loaded[name] = self._load(name, source)
-            self._sources[name] = source
-        return self._loaded[name]
+        if key in self._checked and now - self._checked[key] < self._settings.model_check_seconds:
+            return self._loaded.get(key)
+        source = lookup()
+        if self._sources.get(key) != source:
+            if source:
+                self._loaded[key] = self._load(name, source)
+            else:
+                self._loaded.pop(key, None)
+            self._sources[key] = source
+        self._checked[key] = now
+        return self._loaded.get(key)
 
     def _source(self, name: str) -> str:
         """``registry:<version>`` when a version is promoted, else ``bundled``."""
@@ -91,22 +110,6 @@ class ModelPipelines(Mapping[str, Pipeline]):
         if name == "fracture":
             return FracturePipeline(model, self._settings.storage_dir)
         return BreastPipeline(model, self._settings.storage_dir, self._settings.single_read_max_score)
-
-    def shadow(self, name: str) -> Pipeline | None:
-        """The candidate model in shadow mode for this pipeline, if any (checked like production)."""
-        now = time.monotonic()
-        key = f"shadow:{name}"
-        if key not in self._checked or now - self._checked[key] >= self._settings.model_check_seconds:
-            self._checked[key] = now
-            version = registry.shadow(self._settings, name)
-            source = f"registry:{version}" if version else ""
-            if self._sources.get(key) != source:
-                self._sources[key] = source
-                if source:
-                    self._loaded[key] = self._load(name, source)
-                else:
-                    self._loaded.pop(key, None)
-        return self._loaded.get(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(PIPELINES)

@@ -48,10 +48,20 @@ class Sample:
             return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def _boxes(text: str) -> tuple[BoxTuple, ...]:
+def parse_boxes(text: str) -> tuple[BoxTuple, ...]:
+    """Boxes written ``x0,y0,x1,y1`` in source pixels, several joined by ``;`` (labels CSVs, manifests).
+
+    Raises:
+        ValueError: a box that is not four numbers, or has x0 >= x1 or y0 >= y1.
+    """
     boxes = []
     for part in filter(None, text.split(";")):
-        x0, y0, x1, y1 = (float(v) for v in part.split(","))
+        try:
+            x0, y0, x1, y1 = (float(v) for v in part.split(","))
+        except ValueError as error:
+            raise ValueError(f"a box is x0,y0,x1,y1, found {part!r}") from error
+        if not (x0 < x1 and y0 < y1):
+            raise ValueError(f"box {part!r} has x0 >= x1 or y0 >= y1")
         boxes.append((x0, y0, x1, y1))
     return tuple(boxes)
 
@@ -64,7 +74,7 @@ def fracatlas(folder: Path, positive: str = "fracture") -> list[Sample]:
                 label=int(row["label"] == "fracture"),
                 group=row["group_id"],
                 meta=ImageMeta(modality="DX"),
-                boxes=_boxes(row["boxes"]),
+                boxes=parse_boxes(row["boxes"]),
                 path=folder / row["file"],
             )
             for row in csv.DictReader(stream)
@@ -80,7 +90,7 @@ def mini_mias(folder: Path, positive: str = "malignant") -> list[Sample]:
                 label=int(row["label"] in positives),
                 group=row["patient_id"],
                 meta=ImageMeta(modality="MG", laterality=row["laterality"], view=row["view"]),
-                boxes=_boxes(row["boxes"]),
+                boxes=parse_boxes(row["boxes"]),
                 path=folder / row["file"],
             )
             for row in csv.DictReader(stream)

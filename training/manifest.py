@@ -20,7 +20,7 @@ from pathlib import Path
 
 from inference.model import DatasetCredit
 from inference.pixels import ImageMeta
-from training.data import Sample, fracatlas, mini_mias
+from training.data import Sample, fracatlas, mini_mias, parse_boxes
 
 COLUMNS = (
     "image",
@@ -45,20 +45,6 @@ class ManifestError(Exception):
 
 def _format_boxes(boxes: Iterable[tuple[float, float, float, float]]) -> str:
     return ";".join(",".join(f"{v:g}" for v in box) for box in boxes)
-
-
-def _parse_boxes(text: str, where: str) -> tuple[tuple[float, float, float, float], ...]:
-    boxes = []
-    for part in filter(None, text.split(";")):
-        values = part.split(",")
-        try:
-            x0, y0, x1, y1 = (float(v) for v in values)
-        except ValueError as error:
-            raise ManifestError(f"{where}: a box is x0,y0,x1,y1, found {part!r}") from error
-        if not (x0 < x1 and y0 < y1):
-            raise ManifestError(f"{where}: box {part!r} has x0 >= x1 or y0 >= y1")
-        boxes.append((x0, y0, x1, y1))
-    return tuple(boxes)
 
 
 def write_manifest(samples: Iterable[Sample], path: Path) -> int:
@@ -113,13 +99,17 @@ def read_manifest(path: Path, modality: str) -> list[Sample]:
                 raise ManifestError(f"{where}: patient_id is empty; splits are made by patient")
             if splits.setdefault(patient, row["split"]) != row["split"]:
                 raise ManifestError(f"{where}: patient {patient} is in two splits; a patient stays in one")
+            try:
+                boxes = parse_boxes(row["boxes"])
+            except ValueError as error:
+                raise ManifestError(f"{where}: {error}") from error
             image = Path(row["image"])
             samples.append(
                 Sample(
                     label=int(row["label"]),
                     group=patient,
                     meta=ImageMeta(modality=modality, laterality=row["laterality"], view=row["view"]),
-                    boxes=_parse_boxes(row["boxes"], where),
+                    boxes=boxes,
                     path=image if image.is_absolute() else path.parent / image,
                     exam=row["exam_id"] or patient,
                     split=row["split"],

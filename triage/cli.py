@@ -331,6 +331,7 @@ def evaluate(
     settings, _, loaded, samples = _model_and_samples(model, manifest, split)
     found = figures(loaded.card, predict(loaded, samples), manifest, settings.single_read_max_score)
     json_path, html_path = report.write(found, out)
+    headline = flat_metrics(found)
     if log:
         from inference import registry
 
@@ -340,13 +341,13 @@ def evaluate(
             run_name=f"evaluate {loaded.card.name} {loaded.card.version} on {manifest.name}",
             tags={"kind": "evaluation", "model": f"{loaded.card.name} {loaded.card.version}"},
         ).info.run_id
-        for name, value in flat_metrics(found).items():
+        for name, value in headline.items():
             mlflow_client.log_metric(run_id, name, value)
         mlflow_client.log_artifact(run_id, str(json_path))
         mlflow_client.log_artifact(run_id, str(html_path))
         mlflow_client.set_terminated(run_id, "FINISHED")
         typer.echo(f"MLflow run {run_id}", err=True)
-    for name, value in flat_metrics(found).items():
+    for name, value in headline.items():
         typer.echo(f"{name}\t{value:.4f}")
     for row in found.get("workload", []):
         typer.echo(

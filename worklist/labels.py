@@ -220,12 +220,11 @@ def export_folder(session: Session, key: bytes, storage_dir: Path, out: Path) ->
     labels written and the images left out, with why."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, left_out = [], []
+    study_of = dict(session.execute(select(Feedback.label_id, Feedback.study_id)).tuples().all())
     for label in export(session, key):
-        feedback = session.scalar(select(Feedback).where(Feedback.label_id == label.label_id))
-        assert feedback is not None
         images = []
         for instance in session.scalars(
-            select(Instance).where(Instance.study_id == feedback.study_id).order_by(Instance.id)
+            select(Instance).where(Instance.study_id == study_of[label.label_id]).order_by(Instance.id)
         ):
             image_key = _opaque(key, "image", instance.sop_instance_uid)
             target = out / "images" / f"{image_key}.dcm"

@@ -335,7 +335,7 @@ def revision(session: Session) -> int:
     """A number that changes whenever any study changes state or gets feedback (no patient data)."""
     changes = session.scalar(select(func.max(StateChange.id))) or 0
     readings = session.scalar(select(func.max(Feedback.id))) or 0
-    return int(changes) * 1_000_003 + int(readings)
+    return int(changes) + int(readings)  # both only grow, so the sum moves whenever either does
 
 
 def _marks(result: Result | None) -> dict[str, list[MarkView]]:
@@ -354,7 +354,9 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
     if study is None or not study.versions:
         return None
     version_ids = [v.id for v in study.versions]
-    results, deliveries_by_state, feedback_counts = _extras(session, version_ids, [study.id])
+    results = {
+        r.version_id: r for r in session.scalars(select(Result).where(Result.version_id.in_(version_ids)))
+    }
     latest = study.versions[-1]
     deliveries = list(session.scalars(select(Delivery).where(Delivery.version_id.in_(version_ids))))
     marks = _marks(results.get(latest.id))
@@ -368,8 +370,8 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
             study,
             latest,
             results.get(latest.id),
-            deliveries_by_state.get(latest.id, []),
-            feedback_counts.get(study.id, 0),
+            [DeliveryState(d.state) for d in deliveries if d.version_id == latest.id],
+            len(readings),
         ),
         study_instance_uid=study.study_instance_uid,
         patient_birth_date=study.patient_birth_date,

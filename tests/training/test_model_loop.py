@@ -248,3 +248,31 @@ def test_shadow_mode_loads_the_candidate_beside_production(settings, trained):
     assert fresh["fracture"].identity.name == "triage-fracture-demo"  # production unchanged
     registry.set_shadow(settings, "fracture", None)
     assert ModelPipelines(settings).shadow("fracture") is None
+
+
+def test_an_unreachable_registry_never_switches_the_model_quietly(make_settings, trained, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from inference.model import ModelUnavailable
+    from tests.conftest import free_port
+
+    tracked, _ = trained
+    settings = make_settings(model_check_seconds=0.01)
+    registry.promote(settings, "fracture", tracked.registered_version)
+    pipelines = ModelPipelines(settings)
+    assert pipelines["fracture"].identity.name == "triage-fracture-phantom"
+
+    def down(*_):
+        raise MlflowException("API request failed: connection refused")  # INTERNAL_ERROR, as when down
+
+    monkeypatch.setattr(registry, "production", down)
+    import time
+
+    time.sleep(0.05)
+    assert pipelines["fracture"].identity.name == "triage-fracture-phantom"  # kept, not the bundled one
+    monkeypatch.undo()
+    # A worker that starts while the (real, HTTP) registry is down analyses nothing: the study goes
+    # NOT ANALYSED with the reason, instead of running the bundled model in the promoted one's place.
+    unreachable = make_settings(mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ModelUnavailable, match="registry cannot be read"):
+        ModelPipelines(unreachable)["fracture"]
