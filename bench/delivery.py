@@ -20,10 +20,10 @@ import yaml
 from sqlalchemy import select
 
 from dicom_node.listener import Listener
-from tests import phantoms, synthetic
-from tests.conftest import REPO, Orthanc, free_port, start_triage, stop, storescu, wait_until
+from testkit import phantoms, synthetic
+from testkit.peers import REPO, Orthanc, free_port, start_triage, stop, storescu, wait_until
+from triage.records.tables import Delivery, StudyState, StudyVersion
 from triage.settings import load_settings
-from worklist.db import Delivery, StudyState, StudyVersion
 
 
 def percentile(values: list[float], q: float) -> float:

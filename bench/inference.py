@@ -20,8 +20,8 @@ from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import load_model, pick_device
 from inference.reading import read_study
-from tests import phantoms
-from tests.conftest import REPO
+from testkit import phantoms
+from testkit.peers import REPO
 from tests.inference.test_pipelines import store
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
-from tests import synthetic
-from tests.conftest import REPO, Orthanc, free_port, require_tool, wait_until
+from testkit import synthetic
+from testkit.peers import REPO, Orthanc, free_port, require_tool, wait_until
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 

@@ -22,12 +22,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
-from dicom_node import routing, storage
+from dicom_node import routing
 from dicom_node.spool import Spools
 from dicom_node.status import Status
 from triage.logs import correlation_id
-from worklist import store
-from worklist.db import Database, utcnow
+from triage.records import storage, store
+from triage.records.db import Database, utcnow
 
 logger = logging.getLogger(__name__)
 

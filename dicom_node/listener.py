@@ -1,42 +1,23 @@
-"""The listener process: DICOM server, study monitor and outbox publisher over one database."""
+"""The DICOM listener: the server, the study monitor and the outbox publisher over one database.
+
+The process that runs it (``triage listener``) also runs PACS delivery (``delivery.pacs``) beside it.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicom_node import dispatch, routing, scp
+from dicom_node import routing, scp
 from dicom_node.handlers import StorageHandlers, StoragePaths
-from dicom_node.scu import Deliverer
 from dicom_node.studies import StudyMonitor
+from triage.periodic import PeriodicThread
+from triage.records import outbox
+from triage.records.db import Database, migrate
 from triage.settings import Settings
-from worklist.db import Database, migrate, utcnow
 
 logger = logging.getLogger(__name__)
-
-
-class PeriodicThread(threading.Thread):
-    """Calls ``action`` every interval until stopped; a failing call is logged and tried again."""
-
-    def __init__(self, name: str, action: Callable[[], object], interval_seconds: float) -> None:
-        super().__init__(name=name, daemon=True)
-        self._action = action
-        self._interval = interval_seconds
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
-            try:
-                self._action()
-            except Exception:  # process boundary: the loop must outlive a database hiccup
-                logger.exception("%s pass failed; retrying in %.1f s", self.name, self._interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 class Listener:
@@ -51,7 +32,7 @@ class Listener:
         self.monitor = StudyMonitor(
             self.database,
             routing.RoutingConfig.load(settings.routing_file),
-            dispatch.OutboxPublisher(self.database, dispatch.make_celery(settings)),
+            outbox.OutboxPublisher(self.database, outbox.make_celery(settings)),
             settings.analysis_lease_seconds,
         )
         self.handlers = StorageHandlers(
@@ -59,7 +40,6 @@ class Listener:
         )
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None
-        self._delivery_thread: PeriodicThread | None = None
 
     @property
     def port(self) -> int:
@@ -74,23 +54,6 @@ class Listener:
             "study-monitor", self.monitor.sweep, self.settings.monitor_interval_seconds
         )
         self._monitor_thread.start()
-        if self.settings.pacs is not None:
-            deliverer = Deliverer(
-                self.database,
-                self.settings.results_dir,
-                self.settings.pacs,
-                self.settings.ae_title,
-                self.settings.delivery_max_attempts,
-                scp.client_tls_context(self.settings),
-            )
-            self._delivery_thread = PeriodicThread(
-                "pacs-delivery",
-                lambda: deliverer.deliver_due(utcnow()),
-                self.settings.monitor_interval_seconds,
-            )
-            self._delivery_thread.start()
-        else:
-            logger.warning("TRIAGE_PACS is not set: results stay in the database and are not sent anywhere")
 
     def stop(self) -> None:
         """Stop accepting associations, finish the monitor's pass, close the database."""
@@ -98,7 +61,5 @@ class Listener:
             self._server.shutdown()
         if self._monitor_thread is not None:
             self._monitor_thread.stop()
-        if self._delivery_thread is not None:
-            self._delivery_thread.stop()
         self.database.dispose()
         logger.info("DICOM listener stopped")

@@ -52,17 +52,6 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def client_tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS 1.2+ towards the PACS, verifying it against ``pacs_tls_ca``; None when TLS is off."""
-    if settings.pacs_tls_ca is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.pacs_tls_ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.tls_certificate is not None and settings.tls_private_key is not None:
-        context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
-    return context
-
-
 def build_ae(settings: Settings) -> AE:
     """Create the listener's AE: Verification and every storage SOP class, with our limits.
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dicom_node import dispatch, routing
-from worklist import store
-from worklist.db import Database, Study, StudyState, StudyVersion, utcnow
+from dicom_node import routing
+from triage import messages
+from triage.records import outbox, store
+from triage.records.db import Database, utcnow
+from triage.records.tables import Study, StudyState, StudyVersion
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class StudyMonitor:
         self,
         database: Database,
         config: routing.RoutingConfig,
-        publisher: dispatch.OutboxPublisher,
+        publisher: outbox.OutboxPublisher,
         analysis_lease_seconds: float,
     ) -> None:
         self._database = database
@@ -66,7 +68,7 @@ class StudyMonitor:
             for version in store.versions_in(session, StudyState.RECEIVING):
                 version.last_instance_at = max(version.last_instance_at, now)
             waiting = {
-                p["study_version_id"] for p in store.pending_task_payloads(session, dispatch.ANALYSE_STUDY)
+                p["study_version_id"] for p in store.pending_task_payloads(session, messages.ANALYSE_STUDY)
             }
             requeued = 0
             for version in store.versions_in(session, StudyState.QUEUED):
@@ -145,7 +147,7 @@ class StudyMonitor:
             )
             if isinstance(decision, routing.Route):  # the PACS hears of it too: SR + summary image
                 report = self._payload(session, version, decision).model_dump(mode="json")
-                store.enqueue(session, dispatch.REPORT_NOT_ANALYSED, {**report, "reason": reason}, now)
+                store.enqueue(session, messages.REPORT_NOT_ANALYSED, {**report, "reason": reason}, now)
             logger.info("study version %d not analysed: %s", version.id, reason)
             return 1
         due = now + timedelta(seconds=self._config.pipelines[outcome.pipeline].result_deadline_seconds)
@@ -222,20 +224,20 @@ class StudyMonitor:
                 return False
             decision = routed
         payload = self._payload(session, version, decision)
-        store.enqueue(session, dispatch.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
+        store.enqueue(session, messages.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
         return True
 
     def _payload(
         self, session: Session, version: StudyVersion, decision: routing.Route
-    ) -> dispatch.AnalyseStudy:
+    ) -> messages.AnalyseStudy:
         hashes = {i.sop_instance_uid: i.sha256 for i in store.instances_of(session, version)}
-        return dispatch.AnalyseStudy(
+        return messages.AnalyseStudy(
             study_version_id=version.id,
             study_instance_uid=session.get_one(Study, version.study_id).study_instance_uid,
             version=version.number,
             pipeline=decision.pipeline,
             instances=tuple(
-                dispatch.InstanceRef(
+                messages.InstanceRef(
                     sop_instance_uid=i.sop_instance_uid,
                     sop_class_uid=i.sop_class_uid,
                     storage_key=i.storage_key,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation import metrics
-from worklist.db import Feedback, FeedbackKind, Result, ShadowResult, StudyVersion
+from triage.records.tables import Feedback, FeedbackKind, Result, ShadowResult, StudyVersion
 
 
 def _flagged(pipeline: str, outcome: dict[str, Any]) -> bool | None:

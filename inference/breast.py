@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dicom_node.dispatch import AnalyseStudy
 from inference.fracture import Box, decode, study_probability
-from inference.pixels import UnreadableImage
 from inference.reading import read_study
 from inference.schemas import Analysed, ModelIdentity, Skipped
+from triage.imaging import UnreadableImage
+from triage.messages import AnalyseStudy
 
 if TYPE_CHECKING:  # model.py needs check_cut_points from here
     from inference.model import LoadedModel

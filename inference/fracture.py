@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from dicom_node.dispatch import AnalyseStudy
 from inference.networks import STRIDE
-from inference.pixels import UnreadableImage
 from inference.reading import read_study
 from inference.schemas import Analysed, ModelIdentity, Skipped
+from triage.imaging import UnreadableImage
+from triage.messages import AnalyseStudy
 
 if TYPE_CHECKING:  # model.py needs Thresholds from here
     from inference.model import LoadedModel

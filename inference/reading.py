@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_node.dispatch import AnalyseStudy, InstanceRef
 from inference.transforms import ImageMeta, Prepared, UnreadableImage, prepare, read_dicom
+from triage.messages import AnalyseStudy, InstanceRef
 
 # Decoding, hashing and resizing release the GIL for most of their time: read a study's images at once.
 _READERS = max(1, min(4, os.cpu_count() or 1))

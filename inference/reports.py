@@ -20,11 +20,11 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from dicom_node.dispatch import AnalyseStudy
-from dicom_node.storage import make_durable
 from inference.schemas import outcome_marks
 from inference.summary import render, summary_image
 from triage import __version__
+from triage.messages import AnalyseStudy
+from triage.records.storage import make_durable
 
 FRACTURE = Code("72704001", "SCT", "Fracture")
 SCHEME = "99TRIAGE"

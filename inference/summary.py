@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 
-from inference.pixels import UnreadableImage, read_dicom
 from inference.schemas import outcome_marks
+from triage.imaging import UnreadableImage, read_dicom
 
 HEIGHT = 768
 BANNER = 56

@@ -16,14 +16,15 @@ from dataclasses import asdict
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from dicom_node.dispatch import AnalyseStudy, ReportNotAnalysed
 from inference.model import ModelUnavailable
 from inference.reading import StorageUnavailable
 from inference.reports import ReportWriter
 from inference.schemas import Analysed, Skipped
 from triage import __version__
-from worklist import store
-from worklist.db import Database, StudyState, utcnow
+from triage.messages import AnalyseStudy, ReportNotAnalysed
+from triage.records import store
+from triage.records.db import Database, utcnow
+from triage.records.tables import StudyState
 
 logger = logging.getLogger(__name__)
 

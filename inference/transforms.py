@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812 - the conventional name
 
 # Decoding and windowing live in pixels.py (no torch, so the web API can use them); named here too
 # because "DICOM pixels -> model input" is one story and callers read it from one place.
-from inference.pixels import ImageMeta, UnreadableImage, read_dicom, window
+from triage.imaging import ImageMeta, UnreadableImage, read_dicom, window
 
 __all__ = ["ImageMeta", "Prepared", "UnreadableImage", "prepare", "read_dicom", "window"]
 

@@ -12,15 +12,16 @@ import torch
 from celery import Celery
 from celery.signals import worker_process_init
 
-from dicom_node.dispatch import ANALYSE_STUDY, REPORT_NOT_ANALYSED, make_celery
 from inference import registry
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
 from inference.tasks import AnalyseStudyTask, Pipeline, ReportNotAnalysedTask
+from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED
+from triage.records.db import Database
+from triage.records.outbox import make_celery
 from triage.settings import Settings
-from worklist.db import Database
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ import urllib.request
 import pytest
 from sqlalchemy import select
 
-from tests import phantoms, synthetic
-from tests.conftest import REPO, free_port, start_triage, storescu, triage_env, wait_until
-from worklist.db import Database, Result, StudyState, StudyVersion
+from testkit import phantoms, synthetic
+from testkit.peers import REPO, free_port, start_triage, storescu, triage_env, wait_until
+from triage.records.db import Database
+from triage.records.tables import Result, StudyState, StudyVersion
 
 
 def triage(*args, env=None, timeout=60):

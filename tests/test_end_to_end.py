@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from dicom_node.listener import Listener
 from inference.networks import CentrePointDetector
-from tests import phantoms, synthetic
-from tests.conftest import Orthanc, free_port, start_triage, stop, wait_until
+from testkit import phantoms, synthetic
+from testkit.peers import Orthanc, free_port, start_triage, stop, wait_until
 from tests.inference.test_pipelines import DECILES, phantom_model
 from training.export import write_model
-from worklist.db import Delivery, StudyState, StudyVersion
+from triage.records.tables import Delivery, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 

@@ -73,7 +73,7 @@ def test_missing_config_file_is_named(tmp_path):
 def test_the_example_file_documents_every_setting_and_loads():
     import yaml
 
-    from tests.conftest import REPO
+    from testkit.peers import REPO
     from triage.settings import Settings
 
     example = REPO / "configs" / "service.example.yaml"

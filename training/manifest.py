@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from inference.model import DatasetCredit
-from inference.pixels import ImageMeta
 from training.data import Sample, fracatlas, mini_mias, parse_boxes
+from triage.imaging import ImageMeta
 
 COLUMNS = (
     "image",

@@ -48,7 +48,8 @@ def _wait_for_signal() -> None:
 
 @app.command()
 def listener(config: ConfigOption = None) -> None:
-    """Run the DICOM listener, study monitor and outbox publisher."""
+    """Run the DICOM listener, study monitor and outbox publisher, and PACS delivery."""
+    from delivery import pacs
     from dicom_node.listener import Listener
     from dicom_node.scp import AllowListEmpty
 
@@ -60,7 +61,10 @@ def listener(config: ConfigOption = None) -> None:
     except AllowListEmpty as error:
         typer.echo(f"triage: {error}", err=True)
         raise typer.Exit(2) from error
+    sender = pacs.start(settings, node.database)
     _wait_for_signal()
+    if sender is not None:
+        sender.stop()
     node.stop()
 
 
@@ -70,9 +74,9 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Run a Celery worker that analyses queued studies."""
-    from dicom_node.dispatch import QUEUE
     from inference.worker import ModelPipelines, make_worker_app
-    from worklist.db import Database, migrate
+    from triage.messages import QUEUE
+    from triage.records.db import Database, migrate
 
     configure_logging()
     settings = _settings(config)
@@ -99,9 +103,9 @@ def api(config: ConfigOption = None) -> None:
     """Run the web API and the worklist page."""
     import uvicorn
 
+    from triage.records.db import Database, migrate
     from worklist.app import create_app
     from worklist.auth import Unprotected, bootstrap_admin, check_exposure, is_loopback
-    from worklist.db import Database, migrate
 
     configure_logging()
     settings = _settings(config)
@@ -151,8 +155,8 @@ def users_add(
     config: ConfigOption = None,
 ) -> None:
     """Create a local account; the password (12 characters or more) is asked for, never an argument."""
+    from triage.records.db import Database, migrate
     from worklist.auth import AccountError, add_user, parse_roles
-    from worklist.db import Database, migrate
 
     settings = _settings(config)
     password = (
@@ -176,7 +180,8 @@ def users_list(config: ConfigOption = None) -> None:
     """List local accounts."""
     from sqlalchemy import select
 
-    from worklist.db import Database, User, migrate
+    from triage.records.db import Database, migrate
+    from triage.records.tables import User
 
     settings = _settings(config)
     migrate(settings.resolved_database_url)
@@ -188,8 +193,8 @@ def users_list(config: ConfigOption = None) -> None:
 @users_app.command("deactivate")
 def users_deactivate(username: str, config: ConfigOption = None) -> None:
     """Deactivate an account and end its sessions."""
+    from triage.records.db import Database, migrate
     from worklist.auth import deactivate_user
-    from worklist.db import Database, migrate
 
     settings = _settings(config)
     migrate(settings.resolved_database_url)
@@ -203,7 +208,7 @@ def users_deactivate(username: str, config: ConfigOption = None) -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run listener, worker and API together on one machine; Ctrl-C stops all three."""
-    from worklist.db import migrate
+    from triage.records.db import migrate
 
     configure_logging()
     settings = _settings(config)
@@ -436,7 +441,8 @@ Pipeline = Annotated[str, typer.Argument(help="fracture or breast.")]
 def _audit_model_change(settings: Settings, action: str, detail: str) -> None:
     import getpass
 
-    from worklist.db import AuditEvent, Database, migrate
+    from triage.records.db import Database, migrate
+    from triage.records.tables import AuditEvent
 
     migrate(settings.resolved_database_url)
     with Database(settings.resolved_database_url).session() as session:
@@ -501,7 +507,7 @@ def models_shadow(
 def models_shadow_report(pipeline: Pipeline, config: ConfigOption = None) -> None:
     """Compare the shadow model's results with production's, and both with radiologists' readings."""
     from evaluation.shadow import report
-    from worklist.db import Database, migrate
+    from triage.records.db import Database, migrate
 
     settings = _settings(config)
     migrate(settings.resolved_database_url)
@@ -561,7 +567,8 @@ def labels_export(
 ) -> None:
     """Export every reading with its images, de-identified (PS3.15 basic profile), as a manifest."""
     from training.manifest import worklist_feedback, write_manifest
-    from worklist.db import AuditEvent, Database, migrate
+    from triage.records.db import Database, migrate
+    from triage.records.tables import AuditEvent
     from worklist.labels import export_folder, label_key
 
     settings = _settings(config)
@@ -582,7 +589,7 @@ def send(
     calling_ae: CallingAe = "TRIAGESCU",
 ) -> None:
     """Send DICOM files to a peer with C-STORE."""
-    from dicom_node.scu import send as send_files
+    from delivery.scu import send as send_files
 
     configure_logging("WARNING")
     results = send_files(paths, _peer(to), check_ae_title(calling_ae))
@@ -600,7 +607,7 @@ def echo(
     calling_ae: CallingAe = "TRIAGESCU",
 ) -> None:
     """Check a peer answers C-ECHO."""
-    from dicom_node.scu import echo as send_echo
+    from delivery.scu import echo as send_echo
 
     configure_logging("WARNING")
     status = send_echo(_peer(peer), check_ae_title(calling_ae))

@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
-from inference.pixels import UnreadableImage, read_dicom
 from triage import __version__
+from triage.imaging import UnreadableImage, read_dicom
+from triage.records import store
+from triage.records.db import Database, utcnow
+from triage.records.tables import AuditEvent, FeedbackKind, Role, Study, StudyState, User
 from triage.settings import Settings
-from worklist import labels, store, views
+from worklist import labels, views
 from worklist.auth import AccountError, Authenticator, Principal, add_user, deactivate_user, parse_roles
-from worklist.db import AuditEvent, Database, FeedbackKind, Role, Study, StudyState, User, utcnow
 from worklist.operations import CachedCheck, DatabaseCollector, database_ready, pacs_check, queue_check
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from triage.records.db import Database, utcnow
+from triage.records.tables import ApiSession, AuditEvent, Role, User
 from triage.settings import Settings
-from worklist.db import ApiSession, AuditEvent, Database, Role, User, utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pydicom.uid import UID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worklist.db import Feedback, Instance, Result, Study, StudyVersion
+from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
 
 DEIDENTIFICATION = "triage labels export: identifiers replaced by keyed hashes, no names, dates or free text"
 

@@ -19,8 +19,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from triage.records.db import Database
+from triage.records.tables import Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
 from triage.settings import Settings
-from worklist.db import Database, Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
 
 # Seconds from a study's completion to the PACS acknowledging all its results; the target is 3 s.
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
@@ -83,8 +84,8 @@ def pacs_check(settings: Settings) -> Callable[[], bool] | None:
         return None
 
     def echo() -> bool:
-        from dicom_node.scp import client_tls_context
-        from dicom_node.scu import echo as send_echo
+        from delivery.scu import client_tls_context
+        from delivery.scu import echo as send_echo
 
         return send_echo(pacs, settings.ae_title, 5.0, client_tls_context(settings)) == 0
 

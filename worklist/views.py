@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from inference.schemas import outcome_marks
-from worklist.db import (
+from triage.records.tables import (
     Delivery,
     DeliveryState,
     Feedback,

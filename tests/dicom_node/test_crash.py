@@ -8,10 +8,11 @@ from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, Expli
 from pynetdicom import AE
 from sqlalchemy import select
 
-from dicom_node import storage
-from tests import synthetic
-from tests.conftest import REPO, free_port, start_triage, stop, storescu, wait_until
-from worklist.db import Database, Instance, OutboxMessage, StateChange, StudyState, StudyVersion
+from testkit import synthetic
+from testkit.peers import REPO, free_port, start_triage, stop, storescu, wait_until
+from triage.records import storage
+from triage.records.db import Database
+from triage.records.tables import Instance, OutboxMessage, StateChange, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 

@@ -4,10 +4,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tests import synthetic
+from testkit import synthetic
 from tests.dicom_node.test_studies import T0, receive
-from worklist import store
-from worklist.db import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
+from triage.records import store
+from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
 
 
 def analysed_version(database):

@@ -8,12 +8,15 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from dicom_node import dispatch, routing
+from dicom_node import routing
 from dicom_node.studies import StudyMonitor
-from tests import synthetic
-from tests.conftest import free_port, start_triage, stop, wait_until
+from testkit import synthetic
+from testkit.peers import free_port, start_triage, stop, wait_until
 from tests.dicom_node.test_studies import T0, receive
-from worklist.db import OutboxMessage, StudyState, StudyVersion, utcnow
+from triage import messages
+from triage.records import outbox
+from triage.records.db import utcnow
+from triage.records.tables import OutboxMessage, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +39,7 @@ def queue_one_study(database, settings):
     monitor = StudyMonitor(
         database,
         routing.RoutingConfig.load(settings.routing_file),
-        dispatch.OutboxPublisher(database, dispatch.make_celery(settings)),
+        outbox.OutboxPublisher(database, outbox.make_celery(settings)),
         60,
     )
     receive(database, [synthetic.dx()], T0)
@@ -59,7 +62,7 @@ def amqp_url():
 @pytest.mark.parametrize("broker", ["redis_url", "amqp_url"])
 def test_worker_on_a_real_broker_takes_the_queued_study(make_settings, broker, request, tmp_path):
     settings = make_settings(broker_url=request.getfixturevalue(broker))
-    from worklist.db import Database, migrate
+    from triage.records.db import Database, migrate
 
     migrate(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
@@ -80,7 +83,7 @@ def test_broker_outage_delays_but_never_loses_a_study(make_settings, tmp_path):
     assert redis_server, "redis-server is part of this machine's services"
     port = free_port()
     settings = make_settings(broker_url=f"redis://127.0.0.1:{port}/0")
-    from worklist.db import Database, migrate
+    from triage.records.db import Database, migrate
 
     migrate(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
@@ -127,8 +130,8 @@ def test_payload_is_plain_json_with_storage_keys(database, settings):
     receive(database, synthetic.screen(), T0)
     monitor.sweep(T0)
     [message] = outbox_rows(database)
-    assert message.task_name == dispatch.ANALYSE_STUDY == "triage.analyse_study"
-    payload = dispatch.AnalyseStudy.model_validate(message.payload)
+    assert message.task_name == messages.ANALYSE_STUDY == "triage.analyse_study"
+    payload = messages.AnalyseStudy.model_validate(message.payload)
     for ref in payload.instances:
         assert not ref.storage_key.startswith("/") and ".." not in ref.storage_key
 

@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select
 
-from tests import synthetic
-from tests.conftest import Orthanc, wait_until
-from worklist.db import Instance, StudyState, StudyVersion
+from testkit import synthetic
+from testkit.peers import Orthanc, wait_until
+from triage.records.tables import Instance, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 

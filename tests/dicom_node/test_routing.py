@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from dicom_node import routing
-from tests import synthetic
+from testkit import synthetic
 
 REPO_ROUTING = Path(__file__).resolve().parents[2] / "configs" / "routing.yaml"
 

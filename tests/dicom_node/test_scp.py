@@ -21,12 +21,13 @@ from pydicom.uid import (
 from pynetdicom import AE, _config
 from sqlalchemy import select
 
-from dicom_node import scu, storage
+from delivery import scu
 from dicom_node.status import Status
-from tests import synthetic
-from tests.conftest import PEER_ENV, require_tool, storescu, wait_until
+from testkit import synthetic
+from testkit.peers import PEER_ENV, require_tool, storescu, wait_until
+from triage.records import storage
+from triage.records.tables import Instance, QuarantinedObject, Study, StudyState, StudyVersion
 from triage.settings import DicomPeer
-from worklist.db import Instance, QuarantinedObject, Study, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
 

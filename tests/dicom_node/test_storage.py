@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from dicom_node import storage
+from triage.records import storage
 
 
 def test_instance_key_refuses_anything_but_uids():

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from dicom_node import dispatch, routing
+from dicom_node import routing
 from dicom_node.handlers import describe
 from dicom_node.studies import StudyMonitor
-from tests import synthetic
-from worklist import store
-from worklist.db import AuditEvent, OutboxMessage, StateChange, Study, StudyState, StudyVersion
+from testkit import synthetic
+from triage import messages
+from triage.records import store
+from triage.records.tables import AuditEvent, OutboxMessage, StateChange, Study, StudyState, StudyVersion
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -61,7 +62,7 @@ def test_screen_completes_as_soon_as_four_views_are_present(database, monitor):
     assert result.completed == 1
     assert versions(database) == [(1, StudyState.QUEUED, "routed by rule 'screening mammogram'")]
     [payload] = outbox(database)
-    task = dispatch.AnalyseStudy.model_validate(payload)
+    task = messages.AnalyseStudy.model_validate(payload)
     assert task.pipeline == "breast" and len(task.instances) == 4
     assert all(ref.storage_key.endswith(".dcm") and len(ref.sha256) == 64 for ref in task.instances)
 
@@ -123,7 +124,7 @@ def test_late_image_opens_a_new_version_analysed_with_everything(database, monit
         (1, StudyState.SUPERSEDED),
         (2, StudyState.QUEUED),
     ]
-    second = dispatch.AnalyseStudy.model_validate(outbox(database)[1])
+    second = messages.AnalyseStudy.model_validate(outbox(database)[1])
     assert second.version == 2
     assert {r.sop_instance_uid for r in second.instances} == {
         first.SOPInstanceUID,

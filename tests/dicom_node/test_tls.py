@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import PEER_ENV, require_tool
+from testkit.peers import PEER_ENV, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -137,8 +137,8 @@ def test_plain_tcp_to_a_tls_listener_is_refused(tls_listener):
 def test_results_can_be_sent_to_a_pacs_over_tls_with_our_client_certificate(
     tls_listener, pki, make_settings, tmp_path
 ):
-    from dicom_node import scp, scu
-    from tests import synthetic
+    from delivery import scu
+    from testkit import synthetic
     from triage.settings import DicomPeer
 
     settings = make_settings(
@@ -146,8 +146,8 @@ def test_results_can_be_sent_to_a_pacs_over_tls_with_our_client_certificate(
     )
     paths = synthetic.write([synthetic.dx()], tmp_path / "result")
     peer = DicomPeer.parse(f"TRIAGE@127.0.0.1:{tls_listener.port}")
-    [sent] = scu.send(paths, peer, "TESTSCU", scp.client_tls_context(settings))
+    [sent] = scu.send(paths, peer, "TESTSCU", scu.client_tls_context(settings))
     assert sent.ok, sent.detail
     untrusted = make_settings(pacs_tls_ca=pki / "server.crt")  # not the CA: the PACS cannot be verified
-    [refused] = scu.send(paths, peer, "TESTSCU", scp.client_tls_context(untrusted))
+    [refused] = scu.send(paths, peer, "TESTSCU", scu.client_tls_context(untrusted))
     assert not refused.ok

@@ -7,11 +7,11 @@ import pytest
 from evaluation.calibrate import calibrate
 from evaluation.evaluate import figures, predict
 from inference.model import ModelCard, load_model
-from inference.pixels import ImageMeta
-from tests import phantoms
-from tests.conftest import REPO
+from testkit import phantoms
+from testkit.peers import REPO
 from training.data import Sample
 from training.manifest import read_manifest, write_manifest
+from triage.imaging import ImageMeta
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from pydantic import ValidationError
 
 from inference.model import ModelCard, ModelUnavailable, load_model
-from tests.conftest import REPO
+from testkit.peers import REPO
 from training.config import load_config
 from training.data import ADAPTERS, readable, split_by_group
 from training.train import exam_scores, image_probabilities

@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from dicom_node.dispatch import AnalyseStudy, InstanceRef
-from dicom_node.storage import instance_key, sha256_of
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import LoadedModel, ModelCard
 from inference.networks import CentrePointDetector, ViewClassifier
 from inference.schemas import Analysed, Skipped
-from tests import phantoms
+from testkit import phantoms
 from tests.training.test_phantom_training import config, phantom_samples
 from training.train import train_network
+from triage.messages import AnalyseStudy, InstanceRef
+from triage.records.storage import instance_key, sha256_of
 
 CARD = {
     "version": "0-phantom",

@@ -8,8 +8,8 @@ import pytest
 from pydicom import dcmread
 
 from inference.reports import SERIES_DESCRIPTION, breast_report, fracture_report
-from tests import phantoms
-from tests.conftest import dciodvfy_errors, require_tool
+from testkit import phantoms
+from testkit.peers import dciodvfy_errors, require_tool
 
 MODEL = {"name": "triage-fracture-demo", "version": "1.0.0", "weights_sha256": "ab" * 32}
 

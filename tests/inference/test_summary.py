@@ -8,8 +8,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from inference.summary import DISCLAIMER, RED, YELLOW, render, summary_image, verdict
-from tests import phantoms, synthetic
-from tests.conftest import dciodvfy_errors
+from testkit import phantoms, synthetic
+from testkit.peers import dciodvfy_errors
 
 
 def fracture_case(tmp_path):

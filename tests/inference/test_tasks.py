@@ -7,16 +7,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from dicom_node import routing
-from dicom_node.dispatch import AnalyseStudy
 from dicom_node.studies import StudyMonitor
 from inference.model import ModelUnavailable
 from inference.reading import StorageUnavailable
 from inference.schemas import Analysed, ModelIdentity, Skipped
 from inference.tasks import AnalyseStudyTask
-from tests import synthetic
+from testkit import synthetic
 from tests.dicom_node.test_studies import T0, RecordingPublisher, receive
-from worklist import store
-from worklist.db import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
+from triage.messages import AnalyseStudy
+from triage.records import store
+from triage.records.tables import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
 
 MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
 
@@ -170,7 +170,7 @@ CANDIDATE = ModelIdentity("fracture-candidate", "2.0", "cd" * 32)
 
 def test_a_shadow_model_is_stored_beside_the_result_and_changes_nothing(database, queued):
     from evaluation.shadow import report
-    from worklist.db import ShadowResult
+    from triage.records.tables import ShadowResult
 
     production = {"state": "NO FRACTURE", "probability": 0.01}
     candidate = {"state": "DOUBT", "probability": 0.3}

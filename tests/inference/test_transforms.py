@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from inference.transforms import ImageMeta, UnreadableImage, prepare, read_dicom
-from tests import synthetic
+from testkit import synthetic
 
 
 def write(ds, tmp_path):

@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 
-from inference.pixels import ImageMeta
-from tests import synthetic
-from tests.conftest import REPO, dciodvfy_errors, triage_env
+from testkit import synthetic
+from testkit.peers import REPO, dciodvfy_errors, triage_env
 from tests.worklist import seed
 from training.data import Sample, split_by_group
 from training.manifest import (
@@ -22,8 +21,10 @@ from training.manifest import (
     worklist_feedback,
     write_manifest,
 )
-from worklist import store
-from worklist.db import FeedbackKind, utcnow
+from triage.imaging import ImageMeta
+from triage.records import store
+from triage.records.db import utcnow
+from triage.records.tables import FeedbackKind
 from worklist.labels import deidentify
 
 

@@ -12,17 +12,17 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from dicom_node.dispatch import AnalyseStudy, InstanceRef
 from inference import registry
 from inference.model import ModelCard
 from inference.tasks import AnalyseStudyTask
 from inference.worker import ModelPipelines
-from tests.conftest import REPO, triage_env
-from tests.phantoms import radiograph
+from testkit.peers import REPO, triage_env
+from testkit.phantoms import radiograph
 from tests.worklist import seed
 from training.config import TrainConfig
 from training.tracking import train_and_register
-from worklist.db import AuditEvent, Instance, Result, StudyState, StudyVersion
+from triage.messages import AnalyseStudy, InstanceRef
+from triage.records.tables import AuditEvent, Instance, Result, StudyState, StudyVersion
 
 PHANTOM_CONFIG = {
     "pipeline": "fracture",
@@ -254,7 +254,7 @@ def test_an_unreachable_registry_never_switches_the_model_quietly(make_settings,
     from mlflow.exceptions import MlflowException
 
     from inference.model import ModelUnavailable
-    from tests.conftest import free_port
+    from testkit.peers import free_port
 
     tracked, _ = trained
     settings = make_settings(model_check_seconds=0.01)

@@ -7,7 +7,7 @@ import torch
 from evaluation.metrics import auroc
 from inference.networks import CentrePointDetector, ViewClassifier
 from inference.transforms import ImageMeta
-from tests.phantoms import mammogram, radiograph
+from testkit.phantoms import mammogram, radiograph
 from training.config import TrainConfig
 from training.data import Sample
 from training.train import image_probabilities, train_network

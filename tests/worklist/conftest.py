@@ -2,7 +2,7 @@
 
 import pytest
 
-from worklist.db import Base, Database, migrate
+from triage.records.db import Base, Database, migrate
 
 
 def empty(database):

@@ -14,10 +14,11 @@ from pydicom import Dataset
 from sqlalchemy import select
 
 from dicom_node.handlers import describe
-from tests import phantoms, synthetic
+from testkit import phantoms, synthetic
+from triage.records import store
+from triage.records.db import Database
+from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.settings import Settings
-from worklist import store
-from worklist.db import Database, Delivery, DeliveryState, StudyState, StudyVersion
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 PATH = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING)

@@ -12,9 +12,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.worklist import seed
+from triage.records.tables import ApiSession, AuditEvent, Feedback, Role
 from worklist.app import create_app
 from worklist.auth import add_user
-from worklist.db import ApiSession, AuditEvent, Feedback, Role
 
 PASSWORD = "correct horse battery staple"
 
@@ -403,7 +403,7 @@ def test_loose_values_are_refused_rather_than_guessed(client, radiologist, ids):
 
 
 def test_an_admin_resolves_a_conflicting_duplicate_and_it_is_audited(client, any_database, radiologist, ids):
-    from worklist.db import Study
+    from triage.records.tables import Study
 
     with any_database.session() as session:
         session.get(Study, ids["doubt"]).conflict = True

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.conftest import REPO, free_port, triage_env
+from testkit.peers import REPO, free_port, triage_env
+from triage.records.tables import AuditEvent, Role, User
 from worklist.app import create_app
 from worklist.auth import Unprotected, add_user, bootstrap_admin, check_exposure, is_loopback
-from worklist.db import AuditEvent, Role, User
 
 ISSUER = "https://login.example.org/realms/hospital"
 

@@ -6,11 +6,12 @@ import pytest
 from sqlalchemy import select, text
 
 from dicom_node.handlers import describe
-from tests import synthetic
-from tests.conftest import storescu, wait_until
+from testkit import synthetic
+from testkit.peers import storescu, wait_until
 from tests.worklist.conftest import empty
-from worklist import store
-from worklist.db import Instance, StateChange, StudyState, StudyVersion, migrate
+from triage.records import store
+from triage.records.db import migrate
+from triage.records.tables import Instance, StateChange, StudyState, StudyVersion
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

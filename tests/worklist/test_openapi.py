@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.worklist import seed
+from triage.records.db import Database, migrate, utcnow
+from triage.records.tables import ApiSession, Role
 from triage.settings import load_settings
 from worklist.app import create_app
 from worklist.auth import add_user
-from worklist.db import ApiSession, Database, Role, migrate, utcnow
 
 EVERY_ROLE = frozenset(Role)
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/session")}
@@ -28,7 +29,7 @@ def session_token(database, username):
     """A fresh session for ``username`` written directly (no password hashing per generated request)."""
     from sqlalchemy import select
 
-    from worklist.db import User
+    from triage.records.tables import User
 
     token = secrets.token_urlsafe(32)
     with database.session() as session:

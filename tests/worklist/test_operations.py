@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import PEER_ENV, free_port, require_tool, stop, wait_until
+from testkit.peers import PEER_ENV, free_port, require_tool, stop, wait_until
 from worklist.app import create_app
 from worklist.operations import CachedCheck, pacs_check, queue_check
 

@@ -13,10 +13,10 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 
-from tests.conftest import REPO, free_port, require_tool, start_triage, stop, wait_until
+from testkit.peers import REPO, free_port, require_tool, start_triage, stop, wait_until
 from tests.worklist import seed
+from triage.records.tables import Feedback, Role, StudyState
 from worklist.auth import add_user
-from worklist.db import Feedback, Role, StudyState
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(os.environ.get("TRIAGE_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -34,7 +34,7 @@ def _answers(url):
 @pytest.fixture
 def served(make_settings, tmp_path):
     settings = make_settings(api_port=free_port())
-    from worklist.db import Database, migrate
+    from triage.records.db import Database, migrate
 
     migrate(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)

@@ -1,15 +1,15 @@
-"""Alembic environment: runs migrations on the URL that ``worklist.db.migrate`` passes in."""
+"""Alembic environment: runs migrations on the URL that ``triage.records.db.migrate`` passes in."""
 
 from alembic import context
 
-from worklist.db import Base, make_engine
+from triage.records.db import Base, make_engine
 
 config = context.config
 
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    assert url is not None, "worklist.db.migrate sets sqlalchemy.url"
+    assert url is not None, "triage.records.db.migrate sets sqlalchemy.url"
     engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(

@@ -1,4 +1,4 @@
-"""C-ECHO and C-STORE as a client: the operator's ``triage send`` and ``triage echo``."""
+"""C-ECHO and C-STORE as a client: deliveries to the PACS, and the operator's ``triage send`` / ``echo``."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ import logging
 import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE, _config
+from pynetdicom import AE, VerificationPresentationContexts, _config
 
-from dicom_node.scp import VERIFICATION
-from triage.settings import DicomPeer
-from worklist import store
-from worklist.db import Database
+from triage.settings import DicomPeer, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +47,7 @@ def echo(
     """Send C-ECHO (over TLS if given); return the status, or None when no association could be made."""
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
-    ae.add_requested_context(VERIFICATION)
+    ae.requested_contexts = VerificationPresentationContexts
     assoc = ae.associate(
         peer.host, peer.port, ae_title=peer.ae_title, tls_args=(tls, peer.host) if tls else None
     )
@@ -97,49 +93,12 @@ def send(
     return results
 
 
-class Deliverer:
-    """Stores finished results at the PACS from the persisted deliveries, with backoff and a bound.
-
-    A study counts as REPORTED only when the PACS acknowledged all its objects. After
-    ``max_attempts`` failures a delivery is FAILED (terminal, visible) and an ANALYSED study goes
-    back to the conservative path, since no reader can see what triage concluded.
-    """
-
-    def __init__(
-        self,
-        database: Database,
-        results_dir: Path,
-        pacs: DicomPeer,
-        calling_ae_title: str,
-        max_attempts: int,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self._tls = tls
-        self._database = database
-        self._results_dir = results_dir
-        self._pacs = pacs
-        self._calling = calling_ae_title
-        self._max_attempts = max_attempts
-
-    def deliver_due(self, now: datetime, limit: int = 50) -> int:
-        """Try every due delivery once; return how many the PACS acknowledged."""
-        with self._database.session() as session:
-            due = [(d.id, d.storage_key) for d in store.due_deliveries(session, now, limit)]
-        if not due:
-            return 0
-        results = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
-        by_path = {str(r.path): r for r in results}
-        delivered = 0
-        with self._database.session() as session:
-            for delivery_id, key in due:
-                result = by_path.get(str(self._results_dir / key))
-                ok = result is not None and result.ok
-                error = "" if ok else (result.detail if result else "not sent")
-                status = f" (status 0x{result.status:04X})" if result and result.status is not None else ""
-                store.record_delivery(session, delivery_id, ok, f"{error}{status}", now, self._max_attempts)
-                delivered += ok
-        if delivered < len(due):
-            logger.warning(
-                "%d of %d result object(s) not yet accepted by %s", len(due) - delivered, len(due), self._pacs
-            )
-        return delivered
+def client_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS 1.2+ towards the PACS, verifying it against ``pacs_tls_ca``; None when TLS is off."""
+    if settings.pacs_tls_ca is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.pacs_tls_ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.tls_certificate is not None and settings.tls_private_key is not None:
+        context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
+    return context

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from pydicom import Dataset
 
-from tests import synthetic
+from testkit import synthetic
 
 Box = tuple[float, float, float, float]
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import worklist.db
+import triage.records.db
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("roles", sa.String(length=128), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("username"),
     )
@@ -34,8 +34,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
         sa.PrimaryKeyConstraint("id"),
@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("boxes", sa.JSON(), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
         sa.Column("author", sa.String(length=128), nullable=False),
-        sa.Column("at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"]),
         sa.ForeignKeyConstraint(["version_id"], ["study_versions.id"]),
         sa.ForeignKeyConstraint(["result_id"], ["results.id"]),

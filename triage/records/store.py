@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from worklist.db import (
+from triage.records.tables import (
     AuditEvent,
     Delivery,
     DeliveryState,

@@ -1,6 +1,6 @@
-"""The message contract between the DICOM node and the workers, and the outbox that feeds the broker.
+"""The Celery app every process builds the same way, and the outbox that feeds the broker.
 
-Tasks carry JSON: ids, UIDs and storage keys, never datasets. The database is the source of truth
+The database is the source of truth
 for what still has to run: a task is written to the outbox in the transaction that queues its
 study, and published from there, so a broker outage delays work but never loses it.
 """
@@ -13,49 +13,17 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 
+from triage.messages import QUEUE
+from triage.records.db import Database
+from triage.records.tables import OutboxMessage
 from triage.settings import Settings
-from worklist.db import Database, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
-ANALYSE_STUDY = "triage.analyse_study"
-REPORT_NOT_ANALYSED = "triage.report_not_analysed"
-QUEUE = "triage"
 _EMBEDDED_POLL_SECONDS = 0.05  # kombu's server-less transports poll; 1 s by default is 1 s per study
 _MAX_BACKOFF_SECONDS = 60.0
-
-
-class InstanceRef(BaseModel):
-    """One instance a task reads: where it lies under the storage root and what its bytes hash to."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    storage_key: str
-    sha256: str
-
-
-class AnalyseStudy(BaseModel):
-    """Payload of ``triage.analyse_study``: one complete, routed version of a study."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    study_version_id: int
-    study_instance_uid: str
-    version: int
-    pipeline: str
-    instances: tuple[InstanceRef, ...]
-    skipped: dict[str, str]
-
-
-class ReportNotAnalysed(AnalyseStudy):
-    """Payload of ``triage.report_not_analysed``: a routed study the intended-use gate stopped."""
-
-    reason: str
 
 
 def make_celery(settings: Settings, name: str = "triage") -> Celery:

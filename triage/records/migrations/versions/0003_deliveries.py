@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import worklist.db
+import triage.records.db
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -27,10 +27,10 @@ def upgrade() -> None:
         sa.Column("storage_key", sa.String(length=255), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("delivered_at", worklist.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", triage.records.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["version_id"], ["study_versions.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("sop_instance_uid"),

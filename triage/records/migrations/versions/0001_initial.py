@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import worklist.db
+import triage.records.db
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -24,9 +24,9 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("task_name", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("next_attempt_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("published_at", worklist.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("published_at", triage.records.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("calling_ae_title", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("received_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -59,14 +59,14 @@ def upgrade() -> None:
         sa.Column("study_description", sa.String(length=64), nullable=False),
         sa.Column("conflict", sa.Boolean(), nullable=False),
         sa.Column("current_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("study_instance_uid"),
     )
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("study_id", sa.Integer(), nullable=True),
@@ -96,7 +96,7 @@ def upgrade() -> None:
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("calling_ae_title", sa.String(length=16), nullable=False),
         sa.Column("attributes", sa.JSON(), nullable=False),
-        sa.Column("received_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["study_id"],
             ["studies.id"],
@@ -115,11 +115,11 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("pipeline", sa.String(length=32), nullable=False),
-        sa.Column("opened_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_instance_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("completed_at", worklist.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("result_due_at", worklist.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("claimed_at", worklist.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("opened_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("last_instance_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", triage.records.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("result_due_at", triage.records.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", triage.records.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["study_id"],
             ["studies.id"],
@@ -136,7 +136,7 @@ def upgrade() -> None:
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["version_id"],
             ["study_versions.id"],

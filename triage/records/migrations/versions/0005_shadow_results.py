@@ -1,7 +1,7 @@
-"""results: what a model said about a study version
+"""shadow results: candidate models run beside production, never routed or sent
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0005
+Revises: 0004
 """
 
 from collections.abc import Sequence
@@ -9,17 +9,17 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import worklist.db
+import triage.records.db
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
     op.create_table(
-        "results",
+        "shadow_results",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("pipeline", sa.String(length=32), nullable=False),
@@ -28,17 +28,15 @@ def upgrade() -> None:
         sa.Column("model_name", sa.String(length=128), nullable=False),
         sa.Column("model_version", sa.String(length=64), nullable=False),
         sa.Column("weights_sha256", sa.String(length=64), nullable=False),
-        sa.Column("software_version", sa.String(length=64), nullable=False),
-        sa.Column("device", sa.String(length=32), nullable=False),
         sa.Column("outcome", sa.JSON(), nullable=False),
-        sa.Column("inputs", sa.JSON(), nullable=False),
-        sa.Column("timings_ms", sa.JSON(), nullable=False),
-        sa.Column("created_at", worklist.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", triage.records.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["version_id"], ["study_versions.id"]),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("version_id"),
+        sa.UniqueConstraint("version_id", "model_name", "model_version"),
     )
+    with op.batch_alter_table("shadow_results") as batch_op:
+        batch_op.create_index(batch_op.f("ix_shadow_results_version_id"), ["version_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_table("results")
+    op.drop_table("shadow_results")
