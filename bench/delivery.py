@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import select
 
+from delivery import pacs as delivery
 from dicom_node.listener import Listener
 from testkit import phantoms, synthetic
 from testkit.peers import REPO, Orthanc, free_port, start_triage, stop, storescu, wait_until
@@ -54,6 +55,7 @@ def main() -> None:
     )
     listener = Listener(settings)
     listener.start()
+    senders = delivery.start(settings, listener.database)
     worker = start_triage("worker", settings, work / "worker.log")
     try:
         kinds = {}
@@ -98,6 +100,8 @@ def main() -> None:
         )
     finally:
         stop(worker)
+        for sender in senders:
+            sender.stop()
         listener.stop()
         pacs.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -7,10 +7,11 @@ import ssl
 from datetime import datetime
 from pathlib import Path
 
-from delivery.scu import client_tls_context, send
+from delivery.scu import client_tls_context, echo, send
 from triage.periodic import PeriodicThread
-from triage.records import store
+from triage.records import queries, store
 from triage.records.db import Database, utcnow
+from triage.records.tables import PACS, PEER_CHECK_SECONDS
 from triage.settings import DicomPeer, Settings
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Deliverer:
     def deliver_due(self, now: datetime, limit: int = 50) -> int:
         """Try every due delivery once; return how many the PACS acknowledged."""
         with self._database.session() as session:
-            due = [(d.id, d.storage_key) for d in store.due_deliveries(session, now, limit)]
+            due = [(d.id, d.storage_key) for d in queries.due_deliveries(session, now, limit)]
         if not due:
             return 0
         results = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
@@ -64,11 +65,29 @@ class Deliverer:
         return delivered
 
 
-def start(settings: Settings, database: Database) -> PeriodicThread | None:
-    """Start delivering results to the configured PACS in a background thread (None: no PACS)."""
+def check_reachable(settings: Settings, database: Database) -> bool:
+    """C-ECHO the PACS and record what was found, for the web app (which does no DICOM networking)."""
+    assert settings.pacs is not None
+    status = echo(settings.pacs, settings.ae_title, 5.0, client_tls_context(settings))
+    reachable = status == 0
+    detail = (
+        "C-ECHO succeeded"
+        if reachable
+        else "no association"
+        if status is None
+        else f"C-ECHO status 0x{status:04X}"
+    )
+    with database.session() as session:
+        store.record_peer_status(session, PACS, reachable, detail, utcnow())
+    return reachable
+
+
+def start(settings: Settings, database: Database) -> list[PeriodicThread]:
+    """Start delivering results to the configured PACS, and checking that it answers, in background
+    threads (none without a PACS)."""
     if settings.pacs is None:
         logger.warning("TRIAGE_PACS is not set: results stay in the database and are not sent anywhere")
-        return None
+        return []
     deliverer = Deliverer(
         database,
         settings.results_dir,
@@ -77,8 +96,12 @@ def start(settings: Settings, database: Database) -> PeriodicThread | None:
         settings.delivery_max_attempts,
         client_tls_context(settings),
     )
-    thread = PeriodicThread(
-        "pacs-delivery", lambda: deliverer.deliver_due(utcnow()), settings.monitor_interval_seconds
-    )
-    thread.start()
-    return thread
+    threads = [
+        PeriodicThread(
+            "pacs-delivery", lambda: deliverer.deliver_due(utcnow()), settings.monitor_interval_seconds
+        ),
+        PeriodicThread("pacs-check", lambda: check_reachable(settings, database), PEER_CHECK_SECONDS),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads

@@ -22,11 +22,11 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
-from dicom_node import routing
 from dicom_node.spool import Spools
 from dicom_node.status import Status
+from triage.imaging import header_facts
 from triage.logs import correlation_id
-from triage.records import storage, store
+from triage.records import queries, storage, store
 from triage.records.db import Database, utcnow
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def describe(ds: Dataset, *, sha256: str, size_bytes: int, calling: str, peer: s
         patient={
             column: str(ds.get(keyword, ""))[:size] for keyword, (column, size) in _PATIENT_FIELDS.items()
         },
-        facts=routing.facts_from_dataset(ds),
+        facts=header_facts(ds),
     )
 
 
@@ -200,7 +200,7 @@ class StorageHandlers:
             peer=peer,
         )
         with self._database.session() as session:
-            existing = store.find_instance(session, received.sop_instance_uid)
+            existing = queries.find_instance(session, received.sop_instance_uid)
             existing_sha256 = existing.sha256 if existing else None
         if existing_sha256 == received.sha256:
             logger.info(

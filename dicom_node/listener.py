@@ -6,18 +6,39 @@ The process that runs it (``triage listener``) also runs PACS delivery (``delive
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from pydantic import ValidationError
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import routing, scp
 from dicom_node.handlers import StorageHandlers, StoragePaths
 from dicom_node.studies import StudyMonitor
+from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
+from triage.pipelines import Pipeline
 from triage.records import outbox
 from triage.records.db import Database, migrate
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def intended_uses(models_dir: Path) -> dict[Pipeline, IntendedUse]:
+    """Each pipeline's intended use, from the model card in ``models_dir`` (the gate reads it; the
+    worker checks the card of the model it actually runs again)."""
+    found = {}
+    for pipeline in Pipeline:
+        try:
+            found[pipeline] = read_card(models_dir / pipeline).intended_use
+        except (OSError, ValueError, ValidationError) as error:
+            logger.warning(
+                "no model card for %s in %s (%s): the gate applies the routing rules only",
+                pipeline,
+                models_dir,
+                type(error).__name__,
+            )
+    return found
 
 
 class Listener:
@@ -34,6 +55,7 @@ class Listener:
             routing.RoutingConfig.load(settings.routing_file),
             outbox.OutboxPublisher(self.database, outbox.make_celery(settings)),
             settings.analysis_lease_seconds,
+            intended_uses(settings.models_dir),
         )
         self.handlers = StorageHandlers(
             self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir)

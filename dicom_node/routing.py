@@ -9,42 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pydicom.uid
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydicom import Dataset
 
-# View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
-# retired SNOMED-RT codes that older modalities still send.
-_VIEW_CODES = {
-    "399162004": "CC",
-    "R-10242": "CC",
-    "399368009": "MLO",
-    "R-10226": "MLO",
-}
-
-
-def facts_from_dataset(ds: Dataset) -> dict[str, Any]:
-    """Extract the header facts routing and the gate need, by keyword, as JSON-ready values."""
-    laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper()
-    view = ""
-    view_codes = ds.get("ViewCodeSequence")
-    if view_codes:
-        code = view_codes[0]
-        view = _VIEW_CODES.get(str(code.get("CodeValue", "")), str(code.get("CodeMeaning", "")))
-    if not view:
-        view = str(ds.get("ViewPosition", "")).upper()
-    return {
-        "modality": str(ds.get("Modality", "")).upper(),
-        "body_part_examined": str(ds.get("BodyPartExamined", "")).upper(),
-        "laterality": laterality,
-        "view": view,
-        "breast_implant_present": str(ds.get("BreastImplantPresent", "")).upper(),
-        "series_number": str(ds.get("SeriesNumber", "")),
-        "instance_number": str(ds.get("InstanceNumber", "")),
-    }
+from triage.cards import IntendedUse
+from triage.imaging import HeaderFacts
+from triage.pipelines import Pipeline
 
 
 class PipelineConfig(BaseModel):
@@ -72,7 +44,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    pipeline: str
+    pipeline: Pipeline
     modalities: frozenset[str]
     sop_classes: frozenset[str]
     body_parts: frozenset[str] = frozenset()
@@ -90,14 +62,14 @@ class Rule(BaseModel):
             uids.add(str(uid))
         return frozenset(uids)
 
-    def why_not(self, sop_class_uid: str, facts: dict[str, Any]) -> str | None:
+    def why_not(self, sop_class_uid: str, facts: HeaderFacts) -> str | None:
         """Return why this rule does not take an instance, or None when it does."""
-        if facts["modality"] not in self.modalities:
-            return f"modality {facts['modality'] or 'missing'} is not one of {sorted(self.modalities)}"
+        if facts.modality not in self.modalities:
+            return f"modality {facts.modality or 'missing'} is not one of {sorted(self.modalities)}"
         if sop_class_uid not in self.sop_classes:
             return f"SOP class {pydicom.uid.UID(sop_class_uid).name} is not analysed"
-        if self.body_parts and facts["body_part_examined"] not in self.body_parts:
-            return f"body part {facts['body_part_examined'] or 'missing'} is not in the intended use"
+        if self.body_parts and facts.body_part_examined not in self.body_parts:
+            return f"body part {facts.body_part_examined or 'missing'} is not in the intended use"
         return None
 
 
@@ -106,7 +78,7 @@ class RoutingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pipelines: dict[str, PipelineConfig]
+    pipelines: dict[Pipeline, PipelineConfig]
     unrouted_quiet_period_seconds: float = Field(gt=0)
     rules: tuple[Rule, ...]
 
@@ -114,7 +86,7 @@ class RoutingConfig(BaseModel):
     def _rules_name_pipelines(self) -> RoutingConfig:
         for rule in self.rules:
             if rule.pipeline not in self.pipelines:
-                raise ValueError(f"rule {rule.name!r} names pipeline {rule.pipeline!r}, which is not defined")
+                raise ValueError(f"rule {rule.name!r} names pipeline '{rule.pipeline}', which is not defined")
         return self
 
     @classmethod
@@ -131,14 +103,15 @@ class InstanceFacts:
     storage_key: str
     sop_instance_uid: str
     sop_class_uid: str
-    facts: dict[str, Any]
+    sha256: str
+    facts: HeaderFacts
 
 
 @dataclass(frozen=True)
 class Route:
     """A study goes to ``pipeline``; ``analysed`` are its instances the pipeline takes."""
 
-    pipeline: str
+    pipeline: Pipeline
     rule: str
     analysed: tuple[InstanceFacts, ...]
     skipped: dict[str, str] = field(default_factory=dict)  # sop_instance_uid -> reason
@@ -177,33 +150,44 @@ def route(config: RoutingConfig, instances: Sequence[InstanceFacts]) -> Route | 
     return Unrouted("; ".join(reasons) if reasons else "no routing rules are configured")
 
 
-def gate(config: RoutingConfig, decision: Route) -> Route | NotAnalysed:
-    """Check a routed study against its pipeline's intended use (PS3.16 CID 4014 views for screens)."""
-    pipeline = config.pipelines[decision.pipeline]
-    if not pipeline.expected_views:
-        return decision
+def gate(config: RoutingConfig, decision: Route, intended_use: IntendedUse | None) -> Route | NotAnalysed:
+    """Check a routed study against its pipeline's intended use: the model card's (every image the
+    rule took must be inside it; the routing file chooses, the card can only narrow) and, for
+    screens, the expected views (PS3.16 CID 4014)."""
     problems = []
-    present = set()
-    for instance in decision.analysed:
-        facts = instance.facts
-        if facts["breast_implant_present"] == "YES":
-            problems.append("a breast implant is present")
-        if facts["laterality"] not in {"L", "R"}:
-            problems.append(f"an image has no laterality ({instance.sop_instance_uid})")
-        elif not facts["view"]:
-            problems.append(f"an image has no view ({instance.sop_instance_uid})")
-        else:
-            present.add(f"{facts['laterality']}-{facts['view']}")
-    missing = [view for view in pipeline.expected_views if view not in present]
-    if missing:
-        problems.append(f"incomplete screen: missing {', '.join(missing)}")
+    if intended_use is not None:
+        for instance in decision.analysed:
+            why = intended_use.why_not(instance.sop_class_uid, instance.facts)
+            if why is not None:
+                problems.append(f"{why} ({instance.sop_instance_uid})")
+    expected = config.pipelines[decision.pipeline].expected_views
+    if expected:
+        problems += _screen_problems(decision, expected)
     if problems:
         return NotAnalysed("; ".join(dict.fromkeys(problems)))
     return decision
 
 
+def _screen_problems(decision: Route, expected: tuple[str, ...]) -> list[str]:
+    problems, present = [], set()
+    for instance in decision.analysed:
+        facts = instance.facts
+        if facts.breast_implant_present == "YES":
+            problems.append("a breast implant is present")
+        if facts.laterality not in {"L", "R"}:
+            problems.append(f"an image has no laterality ({instance.sop_instance_uid})")
+        elif not facts.view:
+            problems.append(f"an image has no view ({instance.sop_instance_uid})")
+        else:
+            present.add(f"{facts.laterality}-{facts.view}")
+    missing = [view for view in expected if view not in present]
+    if missing:
+        problems.append(f"incomplete screen: missing {', '.join(missing)}")
+    return problems
+
+
 def expected_views_present(config: RoutingConfig, decision: Route) -> bool:
     """Whether every expected view of the pipeline has arrived (False when none are expected)."""
     expected = config.pipelines[decision.pipeline].expected_views
-    present = {f"{i.facts['laterality']}-{i.facts['view']}" for i in decision.analysed}
+    present = {f"{i.facts.laterality}-{i.facts.view}" for i in decision.analysed}
     return bool(expected) and set(expected) <= present

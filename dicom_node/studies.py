@@ -10,20 +10,24 @@ result deadline goes to NOT_ANALYSED: the conservative path is always visible, n
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_node import routing
 from triage import messages
-from triage.records import outbox, store
+from triage.cards import IntendedUse
+from triage.imaging import HeaderFacts
+from triage.pipelines import Pipeline
+from triage.records import outbox, queries, store
 from triage.records.db import Database, utcnow
-from triage.records.tables import Study, StudyState, StudyVersion
+from triage.records.tables import StudyState, StudyVersion
 
 logger = logging.getLogger(__name__)
+CONFLICT = "a conflicting duplicate instance was received; it is in quarantine"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,16 @@ class SweepResult:
     published: int = 0
 
 
+def instance_facts(session: Session, version: StudyVersion) -> list[routing.InstanceFacts]:
+    """What routing knows of every instance of a version, read once."""
+    return [
+        routing.InstanceFacts(
+            i.storage_key, i.sop_instance_uid, i.sop_class_uid, i.sha256, HeaderFacts.from_json(i.attributes)
+        )
+        for i in queries.instances_of(session, version)
+    ]
+
+
 class StudyMonitor:
     """Completes, routes, expires and re-queues study versions; publishes the outbox."""
 
@@ -45,11 +59,13 @@ class StudyMonitor:
         config: routing.RoutingConfig,
         publisher: outbox.OutboxPublisher,
         analysis_lease_seconds: float,
+        intended_uses: Mapping[Pipeline, IntendedUse] | None = None,
     ) -> None:
         self._database = database
         self._config = config
         self._publisher = publisher
         self._lease = timedelta(seconds=analysis_lease_seconds)
+        self._intended_uses = dict(intended_uses or {})
 
     def recover(self, incoming_dir: Path, now: datetime | None = None) -> int:
         """Pick up after a restart: drop never-acknowledged partial files, restart quiet periods,
@@ -63,15 +79,13 @@ class StudyMonitor:
             if orphan.is_file():  # a C-STORE interrupted before its durable rename: never acknowledged
                 orphan.unlink()
         with self._database.session() as session:
-            # Senders could not send while we were down: that was no quiet period. Give them a
-            # full one from now (the completion deadline still counts from the first instance).
-            for version in store.versions_in(session, StudyState.RECEIVING):
-                version.last_instance_at = max(version.last_instance_at, now)
+            # Senders could not send while we were down: that was no quiet period.
+            store.restart_quiet_periods(session, now)
             waiting = {
-                p["study_version_id"] for p in store.pending_task_payloads(session, messages.ANALYSE_STUDY)
+                p["study_version_id"] for p in queries.pending_task_payloads(session, messages.ANALYSE_STUDY)
             }
             requeued = 0
-            for version in store.versions_in(session, StudyState.QUEUED):
+            for version in queries.versions_in(session, StudyState.QUEUED):
                 if version.id not in waiting and self._enqueue(session, version, now):
                     requeued += 1
         if requeued:
@@ -89,7 +103,7 @@ class StudyMonitor:
     def _complete_due(self, now: datetime) -> int:
         completed = 0
         with self._database.session() as session:
-            receiving = [v.id for v in store.versions_in(session, StudyState.RECEIVING)]
+            receiving = [v.id for v in queries.versions_in(session, StudyState.RECEIVING)]
         for version_id in receiving:
             with self._database.session() as session:
                 version = session.get(StudyVersion, version_id)
@@ -99,72 +113,57 @@ class StudyMonitor:
         return completed
 
     def _complete_if_due(self, session: Session, version: StudyVersion, now: datetime) -> int:
-        facts = [
-            routing.InstanceFacts(i.storage_key, i.sop_instance_uid, i.sop_class_uid, i.attributes)
-            for i in store.instances_of(session, version)
-        ]
-        decision = routing.route(self._config, facts)
+        decision = routing.route(self._config, instance_facts(session, version))
         why = self._why_complete(version, decision, now)
-        if why is None:
-            return 0
-        if not store.transition(
-            session,
-            version.id,
-            StudyState.RECEIVING,
-            StudyState.COMPLETE,
-            now,
-            why,
-            completed_at=now,
+        if why is None or not store.transition(
+            session, version.id, StudyState.RECEIVING, StudyState.COMPLETE, now, why, completed_at=now
         ):
             return 0
-        study = session.get_one(Study, version.study_id)
-        outcome: routing.Route | routing.NotAnalysed
-        if study.conflict:
-            outcome = routing.NotAnalysed(
-                "a conflicting duplicate instance was received; it is in quarantine"
-            )
-        elif isinstance(decision, routing.Unrouted):
+        if isinstance(decision, routing.Unrouted) and not version.study.conflict:
             store.transition(
                 session, version.id, StudyState.COMPLETE, StudyState.IGNORED, now, decision.reason
             )
             logger.info("study version %d ignored: %s", version.id, decision.reason)
             return 1
-        else:
-            outcome = routing.gate(self._config, decision)
-        if isinstance(outcome, routing.NotAnalysed):
-            pipeline = getattr(decision, "pipeline", "")
-            reason = outcome.reason
-            if pipeline:
-                reason = f"{reason}; {self._config.pipelines[pipeline].conservative_reading}"
-            store.transition(
-                session,
-                version.id,
-                StudyState.COMPLETE,
-                StudyState.NOT_ANALYSED,
-                now,
-                reason,
-                pipeline=pipeline,
-            )
-            if isinstance(decision, routing.Route):  # the PACS hears of it too: SR + summary image
-                report = self._payload(session, version, decision).model_dump(mode="json")
-                store.enqueue(session, messages.REPORT_NOT_ANALYSED, {**report, "reason": reason}, now)
-            logger.info("study version %d not analysed: %s", version.id, reason)
-            return 1
-        due = now + timedelta(seconds=self._config.pipelines[outcome.pipeline].result_deadline_seconds)
-        store.transition(
-            session,
-            version.id,
-            StudyState.COMPLETE,
-            StudyState.QUEUED,
-            now,
-            f"routed by rule '{outcome.rule}'",
-            pipeline=outcome.pipeline,
-            result_due_at=due,
+        gated: routing.Route | routing.NotAnalysed = (
+            routing.NotAnalysed(CONFLICT)
+            if version.study.conflict or isinstance(decision, routing.Unrouted)
+            else routing.gate(self._config, decision, self._intended_uses.get(decision.pipeline))
         )
-        self._supersede_older(session, version, now)
-        self._enqueue(session, version, now, outcome)
-        logger.info("study version %d queued for %s (%s)", version.id, outcome.pipeline, why)
+        if isinstance(gated, routing.NotAnalysed):
+            self._not_analysed(session, version, decision, gated.reason, now)
+            return 1
+        due = now + timedelta(seconds=self._config.pipelines[gated.pipeline].result_deadline_seconds)
+        store.transition(
+            session, version.id, StudyState.COMPLETE, StudyState.QUEUED, now,
+            f"routed by rule '{gated.rule}'", pipeline=gated.pipeline, result_due_at=due,
+        )  # fmt: skip
+        store.supersede_queued_before(session, version, now)
+        self._enqueue(session, version, now, gated)
+        logger.info("study version %d queued for %s (%s)", version.id, gated.pipeline, why)
         return 1
+
+    def _not_analysed(
+        self,
+        session: Session,
+        version: StudyVersion,
+        decision: routing.Route | routing.Unrouted,
+        why: str,
+        now: datetime,
+    ) -> None:
+        """Take a study the gate stopped down the conservative path; a routed one's PACS hears why."""
+        if isinstance(decision, routing.Unrouted):
+            store.transition(session, version.id, StudyState.COMPLETE, StudyState.NOT_ANALYSED, now, why)
+            logger.info("study version %d not analysed: %s", version.id, why)
+            return
+        reason = f"{why}; {self._config.pipelines[decision.pipeline].conservative_reading}"
+        store.transition(
+            session, version.id, StudyState.COMPLETE, StudyState.NOT_ANALYSED, now, reason,
+            pipeline=decision.pipeline,
+        )  # fmt: skip
+        report = messages.ReportNotAnalysed(**self._payload(version, decision).model_dump(), reason=reason)
+        store.enqueue(session, messages.REPORT_NOT_ANALYSED, report.model_dump(mode="json"), now)
+        logger.info("study version %d not analysed: %s", version.id, reason)
 
     def _why_complete(
         self, version: StudyVersion, decision: routing.Route | routing.Unrouted, now: datetime
@@ -184,24 +183,6 @@ class StudyMonitor:
             return f"quiet for {quiet:g} s"
         return None
 
-    def _supersede_older(self, session: Session, version: StudyVersion, now: datetime) -> None:
-        older = session.scalars(
-            select(StudyVersion.id).where(
-                StudyVersion.study_id == version.study_id,
-                StudyVersion.number < version.number,
-                StudyVersion.state == StudyState.QUEUED,
-            )
-        )
-        for older_id in list(older):
-            store.transition(
-                session,
-                older_id,
-                StudyState.QUEUED,
-                StudyState.SUPERSEDED,
-                now,
-                f"replaced by version {version.number}",
-            )
-
     def _enqueue(
         self,
         session: Session,
@@ -211,11 +192,7 @@ class StudyMonitor:
     ) -> bool:
         """Write the version's analysis task to the outbox; False if it went conservative instead."""
         if decision is None:  # re-queue: the routing is re-derived from the stored facts
-            facts = [
-                routing.InstanceFacts(i.storage_key, i.sop_instance_uid, i.sop_class_uid, i.attributes)
-                for i in store.instances_of(session, version)
-            ]
-            routed = routing.route(self._config, facts)
+            routed = routing.route(self._config, instance_facts(session, version))
             if not isinstance(routed, routing.Route):  # the rules changed since it was queued
                 store.transition(
                     session, version.id, (StudyState.QUEUED, StudyState.ANALYSING), StudyState.NOT_ANALYSED,
@@ -223,17 +200,15 @@ class StudyMonitor:
                 )  # fmt: skip
                 return False
             decision = routed
-        payload = self._payload(session, version, decision)
+        payload = self._payload(version, decision)
         store.enqueue(session, messages.ANALYSE_STUDY, payload.model_dump(mode="json"), now)
         return True
 
-    def _payload(
-        self, session: Session, version: StudyVersion, decision: routing.Route
-    ) -> messages.AnalyseStudy:
-        hashes = {i.sop_instance_uid: i.sha256 for i in store.instances_of(session, version)}
+    @staticmethod
+    def _payload(version: StudyVersion, decision: routing.Route) -> messages.AnalyseStudy:
         return messages.AnalyseStudy(
             study_version_id=version.id,
-            study_instance_uid=session.get_one(Study, version.study_id).study_instance_uid,
+            study_instance_uid=version.study.study_instance_uid,
             version=version.number,
             pipeline=decision.pipeline,
             instances=tuple(
@@ -241,7 +216,7 @@ class StudyMonitor:
                     sop_instance_uid=i.sop_instance_uid,
                     sop_class_uid=i.sop_class_uid,
                     storage_key=i.storage_key,
-                    sha256=hashes[i.sop_instance_uid],
+                    sha256=i.sha256,
                 )
                 for i in decision.analysed
             ),
@@ -251,35 +226,38 @@ class StudyMonitor:
     def _expire_and_reclaim(self, now: datetime) -> tuple[int, int]:
         expired = requeued = 0
         with self._database.session() as session:
-            for version in store.versions_in(session, StudyState.QUEUED, StudyState.ANALYSING):
+            for version in queries.versions_in(session, StudyState.QUEUED, StudyState.ANALYSING):
                 if version.result_due_at is not None and now >= version.result_due_at:
-                    config = self._config.pipelines.get(version.pipeline)  # gone if routing was edited
-                    reading = config.conservative_reading if config else "conservative reading"
-                    reason = f"no result before the result deadline; {reading}"
-                    if store.transition(
-                        session,
-                        version.id,
-                        (StudyState.QUEUED, StudyState.ANALYSING),
-                        StudyState.NOT_ANALYSED,
-                        now,
-                        reason,
-                    ):
-                        logger.warning("study version %d not analysed: past its result deadline", version.id)
-                        expired += 1
+                    expired += self._expire(session, version, now)
                 elif (
                     version.state == StudyState.ANALYSING
                     and version.claimed_at is not None
                     and now >= version.claimed_at + self._lease
-                ):
-                    reason = "worker lost while analysing; queued again"
-                    if store.transition(
+                    and store.transition(
                         session,
                         version.id,
                         StudyState.ANALYSING,
                         StudyState.QUEUED,
                         now,
-                        reason,
+                        "worker lost while analysing; queued again",
                         claimed_at=None,
-                    ):
-                        requeued += self._enqueue(session, version, now)
+                    )
+                ):
+                    requeued += self._enqueue(session, version, now)
         return expired, requeued
+
+    def _expire(self, session: Session, version: StudyVersion, now: datetime) -> int:
+        config = self._config.pipelines.get(Pipeline(version.pipeline)) if version.pipeline else None
+        reading = config.conservative_reading if config else "conservative reading"
+        reason = f"no result before the result deadline; {reading}"
+        if not store.transition(
+            session,
+            version.id,
+            (StudyState.QUEUED, StudyState.ANALYSING),
+            StudyState.NOT_ANALYSED,
+            now,
+            reason,
+        ):
+            return 0
+        logger.warning("study version %d not analysed: past its result deadline", version.id)
+        return 1

@@ -18,14 +18,15 @@ from pathlib import Path
 
 from evaluation import metrics
 from evaluation.evaluate import Exam, exams, predict
+from evaluation.metrics import metric_with_ci
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity_bound,
     threshold_for_specificity_bound,
 )
-from inference.model import LoadedModel, Metric, ModelCard
-from training.data import Sample
-from training.export import metric_with_ci
+from inference.model import LoadedModel
+from triage.cards import CARD, FractureCard, Metric, ModelCard
+from triage.manifests import Sample
 
 
 def _split(found: Sequence[Exam], test_exams: set[str]) -> tuple[list[Exam], list[Exam]]:
@@ -70,7 +71,7 @@ def calibrate(
         "exam_auroc": metric_with_ci("auroc", [e.label for e in measure], [e.probability for e in measure])
     }
     updates: dict[str, object] = {}
-    if card.pipeline == "fracture":
+    if isinstance(card, FractureCard):
         labels, scores = [e.label for e in choose], [e.probability for e in choose]
         doubt = threshold_for_sensitivity_bound(labels, scores, target_sensitivity)
         fracture = max(doubt, threshold_for_specificity_bound(labels, scores, target_specificity))
@@ -89,7 +90,7 @@ def calibrate(
         updates = {"decile_cut_points": decile_cut_points([e.probability for e in choose])}
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / card.weights_file, out / card.weights_file)
-    new = ModelCard.model_validate(
+    new = CARD.validate_python(
         {
             **card.model_dump(),
             **updates,

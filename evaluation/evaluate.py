@@ -22,9 +22,11 @@ from evaluation import metrics
 from evaluation.workload import sweep
 from inference.breast import exam_probability, score_for
 from inference.fracture import decode, study_probability
-from inference.model import LoadedModel, ModelCard
+from inference.model import LoadedModel
 from inference.transforms import prepare
-from training.data import Sample
+from triage.cards import BreastCard, FractureCard, ModelCard
+from triage.manifests import Sample
+from triage.pipelines import Pipeline
 
 BoxScore = tuple[tuple[float, float, float, float], float]
 BATCH = 8
@@ -71,14 +73,14 @@ class Exam:
     subgroups: dict[str, str]
 
 
-def exams(predictions: Sequence[Prediction], pipeline: str) -> list[Exam]:
+def exams(predictions: Sequence[Prediction], pipeline: Pipeline) -> list[Exam]:
     """Images grouped by exam: trauma as its worst image, a screen as its worse breast."""
     grouped: dict[str, list[Prediction]] = {}
     for prediction in predictions:
         grouped.setdefault(prediction.sample.exam or prediction.sample.group, []).append(prediction)
     found = []
     for exam, members in sorted(grouped.items()):
-        if pipeline == "breast":
+        if pipeline == Pipeline.BREAST:
             views = [((p.sample.meta.laterality, p.sample.meta.view), p.probability) for p in members]
             probability = exam_probability(views)[0]
         else:
@@ -121,10 +123,8 @@ def at_threshold(labels: Sequence[int], scores: Sequence[float], threshold: floa
 
 def operating_points(card: ModelCard, single_read_max_score: int) -> dict[str, float]:
     """The thresholds on the exam probability that the card (and routing) put in force."""
-    if card.pipeline == "fracture":
-        assert card.doubt_threshold is not None and card.fracture_threshold is not None
+    if isinstance(card, FractureCard):
         return {"doubt": card.doubt_threshold, "fracture": card.fracture_threshold}
-    assert card.decile_cut_points is not None
     # score = 1 + (cut-points <= p), so score > t exactly when p >= the t-th cut-point.
     if single_read_max_score >= 10:
         return {"double_reading": 1.1}  # nothing is double read
@@ -167,8 +167,7 @@ def figures(
         "roc": roc_points(labels, scores),
         "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
     }
-    if card.pipeline == "breast":
-        assert card.decile_cut_points is not None
+    if isinstance(card, BreastCard):
         exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
         per_score = {}
         for score in range(1, 11):

@@ -9,6 +9,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from triage.cards import Metric
+
 Labels = Sequence[int] | np.ndarray
 Scores = Sequence[float] | np.ndarray
 
@@ -249,3 +251,17 @@ def delong_test(labels: Labels, scores_a: Scores, scores_b: Scores) -> dict[str,
         "ci95_high": difference + 1.959964 * se,
         "p_value": float(p),
     }
+
+
+def metric_with_ci(
+    name: str, labels: Sequence[int], scores: Sequence[float], threshold: float | None = None
+) -> Metric:
+    """A held-out figure with its percentile-bootstrap 95 % interval."""
+    if name == "auroc":
+        value, ci = auroc(labels, scores), bootstrap_ci(auroc, labels, scores)
+    else:
+        assert threshold is not None
+        fn = sensitivity if name == "sensitivity" else specificity
+        value = fn(labels, scores, threshold)
+        ci = bootstrap_ci(lambda y, s: fn(y, s, threshold), labels, scores)
+    return Metric(value=round(value, 4), ci95_low=round(ci[0], 4), ci95_high=round(ci[1], 4), n=len(labels))

@@ -9,25 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation import metrics
+from triage.outcomes import BreastOutcome, FractureOutcome
+from triage.pipelines import Pipeline
 from triage.records.tables import Feedback, FeedbackKind, Result, ShadowResult, StudyVersion
 
 
-def _flagged(pipeline: str, outcome: dict[str, Any]) -> bool | None:
-    """Whether a result sends the study to attention: FRACTURE or DOUBT; double reading."""
-    if pipeline == "fracture":
-        return outcome["state"] != "NO FRACTURE" if "state" in outcome else None
-    return outcome["route"] == "DOUBLE_READ" if outcome.get("score") is not None else None
+def _verdict(outcome: FractureOutcome | BreastOutcome) -> str:
+    """What a result said, as compared between models: the state, or the 1-10 score."""
+    if isinstance(outcome, BreastOutcome) and outcome.score is not None:
+        return f"score {outcome.score}"
+    return str(outcome.verdict)
 
 
-def _verdict(pipeline: str, outcome: dict[str, Any]) -> str:
-    if pipeline == "fracture":
-        return str(outcome.get("state", "NOT ANALYSED"))
-    return f"score {outcome['score']}" if outcome.get("score") is not None else "NOT ANALYSED"
-
-
-def report(session: Session, pipeline: str) -> dict[str, Any]:
+def report(session: Session, pipeline: Pipeline) -> dict[str, Any]:
     """Per candidate model: agreement with production, and each against the readings."""
-    kind = FeedbackKind.FRACTURE if pipeline == "fracture" else FeedbackKind.CANCER
+    kind = FeedbackKind.FRACTURE if pipeline == Pipeline.FRACTURE else FeedbackKind.CANCER
     rows = session.execute(
         select(ShadowResult, Result, StudyVersion.study_id)
         .join(Result, Result.version_id == ShadowResult.version_id)
@@ -48,8 +44,10 @@ def report(session: Session, pipeline: str) -> dict[str, Any]:
     found: dict[str, Any] = {"pipeline": pipeline, "candidates": {}}
     for name, members in candidates.items():
         both = [(s, p, study) for s, p, study in members if s.analysed and p.analysed]
-        agree = sum(_verdict(pipeline, s.outcome) == _verdict(pipeline, p.outcome) for s, p, _ in both)
-        differences = [abs(s.outcome["probability"] - p.outcome["probability"]) for s, p, _ in both]
+        agree = sum(_verdict(s.outcome) == _verdict(p.outcome) for s, p, _ in both)
+        differences = [
+            abs((s.outcome.probability or 0.0) - (p.outcome.probability or 0.0)) for s, p, _ in both
+        ]
         entry: dict[str, Any] = {
             "studies": len(members),
             "both_analysed": len(both),
@@ -64,10 +62,10 @@ def report(session: Session, pipeline: str) -> dict[str, Any]:
             truth = [int(value) for _, _, value in labelled]
             for side, pick in (("candidate", 0), ("production", 1)):
                 outcomes = [(s, p)[pick].outcome for s, p, _ in labelled]
-                flagged = [bool(_flagged(pipeline, o)) for o in outcomes]
+                flagged = [bool(o.flagged) for o in outcomes]
                 positives = [f for f, t in zip(flagged, truth, strict=True) if t]
                 negatives = [not f for f, t in zip(flagged, truth, strict=True) if not t]
-                scores = [o["probability"] for o in outcomes]
+                scores = [o.probability or 0.0 for o in outcomes]
                 entry[side] = {
                     "readings": len(labelled),
                     "sensitivity": sum(positives) / len(positives) if positives else None,

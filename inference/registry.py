@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.model import ModelCard
+from triage.cards import ModelCard, read_card
+from triage.pipelines import Pipeline
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ _HISTORY_TAG = "triage.promotions"
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # What a card must have measured on held-out data for its operating points to count as validated.
 VALIDATED_BY = {
-    "fracture": (
+    Pipeline.FRACTURE: (
         "sensitivity_at_doubt",
         "specificity_at_doubt",
         "sensitivity_at_fracture",
         "specificity_at_fracture",
     ),
-    "breast": ("exam_auroc",),
+    Pipeline.BREAST: ("exam_auroc",),
 }
 
 
@@ -45,7 +46,7 @@ class PromotionRefused(Exception):
 
 
 def registered_name(pipeline: str) -> str:
-    return f"triage-{pipeline}"
+    return Pipeline(pipeline).registered_name
 
 
 def client(settings: Settings) -> Any:
@@ -94,7 +95,7 @@ def register(settings: Settings, folder: Path, run_id: str) -> str:
     Raises:
         PromotionRefused: a registered version already has this card's version string.
     """
-    card = ModelCard.read(folder)
+    card = read_card(folder)
     mlflow_client = client(settings)
     name = registered_name(card.pipeline)
     if not mlflow_client.search_registered_models(f"name='{name}'"):
@@ -151,7 +152,7 @@ def versions(settings: Settings) -> list[VersionInfo]:
         # search results carry no aliases in every store: ask for the two we use
         aliases = {alias: _alias(settings, pipeline, alias) for alias in (PRODUCTION, SHADOW)}
         for version in mlflow_client.search_model_versions(f"name='{name}'"):
-            card = ModelCard.read(fetch(settings, pipeline, str(version.version)))
+            card = read_card(fetch(settings, pipeline, str(version.version)))
             found.append(
                 VersionInfo(
                     pipeline=pipeline,
@@ -219,7 +220,7 @@ def promote(settings: Settings, pipeline: str, version: str) -> str | None:
     Raises:
         PromotionRefused: no such version, or its card lacks validated operating points.
     """
-    card = ModelCard.read(fetch(settings, pipeline, version))
+    card = read_card(fetch(settings, pipeline, version))
     gaps = validation_gaps(card)
     if gaps:
         raise PromotionRefused(

@@ -15,28 +15,30 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from inference.schemas import outcome_marks
+from inference.inputs import StudyImages
 from inference.summary import render, summary_image
 from triage import __version__
 from triage.messages import AnalyseStudy
+from triage.outcomes import BreastOutcome, FractureOutcome, Mark, ModelIdentity, Verdict
 from triage.records.storage import make_durable
 
 FRACTURE = Code("72704001", "SCT", "Fracture")
 SCHEME = "99TRIAGE"
-TRIAGE_CODES = {
-    "FRACTURE": Code("FRACTURE", SCHEME, "Fracture suspected (high-specificity operating point)"),
-    "DOUBT": Code("DOUBT", SCHEME, "Fracture possible (high-sensitivity operating point)"),
-    "NO FRACTURE": Code(
+# Code values keep the hyphenated spelling PACS configurations already match on.
+STATE_CODES = {
+    Verdict.FRACTURE: Code("FRACTURE", SCHEME, "Fracture suspected (high-specificity operating point)"),
+    Verdict.DOUBT: Code("DOUBT", SCHEME, "Fracture possible (high-sensitivity operating point)"),
+    Verdict.NO_FRACTURE: Code(
         "NO-FRACTURE", SCHEME, "No fracture found; eligible for discharge per local protocol"
     ),
-    "NOT ANALYSED": Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
+    Verdict.NOT_ANALYSED: Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
 }
-TRIAGE_CODES["ANALYSED"] = Code("ANALYSED", SCHEME, "Analysed by triage")
+ANALYSED = Code("ANALYSED", SCHEME, "Analysed by triage")
 TRIAGE_STATE = Code("STATE", SCHEME, "Triage state")
 LESION = Code("52988006", "SCT", "Lesion")
 LESION_SCORE = Code("LESION-SCORE", SCHEME, "AI lesion score")
@@ -44,8 +46,8 @@ EXAM_SCORE = Code("EXAM-SCORE", SCHEME, "AI exam risk score (1-10)")
 EXAM_PROBABILITY = Code("EXAM-PROBABILITY", SCHEME, "AI exam probability of a finding")
 READING_ROUTE = Code("ROUTE", SCHEME, "Reading route")
 ROUTE_CODES = {
-    "SINGLE_READ": Code("SINGLE-READ", SCHEME, "Single reading"),
-    "DOUBLE_READ": Code("DOUBLE-READ", SCHEME, "Double reading"),
+    Verdict.SINGLE_READ: Code("SINGLE-READ", SCHEME, "Single reading"),
+    Verdict.DOUBLE_READ: Code("DOUBLE-READ", SCHEME, "Double reading"),
 }
 HIGH_RISK = Code("HIGH-RISK", SCHEME, "High risk (score 10)")
 REASON = Code("REASON-NOT-ANALYSED", SCHEME, "Reason not analysed")
@@ -68,20 +70,18 @@ def score(name: Code, value: float | int) -> hd.sr.Measurement:
     )
 
 
-def _algorithm(model: dict[str, str]) -> hd.sr.AlgorithmIdentification:
+def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(
-        name=model["name"],
-        version=model["version"],
-        parameters=[f"weights SHA-256 {model['weights_sha256']}"],
+        name=model.name, version=model.version, parameters=[f"weights SHA-256 {model.weights_sha256}"]
     )
 
 
-def _observation_context(model: dict[str, str]) -> hd.sr.ObservationContext:
+def _observation_context(model: ModelIdentity) -> hd.sr.ObservationContext:
     device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=report_uid("device", 0, model["name"], model["version"], "device"),
+        uid=report_uid("device", 0, model.name, model.version, "device"),
         name="triage",
         manufacturer_name="triage (open source)",
-        model_name=f"{model['name']} {model['version']}",
+        model_name=f"{model.name} {model.version}",
     )
     return hd.sr.ObservationContext(
         observer_device_context=hd.sr.ObserverContext(
@@ -92,16 +92,17 @@ def _observation_context(model: dict[str, str]) -> hd.sr.ObservationContext:
 
 def _region_groups(
     by_uid: dict[str, Dataset],
-    marks: Sequence[tuple[str, Sequence[float], float]],
+    marks: Sequence[Mark],
     finding: Code,
     score_name: Code,
-    model: dict[str, str],
+    model: ModelIdentity,
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
     """One TID 1410 group per mark: a closed POLYLINE on the exact source image, with its score."""
     groups = []
-    for number, (sop_instance_uid, corners, value) in enumerate(marks, start=1):
+    for number, mark in enumerate(marks, start=1):
+        sop_instance_uid, value = mark.sop_instance_uid, mark.score
         source = by_uid[sop_instance_uid]
-        x0, y0, x1, y1 = corners
+        x0, y0, x1, y1 = mark.corners
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32),
@@ -110,7 +111,7 @@ def _region_groups(
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=report_uid(sop_instance_uid, number, model["name"], model["version"], "roi"),
+                    uid=report_uid(sop_instance_uid, number, model.name, model.version, "roi"),
                     identifier=f"{finding.meaning.lower()} {number}",
                 ),
                 referenced_region=region,
@@ -125,14 +126,14 @@ def _region_groups(
 def _study_group(
     study_uid: str,
     version: int,
-    model: dict[str, str],
+    model: ModelIdentity,
     finding: Code,
     measurements: list[hd.sr.Measurement],
     evaluations: list[tuple[Code, Code]],
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=report_uid(study_uid, version, model["name"], model["version"], "study"),
+            uid=report_uid(study_uid, version, model.name, model.version, "study"),
             identifier="study result",
         ),
         finding_type=finding,
@@ -142,12 +143,12 @@ def _study_group(
     )
 
 
-def _notes(outcome: dict[str, Any], reason: str) -> list[hd.sr.TextContentItem]:
+def _notes(outcome: FractureOutcome | BreastOutcome, reason: str) -> list[hd.sr.TextContentItem]:
     """Why the study was not analysed, and which images were left out and why, as TEXT items."""
     items = []
     if reason:
         items.append(hd.sr.TextContentItem(name=REASON, value=reason[:1024], relationship_type="CONTAINS"))
-    for sop_instance_uid, why in sorted(outcome.get("skipped", {}).items()):
+    for sop_instance_uid, why in sorted(outcome.skipped.items()):
         items.append(
             hd.sr.TextContentItem(
                 name=IMAGE_NOT_ANALYSED,
@@ -162,7 +163,7 @@ def _document(
     sources: Sequence[Dataset],
     groups: Sequence[Any],
     procedure: Code,
-    model: dict[str, str],
+    model: ModelIdentity,
     version: int,
     notes: Sequence[hd.sr.TextContentItem] = (),
 ) -> hd.sr.Comprehensive3DSR:
@@ -177,9 +178,9 @@ def _document(
     return hd.sr.Comprehensive3DSR(
         evidence=list(sources),
         content=report,
-        series_instance_uid=report_uid(study_uid, version, model["name"], model["version"], "sr-series"),
+        series_instance_uid=report_uid(study_uid, version, model.name, model.version, "sr-series"),
         series_number=9901,
-        sop_instance_uid=report_uid(study_uid, version, model["name"], model["version"], "sr"),
+        sop_instance_uid=report_uid(study_uid, version, model.name, model.version, "sr"),
         instance_number=1,
         manufacturer="triage (open source)",
         is_complete=True,
@@ -190,80 +191,79 @@ def _document(
             hd.ContributingEquipment(
                 manufacturer="triage (open source)",
                 purpose_of_reference=codes.DCM.ProcessingEquipment,
-                manufacturer_model_name=f"{model['name']} {model['version']}",
-                software_versions=[__version__, model["weights_sha256"]],
+                manufacturer_model_name=f"{model.name} {model.version}",
+                software_versions=[__version__, model.weights_sha256],
             )
         ],
     )
 
 
 def fracture_report(
-    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int, reason: str = ""
+    sources: Sequence[Dataset], outcome: FractureOutcome, model: ModelIdentity, version: int, reason: str = ""
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    marks = outcome_marks("fracture", outcome)
-    state = outcome.get("state", "NOT ANALYSED")
     study = _study_group(
         str(sources[0].StudyInstanceUID), version, model, FRACTURE,
-        [score(STUDY_SCORE, outcome["probability"])] if "probability" in outcome else [],
-        [(TRIAGE_STATE, TRIAGE_CODES[state])],
+        [score(STUDY_SCORE, outcome.probability)] if outcome.probability is not None else [],
+        [(TRIAGE_STATE, STATE_CODES[outcome.verdict])],
     )  # fmt: skip
-    groups = [*_region_groups(by_uid, marks, FRACTURE, FRACTURE_SCORE, model), study]
-    notes = _notes(outcome, reason if state == "NOT ANALYSED" else "")
+    groups = [*_region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
+    notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
     return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes)
 
 
 def breast_report(
-    sources: Sequence[Dataset], outcome: dict[str, Any], model: dict[str, str], version: int, reason: str = ""
+    sources: Sequence[Dataset], outcome: BreastOutcome, model: ModelIdentity, version: int, reason: str = ""
 ) -> hd.sr.Comprehensive3DSR:
     """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    marks = outcome_marks("breast", outcome)
     measurements = []
-    if outcome.get("score") is not None:
-        measurements = [
-            score(EXAM_SCORE, outcome["score"]),
-            score(EXAM_PROBABILITY, outcome["probability"]),
-        ]
-    analysed = outcome.get("score") is not None
+    if outcome.score is not None and outcome.probability is not None:
+        measurements = [score(EXAM_SCORE, outcome.score), score(EXAM_PROBABILITY, outcome.probability)]
     evaluations = [
-        (TRIAGE_STATE, TRIAGE_CODES["ANALYSED" if analysed else "NOT ANALYSED"]),
-        (READING_ROUTE, ROUTE_CODES[outcome.get("route", "DOUBLE_READ")]),
-        (HIGH_RISK, codes.SCT.Yes if outcome.get("high_risk") else codes.SCT.No),
+        (TRIAGE_STATE, ANALYSED if outcome.analysed else STATE_CODES[Verdict.NOT_ANALYSED]),
+        (READING_ROUTE, ROUTE_CODES[Verdict(outcome.route)]),
+        (HIGH_RISK, codes.SCT.Yes if outcome.high_risk else codes.SCT.No),
     ]
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
-    groups = [*_region_groups(by_uid, marks, LESION, LESION_SCORE, model), study]
-    notes = _notes(outcome, "" if analysed else reason or outcome.get("reason", ""))
+    groups = [*_region_groups(by_uid, outcome.marks, LESION, LESION_SCORE, model), study]
+    notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
     return _document(sources, groups, codes.SCT.Mammography, model, version, notes)
 
 
 class ReportWriter:
     """Builds a result's SR and summary image and makes them durable under the results folder."""
 
-    def __init__(self, storage_dir: Path, results_dir: Path) -> None:
-        self._storage_dir = storage_dir
+    def __init__(self, results_dir: Path) -> None:
         self._results_dir = results_dir
 
     def write(
-        self, payload: AnalyseStudy, outcome: dict[str, Any], model: dict[str, str], reason: str
+        self,
+        payload: AnalyseStudy,
+        study: StudyImages,
+        outcome: FractureOutcome | BreastOutcome,
+        model: ModelIdentity,
+        reason: str,
     ) -> list[tuple[str, str, str]]:
-        """Return (kind, SOP Instance UID, storage key) for each object written."""
-        paths = [self._storage_dir / ref.storage_key for ref in payload.instances]
-        sources = [dcmread(path, stop_before_pixels=True) for path in paths]
-        build = fracture_report if payload.pipeline == "fracture" else breast_report
-        sr = build(sources, outcome, model, payload.version, reason)
-        pixels = render(
-            sources, paths, payload.pipeline, outcome, reason, f"{model['name']} {model['version']}"
+        """Return (kind, SOP Instance UID, storage key) for each object written.
+
+        Raises:
+            ValueError: no image of the study has a readable header to report on.
+        """
+        sources = study.headers
+        if not sources:
+            raise ValueError("no image of the study has a readable header to report on")
+        sr = (
+            fracture_report(sources, outcome, model, payload.version, reason)
+            if isinstance(outcome, FractureOutcome)
+            else breast_report(sources, outcome, model, payload.version, reason)
         )
-        sc = summary_image(
-            sources,
-            pixels,
-            report_uid(
-                payload.study_instance_uid, payload.version, model["name"], model["version"], "sc-series"
-            ),
-            report_uid(payload.study_instance_uid, payload.version, model["name"], model["version"], "sc"),
-        )
+        uids = [
+            report_uid(payload.study_instance_uid, payload.version, model.name, model.version, kind)
+            for kind in ("sc-series", "sc")
+        ]
+        sc = summary_image(study, render(study, outcome, reason, f"{model.name} {model.version}"), *uids)
         written = []
         for kind, dataset in (("sr", sr), ("sc", sc)):
             key = f"{payload.study_instance_uid}/{dataset.SOPInstanceUID}.dcm"

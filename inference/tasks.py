@@ -1,9 +1,10 @@
-"""Thin task bodies: validate the payload, claim the study version, run its pipeline, record.
+"""Thin task bodies: validate the payload, claim the study version, read it, run its pipeline, record.
 
 A task claims its study version (QUEUED -> ANALYSING) before any work, so a duplicate message, a
 re-delivery or a re-queue after a restart never analyses a version twice. Anything that fails
 ends in NOT_ANALYSED with the reason: the conservative path, visibly. Storage hiccups are retried
-a bounded number of times first.
+a bounded number of times first. The study's images are read once and shared by the pipeline,
+the shadow model and the reports.
 """
 
 from __future__ import annotations
@@ -12,24 +13,45 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from inference.inputs import StorageUnavailable, StudyImages, read_study
 from inference.model import ModelUnavailable
-from inference.reading import StorageUnavailable
 from inference.reports import ReportWriter
-from inference.schemas import Analysed, Skipped
 from triage import __version__
 from triage.messages import AnalyseStudy, ReportNotAnalysed
-from triage.records import store
+from triage.outcomes import Analysed, BreastOutcome, FractureOutcome, ModelIdentity, Skipped, not_analysed
+from triage.pipelines import Pipeline
+from triage.records import queries, store
 from triage.records.db import Database, utcnow
 from triage.records.tables import StudyState
 
 logger = logging.getLogger(__name__)
 
-Pipeline = Callable[[AnalyseStudy], Analysed | Skipped]
+PipelineRun = Callable[[AnalyseStudy, StudyImages], Analysed | Skipped]
 STORAGE_ATTEMPTS = 3
+GATE = ModelIdentity("triage intended-use gate", __version__, "none (rules, not a model)")
+
+
+Reader = Callable[[AnalyseStudy, Path], StudyImages]
+
+
+def read_with_retries(
+    payload: AnalyseStudy, storage_dir: Path, retry_seconds: float, reader: Reader = read_study
+) -> StudyImages | str:
+    """The study's images, or why storage could not give them after ``STORAGE_ATTEMPTS`` tries."""
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
+        try:
+            return reader(payload, storage_dir)
+        except StorageUnavailable as error:
+            if attempt == STORAGE_ATTEMPTS:
+                return f"storage unavailable after {attempt} attempts: {error}"
+            delay = retry_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
+            logger.warning("storage unavailable, retrying in %.1f s: %s", delay, error)
+            time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns")
 
 
 class AnalyseStudyTask:
@@ -38,13 +60,17 @@ class AnalyseStudyTask:
     def __init__(
         self,
         database: Database,
-        pipelines: Mapping[str, Pipeline],
+        pipelines: Mapping[Pipeline, PipelineRun],
+        storage_dir: Path,
         retry_seconds: float = 1.0,
         reports: ReportWriter | None = None,
-        shadows: Callable[[str], Pipeline | None] | None = None,
+        shadows: Callable[[Pipeline], PipelineRun | None] | None = None,
+        reader: Reader = read_study,
     ) -> None:
+        self._reader = reader  # a test passes a storage that fails
         self._database = database
         self._pipelines = pipelines
+        self._storage_dir = storage_dir
         self._retry_seconds = retry_seconds
         self._reports = reports  # None: no PACS configured, nothing to send
         self._shadows = shadows  # the candidate model of a pipeline in shadow mode, if any
@@ -54,22 +80,20 @@ class AnalyseStudyTask:
         now = utcnow()
         with self._database.session() as session:
             claimed = store.transition(
-                session,
-                payload.study_version_id,
-                StudyState.QUEUED,
-                StudyState.ANALYSING,
-                now,
-                "claimed by a worker",
-                claimed_at=now,
-            )
+                session, payload.study_version_id, StudyState.QUEUED, StudyState.ANALYSING, now,
+                "claimed by a worker", claimed_at=now,
+            )  # fmt: skip
         if not claimed:
             logger.info("study version %d is not queued (any more); nothing to do", payload.study_version_id)
             return "not-queued"
-        state = self.record(payload, self.analyse(payload))
-        self.shadow(payload)
+        study = read_with_retries(payload, self._storage_dir, self._retry_seconds, self._reader)
+        if isinstance(study, str):
+            return self.record(payload, None, Skipped(payload.pipeline, study, skipped=payload.skipped))
+        state = self.record(payload, study, self.analyse(payload, study))
+        self.shadow(payload, study)
         return state
 
-    def shadow(self, payload: AnalyseStudy) -> None:
+    def shadow(self, payload: AnalyseStudy, study: StudyImages) -> None:
         """Run the pipeline's candidate model, if one is in shadow mode, after the real result is
         recorded; store what it says. It is never routed, reported or sent, and cannot fail the study."""
         if self._shadows is None:
@@ -78,70 +102,63 @@ class AnalyseStudyTask:
             pipeline = self._shadows(payload.pipeline)
             if pipeline is None:
                 return
-            outcome = pipeline(payload)
+            result = pipeline(payload, study)
         except Exception:  # process boundary: a candidate's failure must not touch the real study
             logger.exception("shadow model failed on study version %d", payload.study_version_id)
             return
-        if outcome.model is None:
+        if result.model is None:
             return
+        summary = result.summary if isinstance(result, Analysed) else result.reason
         with self._database.session() as session:
             store.add_shadow_result(
-                session,
-                version_id=payload.study_version_id,
-                pipeline=payload.pipeline,
-                analysed=isinstance(outcome, Analysed),
-                summary=outcome.summary if isinstance(outcome, Analysed) else outcome.reason,
-                model_name=outcome.model.name,
-                model_version=outcome.model.version,
-                weights_sha256=outcome.model.weights_sha256,
-                outcome=outcome.outcome,
-                created_at=utcnow(),
+                session, payload.study_version_id, result.outcome, result.model, summary, utcnow()
             )
 
-    def analyse(self, payload: AnalyseStudy) -> Analysed | Skipped:
+    def analyse(self, payload: AnalyseStudy, study: StudyImages) -> Analysed | Skipped:
         """Run the study's pipeline; every failure becomes a Skipped with its reason."""
-        for attempt in range(1, STORAGE_ATTEMPTS + 1):
-            try:
-                pipeline = self._pipelines[payload.pipeline]
-                return pipeline(payload)
-            except KeyError:
-                return Skipped(f"no model is installed for the {payload.pipeline} pipeline")
-            except ModelUnavailable as error:
-                return Skipped(f"the {payload.pipeline} model is unavailable: {error}")
-            except SoftTimeLimitExceeded:
-                return Skipped("analysis exceeded its time limit")
-            except StorageUnavailable as error:
-                if attempt == STORAGE_ATTEMPTS:
-                    return Skipped(f"storage unavailable after {attempt} attempts: {error}")
-                delay = self._retry_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
-                logger.warning("storage unavailable, retrying in %.1f s: %s", delay, error)
-                time.sleep(delay)
-            except Exception as error:  # process boundary: a bug must not leave a study hanging
-                logger.exception("analysis of study version %d failed", payload.study_version_id)
-                return Skipped(f"analysis failed: {type(error).__name__}")
-        raise AssertionError("unreachable: the last attempt returns")
+        try:
+            pipeline = self._pipelines[payload.pipeline]
+        except KeyError:
+            return Skipped(payload.pipeline, f"no model is installed for the {payload.pipeline} pipeline")
+        except ModelUnavailable as error:
+            return Skipped(payload.pipeline, f"the {payload.pipeline} model is unavailable: {error}")
+        try:
+            return pipeline(payload, study)
+        except ModelUnavailable as error:
+            return Skipped(payload.pipeline, f"the {payload.pipeline} model is unavailable: {error}")
+        except SoftTimeLimitExceeded:
+            return Skipped(payload.pipeline, "analysis exceeded its time limit")
+        except Exception as error:  # process boundary: a bug must not leave a study hanging
+            logger.exception("analysis of study version %d failed", payload.study_version_id)
+            return Skipped(payload.pipeline, f"analysis failed: {type(error).__name__}")
 
     def _write_reports(
-        self, payload: AnalyseStudy, outcome: Analysed | Skipped, reason: str
+        self,
+        payload: AnalyseStudy,
+        study: StudyImages | None,
+        outcome: FractureOutcome | BreastOutcome,
+        model: ModelIdentity | None,
+        reason: str,
     ) -> tuple[list[tuple[str, str, str]], str]:
         """Build and store the SR and summary image; an error is returned, never raised."""
-        if self._reports is None or outcome.model is None:
+        if self._reports is None or model is None:
             return [], ""
+        if study is None:
+            return [], "the study's images could not be read"
         try:
-            return self._reports.write(payload, outcome.outcome, asdict(outcome.model), reason), ""
+            return self._reports.write(payload, study, outcome, model, reason), ""
         except Exception as error:  # process boundary: a report bug must not lose the result
             logger.exception("reports for study version %d could not be built", payload.study_version_id)
             return [], f"{type(error).__name__}: {error}"
 
-    def record(self, payload: AnalyseStudy, outcome: Analysed | Skipped) -> str:
+    def record(self, payload: AnalyseStudy, study: StudyImages | None, result: Analysed | Skipped) -> str:
         """Store the result, unless the version left ANALYSING meanwhile (its deadline passed)."""
         now = utcnow()
-        analysed = isinstance(outcome, Analysed)
-        new = StudyState.ANALYSED if analysed else StudyState.NOT_ANALYSED
-        reason = outcome.summary if isinstance(outcome, Analysed) else outcome.reason
-        if outcome.model is not None:
-            reason = f"{reason} [model {outcome.model.name} {outcome.model.version}]"
-        objects, report_error = self._write_reports(payload, outcome, reason)
+        new = StudyState.ANALYSED if isinstance(result, Analysed) else StudyState.NOT_ANALYSED
+        reason = result.summary if isinstance(result, Analysed) else result.reason
+        if result.model is not None:
+            reason = f"{reason} [model {result.model.name} {result.model.version}]"
+        objects, report_error = self._write_reports(payload, study, result.outcome, result.model, reason)
         state_reason = reason
         if report_error:  # no reader will see this result: the study stays on the conservative path
             new = StudyState.NOT_ANALYSED
@@ -154,53 +171,28 @@ class AnalyseStudyTask:
                     "study version %d left ANALYSING before its result was recorded", payload.study_version_id
                 )
                 return "late"
-            model = (
-                asdict(outcome.model) if outcome.model else {"name": "", "version": "", "weights_sha256": ""}
-            )
             store.add_result(
-                session,
-                version_id=payload.study_version_id,
-                pipeline=payload.pipeline,
-                analysed=analysed,
-                summary=reason,
-                model_name=model["name"],
-                model_version=model["version"],
-                weights_sha256=model["weights_sha256"],
-                software_version=__version__,
-                device=outcome.device if isinstance(outcome, Analysed) else "",
-                outcome=outcome.outcome,
-                inputs={"instances": outcome.inputs if isinstance(outcome, Analysed) else []},
-                timings_ms=outcome.timings_ms if isinstance(outcome, Analysed) else {},
-                created_at=now,
-            )
+                session, payload.study_version_id, result.outcome, result.model,
+                summary=reason, software_version=__version__, now=now,
+                device=result.device if isinstance(result, Analysed) else "",
+                inputs=result.inputs if isinstance(result, Analysed) else [],
+                timings_ms=result.timings_ms if isinstance(result, Analysed) else {},
+            )  # fmt: skip
             for kind, sop_instance_uid, key in objects:
                 store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
             if report_error:
-                store.add_delivery(
-                    session,
-                    payload.study_version_id,
-                    "sr",
-                    "",
-                    "",
-                    now,
-                    failed=f"report not built: {report_error}",
-                )
+                failed = f"report not built: {report_error}"
+                store.add_delivery(session, payload.study_version_id, "sr", "", "", now, failed=failed)
         logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)
-
-
-GATE = {
-    "name": "triage intended-use gate",
-    "version": __version__,
-    "weights_sha256": "none (rules, not a model)",
-}
 
 
 class ReportNotAnalysedTask:
     """The body of ``triage.report_not_analysed``: tell the PACS why a routed study was not analysed."""
 
-    def __init__(self, database: Database, reports: ReportWriter | None) -> None:
+    def __init__(self, database: Database, storage_dir: Path, reports: ReportWriter | None) -> None:
         self._database = database
+        self._storage_dir = storage_dir
         self._reports = reports
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
@@ -208,14 +200,23 @@ class ReportNotAnalysedTask:
         if self._reports is None:
             return "no-pacs"
         with self._database.session() as session:
-            if store.has_deliveries(session, payload.study_version_id):
+            if queries.has_deliveries(session, payload.study_version_id):
                 return "already-reported"
-        outcome: dict[str, object] = {"skipped": payload.skipped}
-        if payload.pipeline == "breast":
-            outcome.update(score=None, route="DOUBLE_READ", high_risk=False, reason=payload.reason)
-        objects = self._reports.write(payload, outcome, GATE, payload.reason)
+        study = read_with_retries(payload, self._storage_dir, retry_seconds=1.0)
+        objects, error = [], study if isinstance(study, str) else ""
+        if not isinstance(study, str):
+            try:
+                outcome = not_analysed(payload.pipeline, payload.reason, payload.skipped)
+                objects = self._reports.write(payload, study, outcome, GATE, payload.reason)
+            except Exception as failure:  # process boundary: the failure must be visible, not lost
+                logger.exception("the not-analysed report of version %d failed", payload.study_version_id)
+                error = f"{type(failure).__name__}: {failure}"
         now = utcnow()
         with self._database.session() as session:
             for kind, sop_instance_uid, key in objects:
                 store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
-        return "reported"
+            if error:
+                store.add_delivery(
+                    session, payload.study_version_id, "sr", "", "", now, failed=f"report not built: {error}"
+                )
+        return "reported" if objects else "not-reported"

@@ -1,7 +1,8 @@
-"""DICOM pixels -> model input and back: the one definition inference, training and evaluation use.
+"""Display values -> model input and back: the one definition inference, training and evaluation use.
 
-Steps, in order: decode; Modality LUT (rescale); VOI LUT or window (else a 0.5-99.5 percentile
-window); MONOCHROME1 inverted so bone and dense tissue are bright; pixels made square in
+Steps, in order (the first four in ``triage.imaging``): decode; Modality LUT (rescale); VOI LUT or
+window (else a 0.5-99.5 percentile window); MONOCHROME1 inverted so bone and dense tissue are bright;
+then here: pixels made square in
 millimetres (Pixel Spacing or Imager Pixel Spacing); long side resized to the model's size and the
 rest padded; mammograms mirrored so the chest wall is on the left whatever the laterality. The
 geometry is kept, so a box found on the model input maps back onto the source image.
@@ -15,11 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
-# Decoding and windowing live in pixels.py (no torch, so the web API can use them); named here too
-# because "DICOM pixels -> model input" is one story and callers read it from one place.
-from triage.imaging import ImageMeta, UnreadableImage, read_dicom, window
-
-__all__ = ["ImageMeta", "Prepared", "UnreadableImage", "prepare", "read_dicom", "window"]
+from triage.imaging import HeaderFacts
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ class Prepared:
         return (x0, y0, x1, y1)
 
 
-def prepare(pixels: np.ndarray, meta: ImageMeta, size: int) -> Prepared:
+def prepare(pixels: np.ndarray, meta: HeaderFacts, size: int) -> Prepared:
     """Turn 0-1 pixels into a square model input of ``size``, keeping the geometry."""
     rows, columns = pixels.shape
     row_mm, column_mm = meta.pixel_spacing_mm or (1.0, 1.0)

@@ -17,8 +17,9 @@ from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
-from inference.tasks import AnalyseStudyTask, Pipeline, ReportNotAnalysedTask
+from inference.tasks import AnalyseStudyTask, PipelineRun, ReportNotAnalysedTask
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED
+from triage.pipelines import Pipeline
 from triage.records.db import Database
 from triage.records.outbox import make_celery
 from triage.settings import Settings
@@ -27,10 +28,9 @@ logger = logging.getLogger(__name__)
 
 SOFT_TIME_LIMIT_SECONDS = 300
 TIME_LIMIT_SECONDS = 360
-PIPELINES = ("fracture", "breast")
 
 
-class ModelPipelines(Mapping[str, Pipeline]):
+class ModelPipelines(Mapping[Pipeline, PipelineRun]):
     """Each pipeline's model, loaded once per worker process on first use (after the fork).
 
     The model is the version promoted in the MLflow registry when there is one, else the bundled
@@ -40,18 +40,19 @@ class ModelPipelines(Mapping[str, Pipeline]):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._loaded: dict[str, Pipeline] = {}
+        self._loaded: dict[str, PipelineRun] = {}
         self._sources: dict[str, str] = {}
         self._checked: dict[str, float] = {}
 
-    def __getitem__(self, name: str) -> Pipeline:
-        if name not in PIPELINES:
+    def __getitem__(self, name: Pipeline) -> PipelineRun:
+        if name not in set(Pipeline):
             raise KeyError(name)
+        name = Pipeline(name)
         pipeline = self._current(name, name, lambda: self._source(name))
         assert pipeline is not None, "production always has a source: the registry's or the bundled one"
         return pipeline
 
-    def shadow(self, name: str) -> Pipeline | None:
+    def shadow(self, name: Pipeline) -> PipelineRun | None:
         """The candidate model in shadow mode for this pipeline, if any (checked like production)."""
 
         def lookup() -> str:
@@ -60,7 +61,7 @@ class ModelPipelines(Mapping[str, Pipeline]):
 
         return self._current(f"shadow:{name}", name, lookup)
 
-    def _current(self, key: str, name: str, lookup: Callable[[], str]) -> Pipeline | None:
+    def _current(self, key: str, name: Pipeline, lookup: Callable[[], str]) -> PipelineRun | None:
         """The pipeline ``lookup`` names (``registry:<version>``, ``bundled``, or "" for none), asked
         again every ``model_check_seconds``; a model that fails to load is asked for again next time."""
         now = time.monotonic()
@@ -76,7 +77,7 @@ class ModelPipelines(Mapping[str, Pipeline]):
         self._checked[key] = now
         return self._loaded.get(key)
 
-    def _source(self, name: str) -> str:
+    def _source(self, name: Pipeline) -> str:
         """``registry:<version>`` when a version is promoted, else ``bundled``."""
         if not registry.registry_in_use(self._settings):
             return "bundled"  # no MLflow store: do not even import mlflow
@@ -91,7 +92,7 @@ class ModelPipelines(Mapping[str, Pipeline]):
             raise ModelUnavailable(f"the model registry cannot be read: {error}") from error
         return f"registry:{version}" if version else "bundled"
 
-    def _load(self, name: str, source: str) -> Pipeline:
+    def _load(self, name: Pipeline, source: str) -> PipelineRun:
         if source == "bundled":
             folder = self._settings.models_dir / name
         else:
@@ -108,15 +109,17 @@ class ModelPipelines(Mapping[str, Pipeline]):
             model.device,
             torch.get_num_threads(),
         )
-        if name == "fracture":
-            return FracturePipeline(model, self._settings.storage_dir)
-        return BreastPipeline(model, self._settings.storage_dir, self._settings.single_read_max_score)
+        if model.card.pipeline != name:
+            raise ModelUnavailable(f"{folder} holds a {model.card.pipeline} model, not a {name} one")
+        if name == Pipeline.FRACTURE:
+            return FracturePipeline(model)
+        return BreastPipeline(model, self._settings.single_read_max_score)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(PIPELINES)
+    def __iter__(self) -> Iterator[Pipeline]:
+        return iter(Pipeline)
 
     def __len__(self) -> int:
-        return len(PIPELINES)
+        return len(Pipeline)
 
 
 def threads_per_process(settings: Settings, concurrency: int, cpus: int | None = None) -> int:
@@ -127,7 +130,7 @@ def threads_per_process(settings: Settings, concurrency: int, cpus: int | None =
 
 
 def make_worker_app(
-    settings: Settings, database: Database, pipelines: Mapping[str, Pipeline], concurrency: int = 1
+    settings: Settings, database: Database, pipelines: Mapping[Pipeline, PipelineRun], concurrency: int = 1
 ) -> Celery:
     """Build the worker's Celery app with ``triage.analyse_study`` bound to this database."""
     app = make_celery(settings, name="triage-worker")
@@ -139,9 +142,9 @@ def make_worker_app(
         task_time_limit=TIME_LIMIT_SECONDS,
         worker_hijack_root_logger=False,
     )
-    reports = ReportWriter(settings.storage_dir, settings.results_dir) if settings.pacs else None
+    reports = ReportWriter(settings.results_dir) if settings.pacs else None
     shadows = pipelines.shadow if isinstance(pipelines, ModelPipelines) else None
-    body = AnalyseStudyTask(database, pipelines, reports=reports, shadows=shadows)
+    body = AnalyseStudyTask(database, pipelines, settings.storage_dir, reports=reports, shadows=shadows)
     threads = threads_per_process(settings, concurrency)
 
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
@@ -158,7 +161,7 @@ def make_worker_app(
     def analyse_study(payload: dict[str, Any]) -> str:
         return body(payload)
 
-    report_body = ReportNotAnalysedTask(database, reports)
+    report_body = ReportNotAnalysedTask(database, settings.storage_dir, reports)
 
     @app.task(name=REPORT_NOT_ANALYSED)  # type: ignore[untyped-decorator]
     def report_not_analysed(payload: dict[str, Any]) -> str:

@@ -88,7 +88,7 @@ def triage_env(settings: Settings, **extra: str) -> dict[str, str]:
         TCP_NODELAY="1",
     )
     if settings.broker_url:
-        env["TRIAGE_BROKER_URL"] = settings.broker_url
+        env["TRIAGE_BROKER_URL"] = settings.broker_url.get_secret_value()
     if settings.pacs:
         env["TRIAGE_PACS"] = str(settings.pacs)
     env["TRIAGE_MODELS_DIR"] = str(settings.models_dir)

@@ -19,6 +19,11 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from inference.inputs import StudyImages, read_study
+from triage.messages import AnalyseStudy, InstanceRef
+from triage.pipelines import Pipeline
+from triage.records.storage import instance_key, sha256_of
+
 _VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 
 
@@ -174,3 +179,36 @@ def write(datasets: list[Dataset], folder: Path) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def store(datasets: list[Dataset], storage_dir: Path, pipeline: str, version_id: int = 1) -> AnalyseStudy:
+    """Put instances into storage as the listener would, and the task payload that names them."""
+    refs = []
+    for ds in datasets:
+        key = instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        (storage_dir / key).parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(storage_dir / key, enforce_file_format=True)
+        refs.append(
+            InstanceRef(
+                sop_instance_uid=ds.SOPInstanceUID,
+                sop_class_uid=ds.SOPClassUID,
+                storage_key=key,
+                sha256=sha256_of(storage_dir / key),
+            )
+        )
+    return AnalyseStudy(
+        study_version_id=version_id,
+        study_instance_uid=datasets[0].StudyInstanceUID,
+        version=1,
+        pipeline=Pipeline(pipeline),
+        instances=tuple(refs),
+        skipped={},
+    )
+
+
+def stored_study(
+    datasets: list[Dataset], storage_dir: Path, pipeline: str
+) -> tuple[AnalyseStudy, StudyImages]:
+    """``store`` the instances and read them back as a worker would."""
+    payload = store(datasets, storage_dir, pipeline)
+    return payload, read_study(payload, storage_dir)

@@ -7,6 +7,7 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
+from delivery import pacs as delivery
 from dicom_node.listener import Listener
 from inference.networks import CentrePointDetector
 from testkit import phantoms, synthetic
@@ -55,9 +56,12 @@ def loop(make_settings, tmp_path, phantom_models):
     )
     listener = Listener(settings)
     listener.start()
+    senders = delivery.start(settings, listener.database)
     worker = start_triage("worker", settings, tmp_path / "worker.log")
     yield pacs, listener
     stop(worker)
+    for sender in senders:
+        sender.stop()
     listener.stop()
     pacs.stop()
 

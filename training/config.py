@@ -8,15 +8,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from triage.pipelines import Pipeline
+
 
 class TrainConfig(BaseModel):
     """One training run. Data location is given on the command line, never in the YAML."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pipeline: Literal["fracture", "breast"]
-    # A public set read by its adapter, or "manifest": --data names a manifest CSV (training/manifest.py).
-    dataset: Literal["fracatlas", "mini_mias", "manifest"]
+    pipeline: Pipeline
+    # A public set read by its adapter (training/adapters.py; mini_mias_abnormal counts benign findings
+    # as positive too), or "manifest": --data names a manifest CSV (triage/manifests.py).
+    dataset: Literal["fracatlas", "mini_mias", "mini_mias_abnormal", "manifest"]
     name: str
     version: str
     input_size: int = Field(gt=0, multiple_of=32)
@@ -31,8 +34,6 @@ class TrainConfig(BaseModel):
     # Train only the classifier on frozen ImageNet features: with ~100 images, fine-tuning 3 M
     # parameters learns the training set, not the disease.
     freeze_backbone: bool = False
-    # mini-MIAS: what counts as positive, a malignant finding or any finding (benign or malignant).
-    positive: Literal["malignant", "abnormal"] = "malignant"
     validation_fraction: float = Field(ge=0, lt=1)
     test_fraction: float = Field(gt=0, lt=1)
     target_sensitivity: float = Field(gt=0, le=1, default=0.9)

@@ -1,103 +1,20 @@
-"""Labelled images, patient-level splits, and torch datasets built on ``inference.transforms``.
+"""Patient-level splits, and torch datasets of ``Sample`` rows built on ``inference.transforms``.
 
-Adapters turn a public data set's own labels into ``Sample`` rows. Splits are made by group
-(patient, or the closest proxy a data set offers), never by image.
+Splits are made by group (patient, or the closest proxy a data set offers), never by image.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from inference.networks import STRIDE
-from inference.transforms import ImageMeta, Prepared, prepare, read_dicom
-
-BoxTuple = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image: where its pixels come from, its meta, label, boxes (source pixels), group."""
-
-    label: int
-    group: str
-    meta: ImageMeta
-    boxes: tuple[BoxTuple, ...] = ()
-    path: Path | None = None
-    pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
-    exam: str = ""  # the screening exam or study the image belongs to; empty: the group
-    split: str = ""  # train / validation / test when the data set fixes it; empty: by group hash
-    subgroups: dict[str, str] = field(default_factory=dict, compare=False)  # site, device, age band
-
-    def load(self) -> np.ndarray:
-        """0-1 float pixels, bright = dense, through the same steps inference uses."""
-        if self.pixels is not None:
-            return self.pixels
-        assert self.path is not None
-        if self.path.suffix.lower() == ".dcm":
-            return read_dicom(self.path)[0]
-        with Image.open(self.path) as image:
-            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-
-
-def parse_boxes(text: str) -> tuple[BoxTuple, ...]:
-    """Boxes written ``x0,y0,x1,y1`` in source pixels, several joined by ``;`` (labels CSVs, manifests).
-
-    Raises:
-        ValueError: a box that is not four numbers, or has x0 >= x1 or y0 >= y1.
-    """
-    boxes = []
-    for part in filter(None, text.split(";")):
-        try:
-            x0, y0, x1, y1 = (float(v) for v in part.split(","))
-        except ValueError as error:
-            raise ValueError(f"a box is x0,y0,x1,y1, found {part!r}") from error
-        if not (x0 < x1 and y0 < y1):
-            raise ValueError(f"box {part!r} has x0 >= x1 or y0 >= y1")
-        boxes.append((x0, y0, x1, y1))
-    return tuple(boxes)
-
-
-def fracatlas(folder: Path, positive: str = "fracture") -> list[Sample]:
-    """FracAtlas (CC BY 4.0): fracture labels and boxes; groups are its blocks of 40 image numbers."""
-    with (folder / "labels.csv").open(newline="") as stream:
-        return [
-            Sample(
-                label=int(row["label"] == "fracture"),
-                group=row["group_id"],
-                meta=ImageMeta(modality="DX"),
-                boxes=parse_boxes(row["boxes"]),
-                path=folder / row["file"],
-            )
-            for row in csv.DictReader(stream)
-        ]
-
-
-def mini_mias(folder: Path, positive: str = "malignant") -> list[Sample]:
-    """mini-MIAS (research use, cite it): MLO views; positive is ``malignant`` or any ``abnormal``."""
-    positives = {"malignant"} if positive == "malignant" else {"malignant", "benign"}
-    with (folder / "labels.csv").open(newline="") as stream:
-        return [
-            Sample(
-                label=int(row["label"] in positives),
-                group=row["patient_id"],
-                meta=ImageMeta(modality="MG", laterality=row["laterality"], view=row["view"]),
-                boxes=parse_boxes(row["boxes"]),
-                path=folder / row["file"],
-            )
-            for row in csv.DictReader(stream)
-        ]
-
-
-ADAPTERS: dict[str, Callable[[Path, str], list[Sample]]] = {"fracatlas": fracatlas, "mini_mias": mini_mias}
+from inference.transforms import Prepared, prepare
+from triage.manifests import BoxTuple, Sample
 
 
 def readable(samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:

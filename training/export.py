@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from evaluation.metrics import auroc, bootstrap_ci, sensitivity, specificity
-from inference.model import DatasetCredit, Metric, ModelCard, sha256_file
+from triage.cards import CARD, DEFAULT_INTENDED_USE, DatasetCredit, IntendedUse, ModelCard
+from triage.pipelines import Pipeline
+from triage.records.storage import sha256_of
 
 FRACATLAS = DatasetCredit(
     name="FracAtlas (development subset of 500 radiographs)",
@@ -53,18 +53,9 @@ INTENDED_USE = (
 )
 
 
-def metric_with_ci(
-    name: str, labels: Sequence[int], scores: Sequence[float], threshold: float | None = None
-) -> Metric:
-    """A held-out figure with its percentile-bootstrap 95 % interval."""
-    if name == "auroc":
-        value, ci = auroc(labels, scores), bootstrap_ci(auroc, labels, scores)
-    else:
-        assert threshold is not None
-        fn = sensitivity if name == "sensitivity" else specificity
-        value = fn(labels, scores, threshold)
-        ci = bootstrap_ci(lambda y, s: fn(y, s, threshold), labels, scores)
-    return Metric(value=round(value, 4), ci95_low=round(ci[0], 4), ci95_high=round(ci[1], 4), n=len(labels))
+def intended_use(pipeline: Pipeline) -> IntendedUse:
+    """The intended use a newly trained model's card states, in words and as the gate's rules."""
+    return IntendedUse.model_validate({"statement": INTENDED_USE, **DEFAULT_INTENDED_USE[pipeline]})
 
 
 def save_weights(network: nn.Module, path: Path) -> str:
@@ -72,7 +63,7 @@ def save_weights(network: nn.Module, path: Path) -> str:
     state = {k: v.half() if v.is_floating_point() else v for k, v in network.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    return sha256_file(path)
+    return sha256_of(path)
 
 
 def now() -> str:
@@ -82,6 +73,6 @@ def now() -> str:
 def write_model(folder: Path, network: nn.Module, **card_fields: object) -> ModelCard:
     """Write weights and card into ``folder``; the card is validated before anything is kept."""
     sha256 = save_weights(network, folder / "weights.pt")
-    card = ModelCard.model_validate({**card_fields, "weights_file": "weights.pt", "weights_sha256": sha256})
+    card = CARD.validate_python({**card_fields, "weights_file": "weights.pt", "weights_sha256": sha256})
     card.write(folder)
     return card

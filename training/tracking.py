@@ -11,9 +11,10 @@ from pathlib import Path
 import yaml
 
 from inference import registry
-from inference.model import ModelCard
 from training.config import TrainConfig
 from training.train import Progress, run
+from triage.cards import ModelCard
+from triage.pipelines import Pipeline
 from triage.settings import Settings
 
 
@@ -42,9 +43,11 @@ def train_and_register(
         tags={"pipeline": config.pipeline, "dataset": config.dataset, "data": str(data)},
     ).info.run_id
     try:
-        for key, value in config.model_dump().items():
+        for key, value in config.model_dump(mode="json").items():
             mlflow_client.log_param(run_id, key, value)
-        mlflow_client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
+        mlflow_client.log_text(
+            run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml"
+        )
 
         def logged(epoch: int, epochs: int, loss: float, elapsed: float) -> None:
             mlflow_client.log_metric(run_id, "train_loss", loss, step=epoch)
@@ -68,3 +71,32 @@ def train_and_register(
     mlflow_client.set_terminated(run_id, "FINISHED")
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return TrackedRun(card, run_id, registry.register(settings, out, run_id))
+
+
+def log_run(
+    settings: Settings,
+    pipeline: Pipeline,
+    name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    artifacts: tuple[Path, ...] = (),
+    model_folder: Path | None = None,
+) -> str:
+    """Record one finished evaluation or calibration in the pipeline's MLflow experiment; the run id.
+
+    ``model_folder`` is logged as the run's ``model`` artifacts, so that it can be registered.
+    """
+    mlflow_client = registry.client(settings)
+    run_id = str(
+        mlflow_client.create_run(
+            registry.experiment_id(settings, pipeline), run_name=name, tags=tags
+        ).info.run_id
+    )
+    for metric, value in metrics.items():
+        mlflow_client.log_metric(run_id, metric, value)
+    for artifact in artifacts:
+        mlflow_client.log_artifact(run_id, str(artifact))
+    if model_folder is not None:
+        mlflow_client.log_artifacts(run_id, str(model_folder), artifact_path="model")
+    mlflow_client.set_terminated(run_id, "FINISHED")
+    return run_id

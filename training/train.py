@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluation.metrics import metric_with_ci
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity,
@@ -24,26 +25,28 @@ from evaluation.operating_points import (
 )
 from inference.breast import exam_probability
 from inference.fracture import decode, study_probability
-from inference.model import ModelCard, pick_device
+from inference.model import pick_device
 from inference.networks import CentrePointDetector, ViewClassifier
 from inference.transforms import prepare
+from training.adapters import ADAPTERS
 from training.config import TrainConfig
-from training.data import ADAPTERS, ImageDataset, Sample, readable, split_by_group
+from training.data import ImageDataset, readable, split_by_group
 from training.export import (
     FRACATLAS,
-    INTENDED_USE,
     MINI_MIAS,
     PREPROCESSING,
     SYNTHETIC_CC,
-    metric_with_ci,
+    intended_use,
     now,
     write_model,
 )
-from training.manifest import manifest_credit, read_manifest
+from triage.cards import ModelCard
+from triage.manifests import Sample, manifest_credit, read_manifest
+from triage.pipelines import Pipeline
 
 logger = logging.getLogger(__name__)
 
-POSITIVES = {"abnormal": "any finding (benign or malignant)", "malignant": "a malignant finding"}
+POSITIVES = {"mini_mias_abnormal": "any finding (benign or malignant)", "mini_mias": "a malignant finding"}
 Progress = Callable[[int, int, float, float], None]  # epoch, epochs, loss, seconds elapsed
 
 
@@ -228,12 +231,11 @@ def run(
     if not resume:
         checkpoint.unlink(missing_ok=True)
     if config.dataset == "manifest":
-        modality = "DX" if config.pipeline == "fracture" else "MG"
-        samples, dropped = readable(read_manifest(data, modality))
+        samples, dropped = readable(read_manifest(data, config.pipeline.modality))
         credits = [manifest_credit(data)]
     else:
-        samples, dropped = readable(ADAPTERS[config.dataset](data, config.positive))
-        credits = [FRACATLAS] if config.pipeline == "fracture" else [MINI_MIAS, SYNTHETIC_CC]
+        samples, dropped = readable(ADAPTERS[config.dataset](data))
+        credits = [FRACATLAS] if config.pipeline == Pipeline.FRACTURE else [MINI_MIAS, SYNTHETIC_CC]
     for reason in dropped:
         logger.warning("left out, unreadable: %s", reason)
     train, validation, test = split_by_group(
@@ -266,12 +268,12 @@ def run(
         "pipeline": config.pipeline,
         "architecture": config.architecture,
         "input_size": config.input_size,
-        "intended_use": INTENDED_USE,
+        "intended_use": intended_use(config.pipeline),
         "preprocessing": PREPROCESSING,
         "reproduce": reproduce,
         "created": now(),
     }
-    if config.pipeline == "fracture":
+    if config.pipeline == Pipeline.FRACTURE:
         val_scores = image_probabilities(network, validation, config.input_size, detection=True)
         val_labels = [s.label for s in validation]
         doubt = threshold_for_sensitivity(val_labels, val_scores, config.target_sensitivity)
@@ -284,8 +286,8 @@ def run(
             **common,
             data=credits,
             held_out=(
-                f"{len(test)} FracAtlas images in {len({s.group for s in test})} blocks never trained on "
-                f"({len(dropped)} unreadable images left out of all splits); operating "
+                f"{len(test)} images of {credits[0].name} in {len({s.group for s in test})} groups "
+                f"never trained on ({len(dropped)} unreadable images left out of all splits); operating "
                 f"points chosen on {len(validation)} other validation images (targets: sensitivity "
                 f"{config.target_sensitivity}, specificity {config.target_specificity}); "
                 "one image = one study"
@@ -308,10 +310,10 @@ def run(
         **common,
         data=credits,
         held_out=(
-            f"{len(exams.labels)} mini-MIAS women ({len(test)} MLO views) never trained on; positive = "
-            f"{POSITIVES[config.positive]}; the decile cut-points are the deciles of their exam "
-            "probabilities: an enriched research set, not a screening population, so recalibrate on the "
-            "site's own screens before use"
+            f"{len(exams.labels)} women ({len(test)} views) of {credits[0].name} never trained on; "
+            f"positive = {POSITIVES.get(config.dataset, 'as the manifest labels')}; the decile cut-points "
+            "are the deciles of their exam probabilities: an enriched research set, not a screening "
+            "population, so recalibrate on the site's own screens before use"
         ),
         metrics={
             "exam_auroc": metric_with_ci("auroc", exams.labels, exams.probabilities),

@@ -1,36 +1,53 @@
-"""DICOM pixel data to display values: decoding, Modality and VOI LUTs, 0-1 floats (bright = dense).
+"""DICOM images, read once: header facts (laterality, view, ...), pixels as display values, PNG.
 
-The one reading of pixels that the model (inference/transforms.py), training, the summary image and
-the worklist's image view share. No torch here: the web API renders images with it.
+The one reading of headers and pixels that the listener (header facts for routing), the workers
+(model inputs, the summary image), training and the worklist's image view share. Pixels become 0-1
+floats, bright = dense: decoding, Modality LUT, VOI LUT or window, MONOCHROME1 inverted. No torch
+here: the listener and the web API use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
+# View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
+# retired SNOMED-RT codes that older modalities still send.
+_VIEW_CODES = {
+    "399162004": "CC",
+    "R-10242": "CC",
+    "399368009": "MLO",
+    "R-10226": "MLO",
+}
+
 
 class UnreadableImage(Exception):
-    """The pixels cannot be turned into a model input; the study takes the conservative path."""
+    """The pixels cannot be turned into display values; a study holding it takes the conservative path."""
 
 
 @dataclass(frozen=True)
-class ImageMeta:
-    """What preprocessing needs to know about an image besides its pixels."""
+class HeaderFacts:
+    """What triage reads of an image's header, derived once per image and stored with its instance."""
 
+    modality: str = ""
+    body_part_examined: str = ""
+    laterality: str = ""  # Image Laterality, else (series) Laterality: L, R, B, U or empty
+    view: str = ""  # CC / MLO from the View Code Sequence (CID 4014), else View Position
+    breast_implant_present: str = ""
     photometric_interpretation: str = "MONOCHROME2"
     pixel_spacing_mm: tuple[float, float] | None = None  # (row spacing, column spacing)
-    laterality: str = ""
-    view: str = ""
-    modality: str = ""
     # First value of Patient Orientation (0020,0020): where the image's rows point, e.g. "A" or "P".
     row_direction: str = ""
+    series_number: str = ""
+    instance_number: str = ""
 
     @property
     def chest_wall_on_the_right(self) -> bool:
@@ -39,22 +56,43 @@ class ImageMeta:
             return self.row_direction.startswith("P")
         return self.laterality == "R"
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
-def meta_from_dataset(ds: Dataset) -> ImageMeta:
-    """Read the preprocessing facts from DICOM attributes, by keyword."""
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> HeaderFacts:
+        """Read stored facts; keys an older version did not store take their defaults."""
+        known = {f.name for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        if kept.get("pixel_spacing_mm") is not None:
+            kept["pixel_spacing_mm"] = tuple(kept["pixel_spacing_mm"])
+        return cls(**kept)
+
+
+def _view(ds: Dataset) -> str:
+    view_codes = ds.get("ViewCodeSequence")
+    if view_codes:
+        code = view_codes[0]
+        view = _VIEW_CODES.get(str(code.get("CodeValue", "")), str(code.get("CodeMeaning", "")))
+        if view:
+            return view
+    return str(ds.get("ViewPosition", "")).upper()
+
+
+def header_facts(ds: Dataset) -> HeaderFacts:
+    """Derive the header facts from DICOM attributes, by keyword."""
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    view = ""
-    if ds.get("ViewCodeSequence"):
-        from dicom_node.routing import facts_from_dataset  # one reading of views, shared with routing
-
-        view = facts_from_dataset(ds)["view"]
-    return ImageMeta(
+    return HeaderFacts(
+        modality=str(ds.get("Modality", "")).upper(),
+        body_part_examined=str(ds.get("BodyPartExamined", "")).upper(),
+        laterality=str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper(),
+        view=_view(ds),
+        breast_implant_present=str(ds.get("BreastImplantPresent", "")).upper(),
         photometric_interpretation=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 else None,
-        laterality=str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper(),
-        view=view or str(ds.get("ViewPosition", "")).upper(),
-        modality=str(ds.get("Modality", "")).upper(),
         row_direction=str((ds.get("PatientOrientation") or [""])[0]).upper(),
+        series_number=str(ds.get("SeriesNumber", "")),
+        instance_number=str(ds.get("InstanceNumber", "")),
     )
 
 
@@ -109,28 +147,52 @@ def _linear_window(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def read_dicom(source: Path | BinaryIO) -> tuple[np.ndarray, ImageMeta]:
-    """Decode one stored instance (a path or an open file) into 0-1 float pixels (bright = dense).
+@dataclass(frozen=True)
+class DecodedImage:
+    """One instance read once: its header (without pixel data), its facts and its display values."""
+
+    dataset: Dataset
+    facts: HeaderFacts
+    pixels: np.ndarray
+
+
+def display_values(ds: Dataset) -> np.ndarray:
+    """Decode a parsed data set's pixel data into 0-1 floats (bright = dense).
 
     Raises:
-        UnreadableImage: the file or its pixel data cannot be decoded, or is not one 2-D image.
+        UnreadableImage: the pixel data cannot be decoded, or is not one 2-D image.
     """
     try:
-        ds = dcmread(source)
         stored = ds.pixel_array
-    except (
-        InvalidDicomError,
-        AttributeError,
-        ValueError,
-        RuntimeError,
-        NotImplementedError,
-        OSError,
-    ) as error:
+    except (AttributeError, ValueError, RuntimeError, NotImplementedError, OSError) as error:
         raise UnreadableImage(f"pixel data cannot be decoded: {type(error).__name__}: {error}") from error
     if stored.ndim != 2:
         raise UnreadableImage(f"expected one 2-D frame, found pixel data of shape {stored.shape}")
-    meta = meta_from_dataset(ds)
     pixels = window(ds, stored)
-    if meta.photometric_interpretation == "MONOCHROME1":
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         pixels = 1.0 - pixels
-    return pixels, meta
+    return pixels
+
+
+def read_image(source: Path | BinaryIO) -> DecodedImage:
+    """Read one stored instance (a path or an open file): header facts and display values.
+
+    Raises:
+        UnreadableImage: the file is not DICOM, or its pixel data cannot be decoded.
+    """
+    try:
+        ds = dcmread(source)
+    except (InvalidDicomError, AttributeError, ValueError, OSError, EOFError) as error:
+        raise UnreadableImage(f"the file cannot be read as DICOM: {type(error).__name__}: {error}") from error
+    pixels = display_values(ds)
+    del ds.PixelData  # the header stays for reports; the pixels live on as display values
+    return DecodedImage(ds, header_facts(ds), pixels)
+
+
+def png(pixels: np.ndarray, longest_side: int) -> bytes:
+    """Display values as an 8-bit greyscale PNG no larger than ``longest_side``."""
+    picture = Image.fromarray((pixels * 255).round().astype("uint8"))
+    picture.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()

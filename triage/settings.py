@@ -6,10 +6,11 @@ Built once by the entry point and passed down; nothing reads the environment any
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,7 +20,13 @@ from pydantic_settings import (
 )
 
 _PEER = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
-_SOURCE_TREE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def bundled(name: str) -> Path:
+    """``configs/`` or ``models/`` as shipped: beside the packages in a source tree, else where the
+    wheel installed them (``<prefix>/share/triage/``)."""
+    source_tree = Path(__file__).resolve().parent.parent / name
+    return source_tree if source_tree.is_dir() else Path(sys.prefix) / "share" / "triage" / name
 
 
 def check_ae_title(value: str) -> str:
@@ -70,8 +77,9 @@ class Settings(BaseSettings):
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     allowed_calling_aes: Annotated[tuple[str, ...], NoDecode] = ()
     pacs: Annotated[DicomPeer | None, NoDecode] = None
-    database_url: str | None = None
-    broker_url: str | None = None
+    # Secrets: they may hold passwords, and are shown masked wherever settings are shown.
+    database_url: SecretStr | None = None
+    broker_url: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     # HTTPS for the web API (both or neither); without it, put the API behind a TLS proxy off loopback.
@@ -83,8 +91,8 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_roles_claim: str = "roles"  # a dotted path for nested claims, e.g. realm_access.roles
     oidc_jwks_url: str | None = None  # unset: read from the issuer's /.well-known/openid-configuration
-    routing_file: Path = _SOURCE_TREE_CONFIGS / "routing.yaml"
-    models_dir: Path = _SOURCE_TREE_CONFIGS.parent / "models"
+    routing_file: Path = Field(default_factory=lambda: bundled("configs") / "routing.yaml")
+    models_dir: Path = Field(default_factory=lambda: bundled("models"))
     single_read_max_score: int = Field(default=5, ge=0, le=10)
     worker_threads: int = Field(default=0, ge=0)
     delivery_max_attempts: int = Field(default=10, ge=1)
@@ -159,7 +167,9 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite under ``home``."""
-        return self.database_url or f"sqlite:///{(self.home / 'triage.db').resolve()}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.home / 'triage.db').resolve()}"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -17,33 +17,23 @@ import socket
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jwt
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
 
+from triage.records import store
+from triage.records.accounts import DUMMY_HASH, HASHER, active_accounts
 from triage.records.db import Database, utcnow
-from triage.records.tables import ApiSession, AuditEvent, Role, User
+from triage.records.tables import ApiSession, Role, User
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MIN_PASSWORD_LENGTH = 12
-_HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters (RFC 9106)
-# Verified when the user name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
-
 
 class Unprotected(Exception):
     """The API would serve patient data off this machine with no way to sign in configured."""
-
-
-class AccountError(Exception):
-    """An account cannot be created or changed as asked; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -53,61 +43,6 @@ class Principal:
     name: str
     roles: frozenset[Role]
     source: str
-
-
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-    return _HASHER.hash(password)
-
-
-def parse_roles(values: list[str] | tuple[str, ...] | str) -> frozenset[Role]:
-    """Roles from names; unknown names fail with the list of known ones."""
-    names = values.split(",") if isinstance(values, str) else values
-    known = {role.value for role in Role}
-    roles = set()
-    for name in (n.strip() for n in names if n.strip()):
-        if name not in known:
-            raise AccountError(f"{name!r} is not a role: use {', '.join(sorted(known))}")
-        roles.add(Role(name))
-    if not roles:
-        raise AccountError(f"give at least one role: {', '.join(sorted(known))}")
-    return frozenset(roles)
-
-
-def add_user(session: Session, username: str, password: str, roles: frozenset[Role], actor: str) -> User:
-    """Create a local account, audited; the user name must be new."""
-    username = username.strip()
-    if not username or len(username) > 64 or not username.isprintable() or "," in username:
-        raise AccountError("a user name is 1 to 64 printable characters without a comma")
-    if session.scalar(select(User).where(User.username == username)) is not None:
-        raise AccountError(f"the user {username!r} exists already")
-    user = User(
-        username=username,
-        password_hash=hash_password(password),
-        roles=",".join(sorted(roles)),
-        created_at=utcnow(),
-    )
-    session.add(user)
-    session.add(
-        AuditEvent(actor=actor, action="user.created", detail=f"{username} ({', '.join(sorted(roles))})")
-    )
-    return user
-
-
-def deactivate_user(session: Session, username: str, actor: str) -> bool:
-    """Disable an account and end its sessions; False when there is no such account."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        return False
-    user.active = False
-    session.execute(delete(ApiSession).where(ApiSession.user_id == user.id))
-    session.add(AuditEvent(actor=actor, action="user.deactivated", detail=username))
-    return True
-
-
-def active_accounts(session: Session) -> int:
-    return int(session.scalar(select(func.count()).where(User.active.is_(True))) or 0)
 
 
 def is_loopback(host: str) -> bool:
@@ -143,25 +78,6 @@ def check_exposure(settings: Settings, database: Database) -> None:
     )
 
 
-def bootstrap_admin(settings: Settings, database: Database) -> Path | None:
-    """On a fresh loopback install, create ``admin`` with a random password kept in a 0600 file.
-
-    Returns the file's path when an account was made (never logs the password itself).
-    """
-    if not is_loopback(settings.api_host):
-        return None
-    with database.session() as session:
-        if session.scalar(select(func.count()).select_from(User)):
-            return None
-        password = secrets.token_urlsafe(18)
-        add_user(session, "admin", password, frozenset({Role.ADMIN}), actor="triage")
-    path = settings.home / "initial-admin-password"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(password + "\n")
-    return path
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -187,14 +103,14 @@ class Authenticator:
         with self._database.session() as session:
             user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
             try:
-                _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
+                HASHER.verify(user.password_hash if user else DUMMY_HASH, password)
             except (VerificationError, InvalidHashError):
                 user = None
             if user is None:
-                session.add(AuditEvent(at=now, actor="anonymous", action="session.refused", source=source))
+                store.audit(session, actor="anonymous", action="session.refused", source=source, now=now)
                 return None
-            if _HASHER.check_needs_rehash(user.password_hash):
-                user.password_hash = _HASHER.hash(password)
+            if HASHER.check_needs_rehash(user.password_hash):
+                user.password_hash = HASHER.hash(password)
             token = secrets.token_urlsafe(32)
             expires = now + timedelta(hours=self._settings.api_session_hours)
             session.execute(delete(ApiSession).where(ApiSession.expires_at < now))
@@ -207,8 +123,8 @@ class Authenticator:
                     source=source,
                 )
             )
-            session.add(
-                AuditEvent(at=now, actor=f"local:{user.username}", action="session.started", source=source)
+            store.audit(
+                session, actor=f"local:{user.username}", action="session.started", source=source, now=now
             )
             return token, expires, user
 

@@ -19,7 +19,6 @@ import secrets
 from copy import deepcopy
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 from pydicom import Dataset, dcmread
@@ -27,6 +26,8 @@ from pydicom.uid import UID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from triage.imaging import HeaderFacts
+from triage.outcomes import BreastOutcome, Verdict
 from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
 
 DEIDENTIFICATION = "triage labels export: identifiers replaced by keyed hashes, no names, dates or free text"
@@ -85,13 +86,16 @@ def export(session: Session, key: bytes) -> list[Label]:
     labels = []
     for feedback, study, result, pipeline in rows:
         facts = {
-            i.sop_instance_uid: i.attributes
+            i.sop_instance_uid: HeaderFacts.from_json(i.attributes)
             for i in session.scalars(select(Instance).where(Instance.study_id == study.id))
         }
-        outcome: dict[str, Any] = result.outcome if result is not None and result.analysed else {}
-        verdict = outcome.get("state") or outcome.get("route") or "NOT ANALYSED"
-        if outcome.get("score") is not None:
-            verdict = f"score {outcome['score']} {verdict}"
+        outcome = result.outcome if result is not None else None
+        verdict = outcome.verdict if outcome is not None else Verdict.NOT_ANALYSED
+        ai_verdict = (
+            f"score {outcome.score} {verdict}"
+            if isinstance(outcome, BreastOutcome) and outcome.analysed
+            else str(verdict)
+        )
         labels.append(
             Label(
                 label_id=feedback.label_id,
@@ -103,16 +107,16 @@ def export(session: Session, key: bytes) -> list[Label]:
                 boxes=[
                     LabelBox(
                         image_key=_opaque(key, "image", box["sop_instance_uid"]),
-                        laterality=str(facts.get(box["sop_instance_uid"], {}).get("laterality", "")),
-                        view=str(facts.get(box["sop_instance_uid"], {}).get("view", "")),
+                        laterality=facts.get(box["sop_instance_uid"], HeaderFacts()).laterality,
+                        view=facts.get(box["sop_instance_uid"], HeaderFacts()).view,
                         corners=box["corners"],
                     )
                     for box in feedback.boxes
                 ],
                 model_name=result.model_name if result is not None else "",
                 model_version=result.model_version if result is not None else "",
-                ai_verdict=verdict,
-                ai_probability=outcome.get("probability"),
+                ai_verdict=ai_verdict,
+                ai_probability=outcome.probability if outcome is not None and outcome.analysed else None,
             )
         )
     return labels
@@ -239,8 +243,8 @@ def export_folder(session: Session, key: bytes, storage_dir: Path, out: Path) ->
                 {
                     "image_key": image_key,
                     "file": f"images/{image_key}.dcm",
-                    "laterality": str(instance.attributes.get("laterality", "")),
-                    "view": str(instance.attributes.get("view", "")),
+                    "laterality": HeaderFacts.from_json(instance.attributes).laterality,
+                    "view": HeaderFacts.from_json(instance.attributes).view,
                 }
             )
         if images:

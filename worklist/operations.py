@@ -10,8 +10,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Literal
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -19,8 +19,20 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from triage.records.db import Database
-from triage.records.tables import Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
+from triage.outcomes import BreastOutcome
+from triage.pipelines import Pipeline
+from triage.records import queries
+from triage.records.db import Database, utcnow
+from triage.records.tables import (
+    PACS,
+    PEER_CHECK_SECONDS,
+    Delivery,
+    OutboxMessage,
+    Result,
+    StateChange,
+    StudyState,
+    StudyVersion,
+)
 from triage.settings import Settings
 
 # Seconds from a study's completion to the PACS acknowledging all its results; the target is 3 s.
@@ -61,7 +73,7 @@ def queue_check(settings: Settings) -> Callable[[], bool]:
         folder = settings.queue_dir / "messages"
         return lambda: folder.is_dir() and os.access(folder, os.W_OK)
 
-    url = settings.broker_url
+    url = settings.broker_url.get_secret_value()
 
     def connect() -> bool:
         from kombu.connection import Connection
@@ -77,27 +89,26 @@ def queue_check(settings: Settings) -> Callable[[], bool]:
     return connect
 
 
-def pacs_check(settings: Settings) -> Callable[[], bool] | None:
-    """C-ECHO to the configured PACS (None when no PACS is configured)."""
-    pacs = settings.pacs
-    if pacs is None:
-        return None
-
-    def echo() -> bool:
-        from delivery.scu import client_tls_context
-        from delivery.scu import echo as send_echo
-
-        return send_echo(pacs, settings.ae_title, 5.0, client_tls_context(settings)) == 0
-
-    return echo
+def pacs_state(
+    settings: Settings, database: Database
+) -> Literal["reachable", "unreachable", "not configured", "unknown"]:
+    """The PACS as the delivering process last found it (C-ECHO); "unknown" when it has not looked
+    for a while (the listener's process is not running)."""
+    if settings.pacs is None:
+        return "not configured"
+    with database.session() as session:
+        status = queries.peer_status(session, PACS)
+        if status is None or utcnow() - status.checked_at > timedelta(seconds=3 * PEER_CHECK_SECONDS):
+            return "unknown"
+        return "reachable" if status.reachable else "unreachable"
 
 
 class DatabaseCollector(Collector):
     """Studies by state, backlog, completion-to-report latency, deliveries, and the 1-10 scores."""
 
-    def __init__(self, database: Database, pacs: Callable[[], bool] | None) -> None:
+    def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
-        self._pacs = pacs
+        self._settings = settings
 
     def collect(self) -> Iterator[Metric]:
         with self._database.session() as session:
@@ -142,19 +153,21 @@ class DatabaseCollector(Collector):
                 labels=["score"],
             )
             counts = {str(n): 0 for n in range(1, 11)}
-            outcome: dict[str, Any]
             for outcome in session.scalars(
-                select(Result.outcome).where(Result.pipeline == "breast", Result.analysed.is_(True))
+                select(Result.outcome).where(Result.pipeline == Pipeline.BREAST, Result.analysed.is_(True))
             ):
-                if outcome.get("score") is not None:
-                    counts[str(outcome["score"])] = counts.get(str(outcome["score"]), 0) + 1
+                if isinstance(outcome, BreastOutcome) and outcome.score is not None:
+                    counts[str(outcome.score)] += 1
             for score, count in counts.items():
                 scores.add_metric([score], count)
             yield scores
 
-        if self._pacs is not None:
-            reachable = GaugeMetricFamily("triage_pacs_reachable", "1 when the PACS answered C-ECHO")
-            reachable.add_metric([], 1.0 if self._pacs() else 0.0)
+        pacs = pacs_state(self._settings, self._database)
+        if pacs != "not configured":
+            reachable = GaugeMetricFamily(
+                "triage_pacs_reachable", "1 when the PACS last answered C-ECHO (NaN: not checked lately)"
+            )
+            reachable.add_metric([], {"reachable": 1.0, "unreachable": 0.0}.get(pacs, float("nan")))
             yield reachable
 
     @staticmethod

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from inference.schemas import outcome_marks
+from triage.imaging import HeaderFacts
+from triage.outcomes import BreastOutcome, FractureOutcome, MarkKind, Verdict
+from triage.pipelines import Pipeline
 from triage.records.tables import (
     Delivery,
     DeliveryState,
@@ -26,8 +28,7 @@ from triage.records.tables import (
     StudyState,
     StudyVersion,
 )
-
-PENDING_STATES = (StudyState.RECEIVING, StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING)
+from triage.records.verdicts import acting_outcome, acting_verdict
 
 
 class Queue(enum.StrEnum):
@@ -39,17 +40,6 @@ class Queue(enum.StrEnum):
     HIGH_RISK = "high_risk"
     NOT_ANALYSED = "not_analysed"  # either pipeline, with the reason
     ALL = "all"  # also what triage ignored (not its intended use)
-
-
-class Verdict(enum.StrEnum):
-    FRACTURE = "FRACTURE"
-    DOUBT = "DOUBT"
-    NO_FRACTURE = "NO FRACTURE"
-    SINGLE_READ = "SINGLE_READ"
-    DOUBLE_READ = "DOUBLE_READ"
-    NOT_ANALYSED = "NOT ANALYSED"
-    PENDING = "PENDING"  # triage has not finished with it: read it as usual if it cannot wait
-    IGNORED = "IGNORED"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -75,11 +65,12 @@ class WorklistItem(BaseModel):
     accession_number: str
     study_date: str
     study_description: str
-    pipeline: str
+    pipeline: Pipeline | None
     version: int
     state: StudyState
     reason: str
     verdict: Verdict
+    verdict_label: str = Field(description="The verdict as shown: NO FRACTURE, NOT ANALYSED, ...")
     eligible_for_discharge: bool = Field(
         description="NO FRACTURE only: eligible for discharge per local protocol; still over-read later"
     )
@@ -110,7 +101,7 @@ class ResultView(BaseModel):
     weights_sha256: str
     software_version: str
     device: str
-    outcome: dict[str, Any]
+    outcome: Annotated[FractureOutcome | BreastOutcome, Field(discriminator="pipeline")]
     created_at: datetime
 
 
@@ -127,7 +118,7 @@ class VersionView(BaseModel):
     number: int
     state: StudyState
     reason: str
-    pipeline: str
+    pipeline: Pipeline | None
     history: list[StateChangeView]
     result: ResultView | None
     deliveries: list[DeliveryView]
@@ -136,7 +127,7 @@ class VersionView(BaseModel):
 class MarkView(BaseModel):
     corners: list[float] = Field(description="[x0, y0, x1, y1] in source pixels")
     score: float
-    kind: str = Field(description="fracture (solid), doubt (dashed) or lesion (dashed)")
+    kind: MarkKind = Field(description="fracture (solid), doubt (dashed) or lesion (dashed)")
 
 
 class InstanceView(BaseModel):
@@ -177,18 +168,6 @@ class StudyDetail(BaseModel):
     feedback: list[FeedbackView]
 
 
-def verdict_of(version: StudyVersion, result: Result | None) -> Verdict:
-    if version.state in (StudyState.ANALYSED, StudyState.REPORTED) and result is not None and result.analysed:
-        if result.pipeline == "fracture":
-            return Verdict(result.outcome["state"])
-        return Verdict(result.outcome["route"])
-    if version.state == StudyState.NOT_ANALYSED:
-        return Verdict.NOT_ANALYSED
-    if version.state in (StudyState.IGNORED, StudyState.SUPERSEDED):
-        return Verdict.IGNORED
-    return Verdict.PENDING
-
-
 def _delivery_status(states: list[DeliveryState]) -> DeliveryStatus:
     if not states:
         return DeliveryStatus.NONE
@@ -206,9 +185,9 @@ def _item(
     deliveries: list[DeliveryState],
     feedback_count: int,
 ) -> WorklistItem:
-    verdict = verdict_of(version, result)
-    analysed = verdict not in (Verdict.NOT_ANALYSED, Verdict.PENDING, Verdict.IGNORED)
-    outcome = result.outcome if result is not None and analysed else {}
+    outcome = result.outcome if result is not None else None
+    verdict = acting_verdict(version.state, outcome)
+    acting = acting_outcome(version.state, outcome)
     return WorklistItem(
         study_id=study.id,
         patient_name=study.patient_name,
@@ -216,16 +195,17 @@ def _item(
         accession_number=study.accession_number,
         study_date=study.study_date,
         study_description=study.study_description,
-        pipeline=version.pipeline,
+        pipeline=Pipeline(version.pipeline) if version.pipeline else None,
         version=version.number,
         state=version.state,
         reason=version.reason,
         verdict=verdict,
-        eligible_for_discharge=verdict == Verdict.NO_FRACTURE and bool(outcome.get("eligible_for_discharge")),
-        probability=outcome.get("probability"),
-        score=outcome.get("score"),
-        high_risk=bool(outcome.get("high_risk")),
-        single_read_max_score=outcome.get("single_read_max_score"),
+        verdict_label=verdict.label,
+        eligible_for_discharge=acting is not None and acting.eligible_for_discharge,
+        probability=acting.probability if acting is not None else None,
+        score=acting.score if isinstance(acting, BreastOutcome) else None,
+        high_risk=isinstance(acting, BreastOutcome) and acting.high_risk,
+        single_read_max_score=acting.single_read_max_score if isinstance(acting, BreastOutcome) else None,
         model_name=result.model_name if result else "",
         model_version=result.model_version if result else "",
         delivery=_delivery_status(deliveries),
@@ -237,7 +217,7 @@ def _item(
 
 
 def _in_queue(item: WorklistItem, queue: Queue) -> bool:
-    fracture, breast = item.pipeline == "fracture", item.pipeline == "breast"
+    fracture, breast = item.pipeline == Pipeline.FRACTURE, item.pipeline == Pipeline.BREAST
     match queue:
         case Queue.TRAUMA:
             return fracture
@@ -278,9 +258,9 @@ def _latest_versions(session: Session, filters: WorklistFilters) -> list[tuple[S
     if filters.received_to is not None:
         query = query.where(StudyVersion.opened_at < filters.received_to)
     if filters.queue in (Queue.TRAUMA, Queue.OVER_READ):
-        query = query.where(StudyVersion.pipeline == "fracture")
+        query = query.where(StudyVersion.pipeline == Pipeline.FRACTURE)
     elif filters.queue not in (Queue.ALL, Queue.NOT_ANALYSED):
-        query = query.where(StudyVersion.pipeline == "breast")
+        query = query.where(StudyVersion.pipeline == Pipeline.BREAST)
     if filters.queue != Queue.ALL:
         query = query.where(StudyVersion.state != StudyState.IGNORED)
     if filters.search.strip():
@@ -339,13 +319,10 @@ def revision(session: Session) -> int:
 
 
 def _marks(result: Result | None) -> dict[str, list[MarkView]]:
-    if result is None or not result.analysed:
-        return {}
-    threshold = result.outcome.get("thresholds", {}).get("fracture", 1.0)
     marks: dict[str, list[MarkView]] = {}
-    for sop_instance_uid, corners, score in outcome_marks(result.pipeline, result.outcome):
-        kind = "lesion" if result.pipeline != "fracture" else "fracture" if score >= threshold else "doubt"
-        marks.setdefault(sop_instance_uid, []).append(MarkView(corners=corners, score=score, kind=kind))
+    for mark in result.outcome.marks if result is not None and result.analysed else ():
+        view = MarkView(corners=list(mark.corners), score=mark.score, kind=mark.kind)
+        marks.setdefault(mark.sop_instance_uid, []).append(view)
     return marks
 
 
@@ -381,7 +358,7 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
                 number=v.number,
                 state=v.state,
                 reason=v.reason,
-                pipeline=v.pipeline,
+                pipeline=Pipeline(v.pipeline) if v.pipeline else None,
                 history=[StateChangeView(state=c.state, reason=c.reason, at=c.at) for c in v.changes],
                 result=ResultView.model_validate(results[v.id], from_attributes=True)
                 if v.id in results
@@ -394,19 +371,7 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
             )
             for v in study.versions
         ],
-        instances=[
-            InstanceView(
-                sop_instance_uid=i.sop_instance_uid,
-                series_instance_uid=i.series_instance_uid,
-                version=i.version_number,
-                modality=str(i.attributes.get("modality", "")),
-                body_part_examined=str(i.attributes.get("body_part_examined", "")),
-                laterality=str(i.attributes.get("laterality", "")),
-                view=str(i.attributes.get("view", "")),
-                marks=marks.get(i.sop_instance_uid, []),
-            )
-            for i in sorted(study.instances, key=lambda i: i.id)
-        ],
+        instances=[_instance(i, marks) for i in sorted(study.instances, key=lambda i: i.id)],
         feedback=[
             FeedbackView(
                 label_id=f.label_id,
@@ -424,7 +389,15 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
     )
 
 
-def find_instance(session: Session, study_id: int, sop_instance_uid: str) -> Instance | None:
-    return session.scalar(
-        select(Instance).where(Instance.study_id == study_id, Instance.sop_instance_uid == sop_instance_uid)
+def _instance(instance: Instance, marks: dict[str, list[MarkView]]) -> InstanceView:
+    facts = HeaderFacts.from_json(instance.attributes)
+    return InstanceView(
+        sop_instance_uid=instance.sop_instance_uid,
+        series_instance_uid=instance.series_instance_uid,
+        version=instance.version_number,
+        modality=facts.modality,
+        body_part_examined=facts.body_part_examined,
+        laterality=facts.laterality,
+        view=facts.view,
+        marks=marks.get(instance.sop_instance_uid, []),
     )

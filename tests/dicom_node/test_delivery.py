@@ -6,14 +6,14 @@ from sqlalchemy import select
 
 from testkit import synthetic
 from tests.dicom_node.test_studies import T0, receive
-from triage.records import store
+from triage.records import queries, store
 from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
 
 
 def analysed_version(database):
     receive(database, [synthetic.dx()], T0)
     with database.session() as session:
-        [version] = store.versions_in(session, StudyState.RECEIVING)
+        [version] = queries.versions_in(session, StudyState.RECEIVING)
         for new, old in (
             (StudyState.COMPLETE, StudyState.RECEIVING),
             (StudyState.QUEUED, StudyState.COMPLETE),

@@ -5,6 +5,9 @@ from pydantic import ValidationError
 
 from dicom_node import routing
 from testkit import synthetic
+from triage.cards import DEFAULT_INTENDED_USE, IntendedUse
+from triage.imaging import header_facts
+from triage.pipelines import Pipeline
 
 REPO_ROUTING = Path(__file__).resolve().parents[2] / "configs" / "routing.yaml"
 
@@ -20,7 +23,8 @@ def facts(datasets) -> list[routing.InstanceFacts]:
             f"k/{ds.SOPInstanceUID}",
             str(ds.SOPInstanceUID),
             str(ds.SOPClassUID),
-            routing.facts_from_dataset(ds),
+            "0" * 64,
+            header_facts(ds),
         )
         for ds in datasets
     ]
@@ -30,7 +34,7 @@ def test_trauma_radiograph_goes_to_fracture(config):
     decision = routing.route(config, facts([synthetic.dx(body_part="WRIST")]))
     assert isinstance(decision, routing.Route)
     assert decision.pipeline == "fracture"
-    assert routing.gate(config, decision) is decision
+    assert routing.gate(config, decision, None) is decision
 
 
 def test_chest_radiograph_is_not_a_trauma_study(config):
@@ -52,21 +56,21 @@ def test_four_view_screen_passes_the_gate(config):
     decision = routing.route(config, facts(synthetic.screen()))
     assert isinstance(decision, routing.Route) and decision.pipeline == "breast"
     assert routing.expected_views_present(config, decision)
-    assert routing.gate(config, decision) is decision
+    assert routing.gate(config, decision, None) is decision
 
 
 def test_two_of_four_views_is_an_incomplete_screen(config):
     decision = routing.route(config, facts(synthetic.screen(views=("L-CC", "R-CC"))))
     assert isinstance(decision, routing.Route)
     assert not routing.expected_views_present(config, decision)
-    outcome = routing.gate(config, decision)
+    outcome = routing.gate(config, decision, None)
     assert isinstance(outcome, routing.NotAnalysed)
     assert outcome.reason == "incomplete screen: missing L-MLO, R-MLO"
 
 
 def test_implant_is_outside_intended_use(config):
     decision = routing.route(config, facts(synthetic.screen(implant="YES")))
-    outcome = routing.gate(config, decision)
+    outcome = routing.gate(config, decision, None)
     assert isinstance(outcome, routing.NotAnalysed)
     assert "breast implant" in outcome.reason
 
@@ -74,7 +78,7 @@ def test_implant_is_outside_intended_use(config):
 def test_missing_laterality_is_outside_intended_use(config):
     views = synthetic.screen()
     del views[0].ImageLaterality
-    outcome = routing.gate(config, routing.route(config, facts(views)))
+    outcome = routing.gate(config, routing.route(config, facts(views)), None)
     assert isinstance(outcome, routing.NotAnalysed)
     assert "no laterality" in outcome.reason and "missing L-CC" in outcome.reason
 
@@ -82,7 +86,7 @@ def test_missing_laterality_is_outside_intended_use(config):
 def test_view_read_from_view_code_sequence_before_view_position():
     ds = synthetic.mg(view="MLO")
     ds.ViewPosition = ""
-    assert routing.facts_from_dataset(ds)["view"] == "MLO"
+    assert header_facts(ds).view == "MLO"
 
 
 def test_mammogram_for_processing_is_stored_not_analysed(config):
@@ -107,5 +111,38 @@ def test_rule_naming_an_undefined_pipeline_is_refused(tmp_path):
         "rules: [{name: r, pipeline: nowhere, modalities: [DX],"
         " sop_classes: [DigitalXRayImageStorageForPresentation]}]\n"
     )
-    with pytest.raises(ValidationError, match="pipeline 'nowhere', which is not defined"):
+    with pytest.raises(ValidationError, match="pipeline"):
         routing.RoutingConfig.load(path)
+
+
+def test_a_pipeline_without_rules_of_its_own_is_refused(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "pipelines: {}\nunrouted_quiet_period_seconds: 1\n"
+        "rules: [{name: r, pipeline: fracture, modalities: [DX],"
+        " sop_classes: [DigitalXRayImageStorageForPresentation]}]\n"
+    )
+    with pytest.raises(ValidationError, match="pipeline 'fracture', which is not defined"):
+        routing.RoutingConfig.load(path)
+
+
+def test_the_model_card_can_narrow_what_the_routing_file_sends(config):
+    """routing.yaml takes a hip radiograph; a card whose intended use is hands and wrists does not."""
+    hands = IntendedUse(
+        statement="hands", **DEFAULT_INTENDED_USE[Pipeline.FRACTURE], body_parts=("HAND", "WRIST")
+    )
+    wrist = routing.route(config, facts([synthetic.dx(body_part="WRIST")]))
+    assert routing.gate(config, wrist, hands) is wrist
+    hip = routing.route(config, facts([synthetic.dx(body_part="HIP")]))
+    outcome = routing.gate(config, hip, hands)
+    assert isinstance(outcome, routing.NotAnalysed)
+    assert "body part HIP is outside the model's intended use" in outcome.reason
+
+
+def test_a_mammogram_view_the_card_does_not_know_is_outside_its_intended_use(config):
+    views = synthetic.screen()
+    views[0].ViewCodeSequence[0].CodeValue, views[0].ViewCodeSequence[0].CodeMeaning = "X", "SPOT"
+    views[0].ViewPosition = ""
+    screens = IntendedUse(statement="screens", **DEFAULT_INTENDED_USE[Pipeline.BREAST])
+    outcome = routing.gate(config, routing.route(config, facts(views)), screens)
+    assert isinstance(outcome, routing.NotAnalysed) and "view SPOT is outside" in outcome.reason

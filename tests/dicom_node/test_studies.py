@@ -10,7 +10,7 @@ from dicom_node.handlers import describe
 from dicom_node.studies import StudyMonitor
 from testkit import synthetic
 from triage import messages
-from triage.records import store
+from triage.records import queries, store
 from triage.records.tables import AuditEvent, OutboxMessage, StateChange, Study, StudyState, StudyVersion
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,7 +153,7 @@ def test_abandoned_analysis_is_queued_again_after_the_lease(database, monitor):
     receive(database, [synthetic.dx()], T0)
     monitor.sweep(T0 + timedelta(seconds=2))
     with database.session() as session:
-        [version] = store.versions_in(session, StudyState.QUEUED)
+        [version] = queries.versions_in(session, StudyState.QUEUED)
         assert store.transition(
             session,
             version.id,

@@ -6,12 +6,12 @@ import pytest
 
 from evaluation.calibrate import calibrate
 from evaluation.evaluate import figures, predict
-from inference.model import ModelCard, load_model
+from inference.model import load_model
 from testkit import phantoms
 from testkit.peers import REPO
-from training.data import Sample
-from training.manifest import read_manifest, write_manifest
-from triage.imaging import ImageMeta
+from triage.cards import read_card
+from triage.imaging import HeaderFacts
+from triage.manifests import Sample, read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def screens(tmp_path_factory):
                 Sample(
                     label=int(lesion == ds.ImageLaterality),
                     group=f"woman{woman}",
-                    meta=ImageMeta(modality="MG", laterality=ds.ImageLaterality, view=ds.ViewPosition),
+                    meta=HeaderFacts(modality="MG", laterality=ds.ImageLaterality, view=ds.ViewPosition),
                     path=path,
                     exam=f"exam{woman}",
                     split="test" if woman >= 12 else "",
@@ -55,6 +55,6 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     card = calibrate(model, REPO / "models" / "breast", samples, screens, tmp_path / "cal", "1.0.0+phantom")
     assert len(card.decile_cut_points) == 9 and list(card.decile_cut_points) == sorted(card.decile_cut_points)
     assert card.metrics["exam_auroc"].n == 8  # measured on the test-split women only
-    assert ModelCard.read(tmp_path / "cal").version == "1.0.0+phantom"
+    assert read_card(tmp_path / "cal").version == "1.0.0+phantom"
     assert load_model(tmp_path / "cal", model.device).card.weights_sha256 == model.card.weights_sha256
     assert np.isfinite(card.metrics["exam_auroc"].value)

@@ -7,8 +7,10 @@ import torch
 
 from inference import breast, fracture
 from inference.networks import STRIDE
+from triage.cards import check_cut_points
+from triage.outcomes import FractureOutcome, FractureState, FractureThresholds, Route
 
-THRESHOLDS = fracture.Thresholds(fracture=0.8, doubt=0.3)
+THRESHOLDS = FractureThresholds(fracture=0.8, doubt=0.3)
 CUTS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 FOUR = {("L", "CC"): 0.05, ("L", "MLO"): 0.05, ("R", "CC"): 0.05, ("R", "MLO"): 0.05}
 
@@ -29,26 +31,26 @@ def views(**changes):
         (0.8, "FRACTURE"),
         (0.5, "DOUBT"),
         (0.3, "DOUBT"),
-        (0.29, "NO FRACTURE"),
-        (0.0, "NO FRACTURE"),
-        (math.nan, "NOT ANALYSED"),
-        (1.5, "NOT ANALYSED"),
-        (-0.1, "NOT ANALYSED"),
+        (0.29, "NO_FRACTURE"),
+        (0.0, "NO_FRACTURE"),
+        (math.nan, None),
+        (1.5, None),
+        (-0.1, None),
     ],
 )
 def test_fracture_states(probability, state):
-    assert fracture.state_for(probability, THRESHOLDS) == state
+    assert THRESHOLDS.state_for(probability) == state
 
 
 def test_only_no_fracture_is_eligible_for_discharge():
-    assert [s for s in fracture.FractureState if fracture.eligible_for_discharge(s)] == [
-        fracture.FractureState.NO_FRACTURE
-    ]
+    eligible = [s for s in FractureState if FractureOutcome(state=s, probability=0.1).eligible_for_discharge]
+    assert eligible == [FractureState.NO_FRACTURE]
+    assert not FractureOutcome(reason="not analysed").eligible_for_discharge
 
 
 def test_thresholds_in_the_wrong_order_are_refused():
     with pytest.raises(ValueError, match="doubt"):
-        fracture.Thresholds(fracture=0.2, doubt=0.5)
+        FractureThresholds(fracture=0.2, doubt=0.5)
 
 
 def test_decode_finds_the_peak_and_its_box():
@@ -82,18 +84,18 @@ def test_breast_scores_and_routes(probability, score, route, high_risk):
 
 def test_single_read_threshold_is_a_site_setting():
     outcome = breast.outcome_for(views(L_CC=0.65), CUTS, single_read_max_score=7)
-    assert (outcome.score, outcome.route) == (7, breast.Route.SINGLE_READ)
+    assert (outcome.score, outcome.route) == (7, Route.SINGLE_READ)
 
 
 @pytest.mark.parametrize("bad", [math.nan, 1.2, -0.5, math.inf])
 def test_invalid_output_is_never_scored(bad):
     outcome = breast.outcome_for(views(L_MLO=bad), CUTS, single_read_max_score=10)
-    assert outcome.route == breast.Route.DOUBLE_READ and outcome.score is None and "invalid" in outcome.reason
+    assert outcome.route == Route.DOUBLE_READ and outcome.score is None and "invalid" in outcome.reason
 
 
 def test_a_nan_view_beside_a_valid_repeat_of_it_is_not_swallowed():
     outcome = breast.outcome_for([*views(), (("L", "CC"), math.nan)], CUTS, single_read_max_score=10)
-    assert outcome.score is None and outcome.route == breast.Route.DOUBLE_READ
+    assert outcome.score is None and outcome.route == Route.DOUBLE_READ
 
 
 def test_exam_probability_is_the_worse_breast():
@@ -103,6 +105,6 @@ def test_exam_probability_is_the_worse_breast():
 
 def test_cut_points_must_be_nine_and_ordered():
     with pytest.raises(ValueError, match="nine"):
-        breast.check_cut_points([0.5, 0.4, 0.3, 0.2, 0.1, 0.6, 0.7, 0.8, 0.9])
+        check_cut_points([0.5, 0.4, 0.3, 0.2, 0.1, 0.6, 0.7, 0.8, 0.9])
     with pytest.raises(ValueError, match="nine"):
-        breast.check_cut_points([0.1] * 8)
+        check_cut_points([0.1] * 8)

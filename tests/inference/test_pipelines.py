@@ -5,14 +5,15 @@ import torch
 
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
-from inference.model import LoadedModel, ModelCard
+from inference.inputs import read_study
+from inference.model import LoadedModel
 from inference.networks import CentrePointDetector, ViewClassifier
-from inference.schemas import Analysed, Skipped
 from testkit import phantoms
+from testkit.synthetic import store, stored_study
 from tests.training.test_phantom_training import config, phantom_samples
 from training.train import train_network
-from triage.messages import AnalyseStudy, InstanceRef
-from triage.records.storage import instance_key, sha256_of
+from triage.cards import parse_card
+from triage.outcomes import Analysed, Skipped
 
 CARD = {
     "version": "0-phantom",
@@ -38,9 +39,7 @@ def phantom_model(network, make, modality, **card):
     trained = train_network(
         network, phantom_samples(make, 48, 1, modality), config(pipeline), detection=detection, max_steps=40
     )
-    return LoadedModel(
-        ModelCard.model_validate({**CARD, "pipeline": pipeline, **card}), trained, torch.device("cpu")
-    )
+    return LoadedModel(parse_card({**CARD, "pipeline": pipeline, **card}), trained, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -67,55 +66,31 @@ def lesion_detector():
     )  # fmt: skip
 
 
-def store(datasets, storage_dir, pipeline):
-    refs = []
-    for ds in datasets:
-        key = instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        (storage_dir / key).parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(storage_dir / key, enforce_file_format=True)
-        refs.append(
-            InstanceRef(
-                sop_instance_uid=ds.SOPInstanceUID,
-                sop_class_uid=ds.SOPClassUID,
-                storage_key=key,
-                sha256=sha256_of(storage_dir / key),
-            )
-        )
-    return AnalyseStudy(
-        study_version_id=1,
-        study_instance_uid=datasets[0].StudyInstanceUID,
-        version=1,
-        pipeline=pipeline,
-        instances=tuple(refs),
-        skipped={},
-    )
-
-
 def test_fractured_phantom_study_is_flagged_with_a_box_on_the_source_image(detector, tmp_path):
     datasets = phantoms.trauma_study(fractured=True, seed=5, size=256, images=3)
-    result = FracturePipeline(detector, tmp_path)(store(datasets, tmp_path, "fracture"))
+    result = FracturePipeline(detector)(*stored_study(datasets, tmp_path, "fracture"))
     assert isinstance(result, Analysed)
-    assert result.outcome["state"] in {"FRACTURE", "DOUBT"} and not result.outcome["eligible_for_discharge"]
+    assert result.outcome.state in {"FRACTURE", "DOUBT"} and not result.outcome.eligible_for_discharge
     assert result.model.name == "phantom-fracture" and result.model.version == "0-phantom"
-    first = result.outcome["images"][0]
-    assert first["sop_instance_uid"] == datasets[0].SOPInstanceUID and first["boxes"]
-    x0, y0, x1, y1 = first["boxes"][0]["corners"]
+    first = result.outcome.images[0]
+    assert first.sop_instance_uid == datasets[0].SOPInstanceUID and first.boxes
+    x0, y0, x1, y1 = first.boxes[0].corners
     assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256, "boxes are in the source image's pixels"
     assert [i["sop_instance_uid"] for i in result.inputs] == [ds.SOPInstanceUID for ds in datasets]
 
 
 def test_intact_phantom_study_is_no_fracture_and_eligible_for_discharge(detector, tmp_path):
-    result = FracturePipeline(detector, tmp_path)(
-        store(phantoms.trauma_study(False, seed=6, images=2), tmp_path, "fracture")
+    result = FracturePipeline(detector)(
+        *stored_study(phantoms.trauma_study(False, seed=6, images=2), tmp_path, "fracture")
     )
     assert isinstance(result, Analysed)
-    assert result.outcome["state"] == "NO FRACTURE" and result.outcome["eligible_for_discharge"]
+    assert result.outcome.state == "NO_FRACTURE" and result.outcome.eligible_for_discharge
 
 
 def test_one_unreadable_image_makes_the_whole_study_conservative(detector, tmp_path):
     datasets = phantoms.trauma_study(False, seed=7, images=2)
     datasets[1].PixelData = datasets[1].PixelData[:10]
-    result = FracturePipeline(detector, tmp_path)(store(datasets, tmp_path, "fracture"))
+    result = FracturePipeline(detector)(*stored_study(datasets, tmp_path, "fracture"))
     assert isinstance(result, Skipped) and "cannot be decoded" in result.reason
     assert result.model is not None
 
@@ -123,19 +98,19 @@ def test_one_unreadable_image_makes_the_whole_study_conservative(detector, tmp_p
 def test_a_file_changed_after_receipt_is_not_analysed(detector, tmp_path):
     payload = store(phantoms.trauma_study(False, seed=8), tmp_path, "fracture")
     (tmp_path / payload.instances[0].storage_key).write_bytes(b"changed")
-    result = FracturePipeline(detector, tmp_path)(payload)
+    result = FracturePipeline(detector)(payload, read_study(payload, tmp_path))
     assert isinstance(result, Skipped) and "changed on disk" in result.reason
 
 
 def test_screens_with_and_without_a_lesion_are_scored_apart(classifier, tmp_path):
-    pipeline = BreastPipeline(classifier, tmp_path, single_read_max_score=5)
-    with_lesion = pipeline(store(phantoms.screen("L", seed=3, size=128), tmp_path, "breast"))
-    without = pipeline(store(phantoms.screen(None, seed=4, size=128), tmp_path, "breast"))
+    pipeline = BreastPipeline(classifier, single_read_max_score=5)
+    with_lesion = pipeline(*stored_study(phantoms.screen("L", seed=3, size=128), tmp_path, "breast"))
+    without = pipeline(*stored_study(phantoms.screen(None, seed=4, size=128), tmp_path, "breast"))
     assert isinstance(with_lesion, Analysed) and isinstance(without, Analysed)
-    assert with_lesion.outcome["probability"] > without.outcome["probability"]
-    assert with_lesion.outcome["per_breast"]["L"] > with_lesion.outcome["per_breast"]["R"]
-    assert {v["view"] for v in with_lesion.outcome["per_view"]} == {"CC", "MLO"}
-    assert 1 <= without.outcome["score"] <= 10 and without.outcome["route"] in {"SINGLE_READ", "DOUBLE_READ"}
+    assert with_lesion.outcome.probability > without.outcome.probability
+    assert with_lesion.outcome.per_breast["L"] > with_lesion.outcome.per_breast["R"]
+    assert {v.view for v in with_lesion.outcome.per_view} == {"CC", "MLO"}
+    assert 1 <= without.outcome.score <= 10 and without.outcome.route in {"SINGLE_READ", "DOUBLE_READ"}
 
 
 def test_breast_model_failure_is_double_reading_without_a_score(classifier, tmp_path):
@@ -144,21 +119,21 @@ def test_breast_model_failure_is_double_reading_without_a_score(classifier, tmp_
             return torch.full((x.shape[0],), float("nan"))
 
     broken = LoadedModel(classifier.card, Broken(), torch.device("cpu"))
-    result = BreastPipeline(broken, tmp_path, 5)(
-        store(phantoms.screen(None, seed=9, size=128), tmp_path, "breast")
+    result = BreastPipeline(broken, 5)(
+        *stored_study(phantoms.screen(None, seed=9, size=128), tmp_path, "breast")
     )
     assert isinstance(result, Skipped)
-    assert result.outcome["route"] == "DOUBLE_READ" and result.outcome["score"] is None
+    assert result.outcome.route == "DOUBLE_READ" and result.outcome.score is None
     assert "invalid model output" in result.reason
 
 
 def test_a_lesion_detector_scores_the_screen_and_marks_the_lesion(lesion_detector, tmp_path):
-    pipeline = BreastPipeline(lesion_detector, tmp_path, single_read_max_score=5)
-    with_lesion = pipeline(store(phantoms.screen("R", seed=13, size=128), tmp_path, "breast"))
-    without = pipeline(store(phantoms.screen(None, seed=14, size=128), tmp_path, "breast"))
+    pipeline = BreastPipeline(lesion_detector, single_read_max_score=5)
+    with_lesion = pipeline(*stored_study(phantoms.screen("R", seed=13, size=128), tmp_path, "breast"))
+    without = pipeline(*stored_study(phantoms.screen(None, seed=14, size=128), tmp_path, "breast"))
     assert isinstance(with_lesion, Analysed) and isinstance(without, Analysed)
-    assert with_lesion.outcome["probability"] > without.outcome["probability"]
-    right = [v for v in with_lesion.outcome["per_view"] if v["laterality"] == "R"]
-    assert all(v["lesions"] for v in right), "the lesion is marked on both right views"
-    x0, _, x1, _ = right[0]["lesions"][0]["corners"]
+    assert with_lesion.outcome.probability > without.outcome.probability
+    right = [v for v in with_lesion.outcome.per_view if v.laterality == "R"]
+    assert all(v.lesions for v in right), "the lesion is marked on both right views"
+    x0, _, x1, _ = right[0].lesions[0].corners
     assert 0 <= x0 < x1 <= 128, "marks are on the source image, mirrored back"

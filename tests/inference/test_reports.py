@@ -10,30 +10,37 @@ from pydicom import dcmread
 from inference.reports import SERIES_DESCRIPTION, breast_report, fracture_report
 from testkit import phantoms
 from testkit.peers import dciodvfy_errors, require_tool
+from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 
-MODEL = {"name": "triage-fracture-demo", "version": "1.0.0", "weights_sha256": "ab" * 32}
+MODEL = ModelIdentity("triage-fracture-demo", "1.0.0", "ab" * 32)
 
 
 def outcome_for(datasets, state="FRACTURE"):
-    return {
-        "state": state,
-        "probability": 0.91,
-        "images": [
-            {
-                "sop_instance_uid": datasets[0].SOPInstanceUID,
-                "boxes": [{"corners": [10.0, 20.0, 60.0, 90.0], "score": 0.91}],
-            },
-            {"sop_instance_uid": datasets[1].SOPInstanceUID, "boxes": []},
-        ],
-    }
+    if state is None:
+        return FractureOutcome(reason="not analysed")
+    return FractureOutcome.model_validate(
+        {
+            "state": state,
+            "probability": 0.91,
+            "images": [
+                {
+                    "sop_instance_uid": datasets[0].SOPInstanceUID,
+                    "boxes": [{"corners": [10.0, 20.0, 60.0, 90.0], "score": 0.91}],
+                },
+                {"sop_instance_uid": datasets[1].SOPInstanceUID, "boxes": []},
+            ],
+        }
+    )
 
 
-BREAST_MODEL = {"name": "triage-breast-demo", "version": "1.0.0", "weights_sha256": "cd" * 32}
+BREAST_MODEL = ModelIdentity("triage-breast-demo", "1.0.0", "cd" * 32)
 
 
 def breast_outcome(views, score):
     analysed = score is not None
-    return {
+    if not analysed:
+        return BreastOutcome(reason="incomplete screen")
+    return BreastOutcome.model_validate({
         "score": score,
         "route": "SINGLE_READ" if analysed and score <= 5 else "DOUBLE_READ",
         "high_risk": score == 10,
@@ -44,7 +51,7 @@ def breast_outcome(views, score):
              else []}
             for i, ds in enumerate(views)
         ],
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def content_text(path):
@@ -60,7 +67,7 @@ def round_trip(sr):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("state", ["FRACTURE", "DOUBT", "NO FRACTURE", "NOT ANALYSED"])
+@pytest.mark.parametrize("state", ["FRACTURE", "DOUBT", "NO_FRACTURE", None])
 def test_fracture_sr_passes_dciodvfy_and_dsrdump(tmp_path, state):
     sources = phantoms.trauma_study(True, seed=1, images=2)
     path = tmp_path / "sr.dcm"
@@ -81,7 +88,7 @@ def test_sr_copies_patient_and_study_and_says_it_is_unverified_ai():
     assert sr.SeriesDescription == SERIES_DESCRIPTION
     ours = [e for e in sr.ContributingEquipmentSequence if e.Manufacturer == "triage (open source)"]
     assert [e.ManufacturerModelName for e in ours] == ["triage-fracture-demo 1.0.0"]
-    assert MODEL["weights_sha256"] in ours[0].SoftwareVersions
+    assert MODEL.weights_sha256 in ours[0].SoftwareVersions
 
 
 def test_rebuilding_a_report_gives_the_same_uids():
@@ -119,13 +126,13 @@ def test_breast_sr_codes_score_route_and_high_risk(tmp_path, score):
         assert "Not analysed by triage" in text and "AI exam risk score" not in text
     else:
         assert re.search(rf'"AI exam risk score \(1-10\)"\)="{score}(\.0)?"', text)
-    assert "Lesion" in text and "POLYLINE" in text
+    assert "Lesion" in text and ("POLYLINE" in text) == (score is not None), "marks only on a scored screen"
 
 
 @pytest.mark.integration
 def test_not_analysed_reason_and_skipped_images_are_in_the_sr(tmp_path):
     sources = phantoms.trauma_study(False, seed=6, images=2)
-    outcome = {"skipped": {"1.2.3.4": "modality CT is not one of ['CR', 'DX']"}}
+    outcome = FractureOutcome(skipped={"1.2.3.4": "modality CT is not one of ['CR', 'DX']"})
     sr = fracture_report(sources, outcome, MODEL, 1, reason="pixel data cannot be decoded")
     path = tmp_path / "sr.dcm"
     path.write_bytes(round_trip(sr)[1])

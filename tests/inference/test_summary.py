@@ -7,28 +7,33 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from inference.summary import DISCLAIMER, RED, YELLOW, render, summary_image, verdict
-from testkit import phantoms, synthetic
+from inference.summary import DISCLAIMER, RED, YELLOW, banner, render, summary_image
+from testkit import phantoms
 from testkit.peers import dciodvfy_errors
+from testkit.synthetic import stored_study
+from triage.outcomes import BreastOutcome, FractureOutcome
 
 
 def fracture_case(tmp_path):
     sources = phantoms.trauma_study(True, seed=1, images=2, size=256)
-    outcome = {
-        "state": "FRACTURE",
-        "probability": 0.91,
-        "thresholds": {"fracture": 0.8, "doubt": 0.3},
-        "images": [
-            {
-                "sop_instance_uid": sources[0].SOPInstanceUID,
-                "boxes": [
-                    {"corners": [40, 60, 120, 140], "score": 0.91},
-                    {"corners": [150, 150, 200, 220], "score": 0.4},
-                ],
-            }
-        ],
-    }
-    return sources, synthetic.write(sources, tmp_path / "src"), outcome
+    outcome = FractureOutcome.model_validate(
+        {
+            "state": "FRACTURE",
+            "probability": 0.91,
+            "thresholds": {"fracture": 0.8, "doubt": 0.3},
+            "images": [
+                {
+                    "sop_instance_uid": sources[0].SOPInstanceUID,
+                    "boxes": [
+                        {"corners": [40, 60, 120, 140], "score": 0.91},
+                        {"corners": [150, 150, 200, 220], "score": 0.4},
+                    ],
+                }
+            ],
+        }
+    )
+    _, study = stored_study(sources, tmp_path / "src", "fracture")
+    return sources, study, outcome
 
 
 def colour_pixels(pixels, colour):
@@ -36,48 +41,44 @@ def colour_pixels(pixels, colour):
 
 
 def test_solid_box_for_fracture_dashed_for_doubt(tmp_path):
-    sources, paths, outcome = fracture_case(tmp_path)
-    pixels = render(sources, paths, "fracture", outcome, "", "m 1")
+    _, study, outcome = fracture_case(tmp_path)
+    pixels = render(study, outcome, "", "m 1")
     assert colour_pixels(pixels, RED) > 4 * 2 * (80 + 80)  # a 4-px outline of an 80 x 80 box
     dashed = colour_pixels(pixels, YELLOW)
     assert 0 < dashed < 3 * 2 * (50 + 70) * 1.5 * 3  # present, but broken into dashes
 
 
 def test_without_marks_nothing_is_drawn_on_the_images(tmp_path):
-    sources, paths, outcome = fracture_case(tmp_path)
-    outcome = {**outcome, "state": "NO FRACTURE", "probability": 0.1, "images": []}
-    assert colour_pixels(render(sources, paths, "fracture", outcome, "", "m 1"), RED) == 0
+    _, study, outcome = fracture_case(tmp_path)
+    outcome = outcome.model_copy(update={"state": "NO_FRACTURE", "probability": 0.1, "images": ()})
+    assert colour_pixels(render(study, outcome, "", "m 1"), RED) == 0
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "outcome", "reason", "expected"),
+    ("outcome", "reason", "expected"),
     [
-        ("fracture", {"state": "DOUBT", "probability": 0.42}, "", "DOUBT  (AI probability 0.42)"),
+        (FractureOutcome(state="DOUBT", probability=0.42), "", "DOUBT  (AI probability 0.42)"),
         (
-            "breast",
-            {"score": 10, "route": "DOUBLE_READ", "high_risk": True},
+            BreastOutcome(score=10, route="DOUBLE_READ", high_risk=True, probability=0.99),
             "",
             "SCORE 10 OF 10 - DOUBLE READ  HIGH RISK",
         ),
-        ("breast", {"score": None}, "incomplete screen", "NOT ANALYSED - DOUBLE READ: incomplete screen"),
+        (BreastOutcome(), "incomplete screen", "NOT ANALYSED - DOUBLE READ: incomplete screen"),
         (
-            "fracture",
-            {},
+            FractureOutcome(),
             "pixel data cannot be decoded",
             "NOT ANALYSED - READ AS USUAL: pixel data cannot be decoded",
         ),
     ],
 )
-def test_banner_words(pipeline, outcome, reason, expected):
-    assert verdict(pipeline, outcome, reason) == expected
+def test_banner_words(outcome, reason, expected):
+    assert banner(outcome, reason) == expected
 
 
 @pytest.mark.integration
 def test_summary_image_is_a_valid_secondary_capture_in_the_source_study(tmp_path):
-    sources, paths, outcome = fracture_case(tmp_path)
-    image = summary_image(
-        sources, render(sources, paths, "fracture", outcome, "", "m 1"), generate_uid(), generate_uid()
-    )
+    sources, study, outcome = fracture_case(tmp_path)
+    image = summary_image(study, render(study, outcome, "", "m 1"), generate_uid(), generate_uid())
     buffer = io.BytesIO()
     image.save_as(buffer, enforce_file_format=True)
     path = tmp_path / "sc.dcm"
@@ -98,11 +99,9 @@ def test_screen_summary_is_valid_and_keeps_danish_names(tmp_path, charset, name)
     views = phantoms.screen("L", seed=7, size=128)
     for ds in views:
         ds.SpecificCharacterSet, ds.PatientName = charset, name
-    paths = synthetic.write(views, tmp_path / "src")
-    outcome = {"score": 4, "route": "SINGLE_READ", "high_risk": False, "per_view": []}
-    image = summary_image(
-        views, render(views, paths, "breast", outcome, "", "m 1"), generate_uid(), generate_uid()
-    )
+    _, study = stored_study(views, tmp_path / "src", "breast")
+    outcome = BreastOutcome(score=4, route="SINGLE_READ", probability=0.3)
+    image = summary_image(study, render(study, outcome, "", "m 1"), generate_uid(), generate_uid())
     path = tmp_path / "sc.dcm"
     image.save_as(path, enforce_file_format=True)
     assert dciodvfy_errors(path) == []

@@ -8,17 +8,33 @@ from sqlalchemy import select
 
 from dicom_node import routing
 from dicom_node.studies import StudyMonitor
+from inference.inputs import StorageUnavailable, read_study
 from inference.model import ModelUnavailable
-from inference.reading import StorageUnavailable
-from inference.schemas import Analysed, ModelIdentity, Skipped
 from inference.tasks import AnalyseStudyTask
 from testkit import synthetic
 from tests.dicom_node.test_studies import T0, RecordingPublisher, receive
 from triage.messages import AnalyseStudy
+from triage.outcomes import Analysed, FractureOutcome, ModelIdentity, Skipped
+from triage.pipelines import Pipeline
 from triage.records import store
 from triage.records.tables import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
 
 MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
+NO_FRACTURE = FractureOutcome(state="NO_FRACTURE", probability=0.01)
+
+
+@pytest.fixture
+def task(database, settings):
+    """The task over the (empty) storage folder: these pipelines read no pixels."""
+
+    def build(pipelines, **options):
+        return AnalyseStudyTask(database, pipelines, settings.storage_dir, **options)
+
+    return build
+
+
+def answers(outcome, summary="NO FRACTURE", model=MODEL):
+    return lambda payload, study: Analysed(summary, model, outcome)
 
 
 @pytest.fixture
@@ -39,18 +55,17 @@ def state(database):
         return version.state, version.reason
 
 
-def test_without_a_model_the_study_is_not_analysed_with_reason(database, queued):
-    assert AnalyseStudyTask(database, pipelines={})(queued) == StudyState.NOT_ANALYSED
+def test_without_a_model_the_study_is_not_analysed_with_reason(database, queued, task):
+    assert task({})(queued) == StudyState.NOT_ANALYSED
     assert state(database) == (
         StudyState.NOT_ANALYSED,
         "no model is installed for the fracture pipeline",
     )
 
 
-def test_result_names_the_model_version(database, queued):
-    outcome = {"state": "NO FRACTURE", "probability": 0.01}
-    task = AnalyseStudyTask(database, {"fracture": lambda payload: Analysed("NO FRACTURE", MODEL, outcome)})
-    assert task(queued) == StudyState.ANALYSED
+def test_result_names_the_model_version(database, queued, task):
+    outcome = NO_FRACTURE
+    assert task({"fracture": answers(outcome)})(queued) == StudyState.ANALYSED
     assert state(database) == (StudyState.ANALYSED, "NO FRACTURE [model fracture-demo 1.0]")
     with database.session() as session:
         result = session.scalars(select(Result)).one()
@@ -70,50 +85,51 @@ def test_result_names_the_model_version(database, queued):
         (RuntimeError("bug"), "analysis failed: RuntimeError"),
     ],
 )
-def test_a_crashed_or_timed_out_analysis_ends_conservative(database, queued, failure, reason):
-    def pipeline(payload):
+def test_a_crashed_or_timed_out_analysis_ends_conservative(database, queued, task, failure, reason):
+    def pipeline(payload, study):
         raise failure
 
-    assert AnalyseStudyTask(database, {"fracture": pipeline})(queued) == StudyState.NOT_ANALYSED
+    assert task({"fracture": pipeline})(queued) == StudyState.NOT_ANALYSED
     assert state(database) == (StudyState.NOT_ANALYSED, reason)
 
 
-def test_storage_hiccups_are_retried_a_bounded_number_of_times(database, queued):
+def test_storage_hiccups_are_retried_a_bounded_number_of_times(database, queued, task):
     calls = []
 
-    def flaky(payload):
+    def flaky(payload, storage_dir):
         calls.append(1)
         if len(calls) < 3:
             raise StorageUnavailable("NFS timeout")
-        return Analysed("NO FRACTURE", MODEL, {})
+        return read_study(payload, storage_dir)
 
-    assert AnalyseStudyTask(database, {"fracture": flaky}, retry_seconds=0.01)(queued) == StudyState.ANALYSED
+    run = task({"fracture": answers(NO_FRACTURE)}, retry_seconds=0.01, reader=flaky)
+    assert run(queued) == StudyState.ANALYSED
     assert len(calls) == 3
 
 
-def test_storage_that_stays_down_ends_conservative(database, queued):
-    def down(payload):
+def test_storage_that_stays_down_ends_conservative(database, queued, task):
+    def down(payload, storage_dir):
         raise StorageUnavailable("NFS gone")
 
-    AnalyseStudyTask(database, {"fracture": down}, retry_seconds=0.01)(queued)
+    task({"fracture": answers(NO_FRACTURE)}, retry_seconds=0.01, reader=down)(queued)
     assert state(database)[1].startswith("storage unavailable after 3 attempts")
 
 
-def test_a_duplicate_message_analyses_nothing_twice(database, queued):
+def test_a_duplicate_message_analyses_nothing_twice(database, queued, task):
     calls = []
 
-    def pipeline(payload):
+    def pipeline(payload, study):
         calls.append(payload.study_version_id)
-        return Skipped("test")
+        return Skipped(payload.pipeline, "test")
 
-    task = AnalyseStudyTask(database, {"fracture": pipeline})
-    task(queued)
-    assert task(queued) == "not-queued"
+    run = task({"fracture": pipeline})
+    run(queued)
+    assert run(queued) == "not-queued"
     assert len(calls) == 1
 
 
-def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(database, queued):
-    task = AnalyseStudyTask(database, {})
+def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(database, queued, task):
+    run = task({})
     payload = AnalyseStudy.model_validate(queued)
     payload_id = payload.study_version_id
     with database.session() as session:
@@ -121,42 +137,39 @@ def test_a_result_after_the_deadline_does_not_replace_the_conservative_path(data
         assert store.transition(
             session, payload_id, StudyState.ANALYSING, StudyState.NOT_ANALYSED, T0, "deadline"
         )
-    assert task.record(payload, Analysed("FRACTURE", MODEL, {})) == "late"
+    fracture = FractureOutcome(state="FRACTURE", probability=0.9)
+    assert run.record(payload, None, Analysed("FRACTURE", MODEL, fracture)) == "late"
     assert state(database) == (StudyState.NOT_ANALYSED, "deadline")
 
 
-def test_a_malformed_payload_is_refused(database):
+def test_a_malformed_payload_is_refused(database, task):
     with pytest.raises(ValueError, match="study_version_id"):
-        AnalyseStudyTask(database, {})({"pipeline": "fracture"})
+        task({})({"pipeline": "fracture"})
 
 
 class BrokenReports:
     """A report writer whose build fails, as a highdicom bug or a full disk would."""
 
-    def write(self, payload, outcome, model, reason):
+    def write(self, payload, study, outcome, model, reason):
         raise OSError("No space left on device")
 
 
 class RecordingReports:
-    def write(self, payload, outcome, model, reason):
+    def write(self, payload, study, outcome, model, reason):
         return [("sr", "1.2.9.1", "s/sr.dcm"), ("sc", "1.2.9.2", "s/sc.dcm")]
 
 
-def test_reports_are_queued_for_the_pacs_with_the_result(database, queued):
-    task = AnalyseStudyTask(
-        database, {"fracture": lambda p: Analysed("NO FRACTURE", MODEL, {})}, reports=RecordingReports()
-    )
-    assert task(queued) == StudyState.ANALYSED
+def test_reports_are_queued_for_the_pacs_with_the_result(database, queued, task):
+    run = task({"fracture": answers(NO_FRACTURE)}, reports=RecordingReports())
+    assert run(queued) == StudyState.ANALYSED
     with database.session() as session:
         rows = {d.kind: (d.state, d.sop_instance_uid) for d in session.scalars(select(Delivery))}
     assert rows == {"sr": (DeliveryState.PENDING, "1.2.9.1"), "sc": (DeliveryState.PENDING, "1.2.9.2")}
 
 
-def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_result(database, queued):
-    task = AnalyseStudyTask(
-        database, {"fracture": lambda p: Analysed("NO FRACTURE", MODEL, {})}, reports=BrokenReports()
-    )
-    assert task(queued) == StudyState.NOT_ANALYSED
+def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_result(database, queued, task):
+    run = task({"fracture": answers(NO_FRACTURE)}, reports=BrokenReports())
+    assert run(queued) == StudyState.NOT_ANALYSED
     with database.session() as session:
         [delivery] = session.scalars(select(Delivery)).all()
         assert session.scalars(select(Result)).one().analysed
@@ -168,18 +181,15 @@ def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_r
 CANDIDATE = ModelIdentity("fracture-candidate", "2.0", "cd" * 32)
 
 
-def test_a_shadow_model_is_stored_beside_the_result_and_changes_nothing(database, queued):
+def test_a_shadow_model_is_stored_beside_the_result_and_changes_nothing(database, queued, task):
     from evaluation.shadow import report
     from triage.records.tables import ShadowResult
 
-    production = {"state": "NO FRACTURE", "probability": 0.01}
-    candidate = {"state": "DOUBT", "probability": 0.3}
-    task = AnalyseStudyTask(
-        database,
-        {"fracture": lambda payload: Analysed("NO FRACTURE", MODEL, production)},
-        shadows=lambda name: lambda payload: Analysed("DOUBT", CANDIDATE, candidate),
+    candidate = FractureOutcome(state="DOUBT", probability=0.3)
+    run = task(
+        {"fracture": answers(NO_FRACTURE)}, shadows=lambda name: answers(candidate, "DOUBT", CANDIDATE)
     )
-    assert task(queued) == StudyState.ANALYSED
+    assert run(queued) == StudyState.ANALYSED
     assert state(database) == (StudyState.ANALYSED, "NO FRACTURE [model fracture-demo 1.0]")
     with database.session() as session:
         shadow = session.scalars(select(ShadowResult)).one()
@@ -189,20 +199,16 @@ def test_a_shadow_model_is_stored_beside_the_result_and_changes_nothing(database
             candidate,
         )
         assert session.scalars(select(Result)).one().model_name == "fracture-demo"
-        compared = report(session, "fracture")["candidates"]["fracture-candidate 2.0"]
+        compared = report(session, Pipeline.FRACTURE)["candidates"]["fracture-candidate 2.0"]
     assert compared["studies"] == 1 and compared["verdict_agreement"] == 0.0
     assert compared["mean_absolute_probability_difference"] == pytest.approx(0.29)
 
 
-def test_a_failing_shadow_model_cannot_touch_the_study(database, queued):
-    def broken(payload):
+def test_a_failing_shadow_model_cannot_touch_the_study(database, queued, task):
+    def broken(payload, study):
         raise RuntimeError("candidate bug")
 
-    outcome = {"state": "FRACTURE", "probability": 0.9}
-    task = AnalyseStudyTask(
-        database,
-        {"fracture": lambda payload: Analysed("FRACTURE", MODEL, outcome)},
-        shadows=lambda name: broken,
-    )
-    assert task(queued) == StudyState.ANALYSED
+    outcome = FractureOutcome(state="FRACTURE", probability=0.9)
+    run = task({"fracture": answers(outcome, "FRACTURE")}, shadows=lambda name: broken)
+    assert run(queued) == StudyState.ANALYSED
     assert state(database)[0] == StudyState.ANALYSED

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from inference.transforms import ImageMeta, UnreadableImage, prepare, read_dicom
+from inference.transforms import prepare
 from testkit import synthetic
+from triage.imaging import HeaderFacts, UnreadableImage, read_image
+
+
+def read_dicom(path):
+    image = read_image(path)
+    return image.pixels, image.facts
 
 
 def write(ds, tmp_path):
@@ -54,7 +60,7 @@ def test_truncated_pixel_data_is_unreadable(tmp_path):
 
 def test_anisotropic_pixels_are_made_square_in_millimetres():
     pixels = np.zeros((100, 100), dtype=np.float32)
-    meta = ImageMeta(pixel_spacing_mm=(0.2, 0.1))  # rows twice as far apart: 20 mm tall, 10 mm wide
+    meta = HeaderFacts(pixel_spacing_mm=(0.2, 0.1))  # rows twice as far apart: 20 mm tall, 10 mm wide
     prepared = prepare(pixels, meta, 64)
     assert prepared.scale_rows == pytest.approx(100 / 64)
     assert prepared.scale_columns == pytest.approx(100 / 32)
@@ -63,7 +69,7 @@ def test_anisotropic_pixels_are_made_square_in_millimetres():
 def test_right_breast_is_mirrored_and_boxes_map_back():
     pixels = np.zeros((200, 100), dtype=np.float32)
     pixels[:, 90:] = 1.0  # chest wall on the right, as a right breast is stored
-    meta = ImageMeta(modality="MG", laterality="R", row_direction="P")
+    meta = HeaderFacts(modality="MG", laterality="R", row_direction="P")
     prepared = prepare(pixels, meta, 100)
     assert prepared.mirrored
     columns = prepared.pixels[0].sum(dim=0)
@@ -74,7 +80,9 @@ def test_right_breast_is_mirrored_and_boxes_map_back():
 
 def test_left_breast_is_not_mirrored():
     prepared = prepare(
-        np.zeros((50, 50), dtype=np.float32), ImageMeta(modality="MG", laterality="L", row_direction="A"), 64
+        np.zeros((50, 50), dtype=np.float32),
+        HeaderFacts(modality="MG", laterality="L", row_direction="A"),
+        64,
     )
     assert not prepared.mirrored
 
@@ -91,7 +99,7 @@ def test_fast_linear_window_matches_pydicom(tmp_path, with_window):
     from pydicom import dcmread
     from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-    from inference.transforms import window
+    from triage.imaging import window
 
     ds = synthetic.dx(bits=12, rows=256, columns=200)
     ds.RescaleSlope, ds.RescaleIntercept = 2, -100
@@ -113,7 +121,7 @@ def test_fast_linear_window_matches_pydicom(tmp_path, with_window):
 def test_sigmoid_voi_function_takes_pydicoms_general_path(tmp_path):
     from pydicom import dcmread
 
-    from inference.transforms import window
+    from triage.imaging import window
 
     ds = synthetic.dx(bits=12)
     ds.VOILUTFunction = "SIGMOID"

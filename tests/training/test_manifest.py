@@ -12,17 +12,11 @@ from pydicom import dcmread
 from testkit import synthetic
 from testkit.peers import REPO, dciodvfy_errors, triage_env
 from tests.worklist import seed
-from training.data import Sample, split_by_group
-from training.manifest import (
-    ManifestError,
-    cbis_ddsm,
-    read_manifest,
-    vindr_mammo,
-    worklist_feedback,
-    write_manifest,
-)
-from triage.imaging import ImageMeta
-from triage.records import store
+from training.adapters import cbis_ddsm, vindr_mammo, worklist_feedback
+from training.data import split_by_group
+from triage.imaging import HeaderFacts
+from triage.manifests import ManifestError, Sample, read_manifest, write_manifest
+from triage.records import readings
 from triage.records.db import utcnow
 from triage.records.tables import FeedbackKind
 from worklist.labels import deidentify
@@ -39,7 +33,7 @@ def test_a_manifest_round_trips_labels_boxes_patients_splits_and_subgroups(tmp_p
         Sample(
             label=1,
             group="p1",
-            meta=ImageMeta(modality="MG", laterality="L", view="CC"),
+            meta=HeaderFacts(modality="MG", laterality="L", view="CC"),
             boxes=((1.0, 2.0, 10.5, 20.0), (3.0, 3.0, 4.0, 4.0)),
             path=png(tmp_path / "data" / "a.png"),
             exam="e1",
@@ -49,7 +43,7 @@ def test_a_manifest_round_trips_labels_boxes_patients_splits_and_subgroups(tmp_p
         Sample(
             label=0,
             group="p2",
-            meta=ImageMeta(modality="MG", laterality="R", view="MLO"),
+            meta=HeaderFacts(modality="MG", laterality="R", view="MLO"),
             path=png(tmp_path / "b.png"),
         ),
     ]
@@ -107,7 +101,7 @@ def test_a_patient_in_two_splits_is_refused(tmp_path):
 
 def test_splits_are_by_patient_and_keep_fixed_splits():
     samples = [
-        Sample(label=i % 2, group=f"p{i // 3}", meta=ImageMeta(), split="test" if i < 3 else "")
+        Sample(label=i % 2, group=f"p{i // 3}", meta=HeaderFacts(), split="test" if i < 3 else "")
         for i in range(60)
     ]
     train, validation, test = split_by_group(samples, 0.2, 0.2, seed=3)
@@ -191,7 +185,7 @@ def test_deidentification_follows_the_basic_profile(tmp_path):
 def test_worklist_readings_export_as_a_deidentified_manifest(settings, database, tmp_path):
     ids = seed.worklist_of_every_kind(database, settings)
     with database.session() as session:
-        store.add_feedback(
+        readings.add_feedback(
             session,
             study_id=ids["fracture"],
             kind=FeedbackKind.FRACTURE,
@@ -201,7 +195,7 @@ def test_worklist_readings_export_as_a_deidentified_manifest(settings, database,
             author="local:rad",
             now=utcnow(),
         )
-        store.add_feedback(
+        readings.add_feedback(
             session,
             study_id=ids["single"],
             kind=FeedbackKind.CANCER,

@@ -13,7 +13,6 @@ from PIL import Image
 from sqlalchemy import select
 
 from inference import registry
-from inference.model import ModelCard
 from inference.tasks import AnalyseStudyTask
 from inference.worker import ModelPipelines
 from testkit.peers import REPO, triage_env
@@ -21,6 +20,7 @@ from testkit.phantoms import radiograph
 from tests.worklist import seed
 from training.config import TrainConfig
 from training.tracking import train_and_register
+from triage.cards import read_card
 from triage.messages import AnalyseStudy, InstanceRef
 from triage.records.tables import AuditEvent, Instance, Result, StudyState, StudyVersion
 
@@ -145,7 +145,7 @@ def test_promotion_is_refused_without_validated_operating_points(settings, tmp_p
     card["version"] = "9.9.9"
     card["metrics"] = {"auroc": card["metrics"]["auroc"]}  # thresholds, but never measured
     (folder / "card.json").write_text(json.dumps(card))
-    ModelCard.read(folder)
+    read_card(folder)
     client = registry.client(settings)
     run_id = client.create_run(registry.experiment_id(settings, "fracture")).info.run_id
     client.log_artifacts(run_id, str(folder), artifact_path="model")
@@ -194,7 +194,7 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     assert compared.returncode == 0, compared.stderr
     delong = json.loads(compared.stdout)  # the same weights, other operating points: same ranking
     assert delong["exams"] == 20 and delong["difference"] == 0 and delong["p_value"] == 1.0
-    card = ModelCard.read(tmp_path / "cal")
+    card = read_card(tmp_path / "cal")
     assert card.weights_sha256 == tracked.card.weights_sha256 and card.version == "0.0.1+site"
     assert card.metrics["sensitivity_at_doubt"].n > 0 and "calibrated with triage calibrate" in card.held_out
     registry.promote(settings, "fracture", "2")
@@ -202,7 +202,7 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     study_version_id = queued_trauma_study(database, settings)
     with database.session() as session:
         payload = payload_of(session, settings, study_version_id)
-    assert AnalyseStudyTask(database, ModelPipelines(settings))(payload) == "ANALYSED"
+    assert AnalyseStudyTask(database, ModelPipelines(settings), settings.storage_dir)(payload) == "ANALYSED"
     with database.session() as session:
         result = session.scalars(select(Result)).one()
     assert (result.model_name, result.model_version) == ("triage-fracture-phantom", "0.0.1+site")

@@ -6,11 +6,11 @@ import torch
 
 from evaluation.metrics import auroc
 from inference.networks import CentrePointDetector, ViewClassifier
-from inference.transforms import ImageMeta
 from testkit.phantoms import mammogram, radiograph
 from training.config import TrainConfig
-from training.data import Sample
 from training.train import image_probabilities, train_network
+from triage.imaging import HeaderFacts
+from triage.manifests import Sample
 
 
 def phantom_samples(make, count, seed, modality):
@@ -23,7 +23,7 @@ def phantom_samples(make, count, seed, modality):
             Sample(
                 label=int(positive),
                 group=f"{seed}-{index}",
-                meta=ImageMeta(modality=modality),
+                meta=HeaderFacts(modality=modality),
                 boxes=boxes,
                 pixels=pixels,
             )

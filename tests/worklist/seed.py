@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from dicom_node.handlers import describe
 from testkit import phantoms, synthetic
+from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 from triage.records import store
 from triage.records.db import Database
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
@@ -24,33 +25,31 @@ T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 PATH = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING)
 
 
-def fracture_outcome(state: str, probability: float, marks: dict[str, list[list[float]]]) -> dict[str, Any]:
+def fracture_outcome(state: str, probability: float, marks: dict[str, list[Any]]) -> FractureOutcome:
     """An outcome as FracturePipeline writes it; ``marks`` maps SOP Instance UIDs to boxes."""
-    return {
-        "state": state,
-        "probability": probability,
-        "eligible_for_discharge": state == "NO FRACTURE",
-        "thresholds": {"fracture": 0.6, "doubt": 0.2},
-        "images": [
-            {"sop_instance_uid": uid, "boxes": [{"corners": c, "score": s} for c, s in boxes]}
-            for uid, boxes in marks.items()
-        ],
-        "skipped": [],
-    }
+    return FractureOutcome.model_validate(
+        {
+            "state": state,
+            "probability": probability,
+            "thresholds": {"fracture": 0.6, "doubt": 0.2},
+            "images": [
+                {"sop_instance_uid": uid, "boxes": [{"corners": c, "score": s} for c, s in boxes]}
+                for uid, boxes in marks.items()
+            ],
+        }
+    )
 
 
-def breast_outcome(score: int, single_read_max_score: int = 5) -> dict[str, Any]:
-    return {
-        "score": score,
-        "route": "SINGLE_READ" if score <= single_read_max_score else "DOUBLE_READ",
-        "high_risk": score == 10,
-        "probability": score / 10,
-        "single_read_max_score": single_read_max_score,
-        "decile_cut_points": [0.1 * i for i in range(1, 10)],
-        "per_breast": {"L": score / 10, "R": 0.05},
-        "per_view": [],
-        "skipped": [],
-    }
+def breast_outcome(score: int, single_read_max_score: int = 5) -> BreastOutcome:
+    return BreastOutcome(
+        score=score,
+        route="SINGLE_READ" if score <= single_read_max_score else "DOUBLE_READ",
+        high_risk=score == 10,
+        probability=score / 10,
+        single_read_max_score=single_read_max_score,
+        decile_cut_points=tuple(0.1 * i for i in range(1, 10)),
+        per_breast={"L": score / 10, "R": 0.05},
+    )
 
 
 def add_study(
@@ -61,7 +60,7 @@ def add_study(
     pipeline: str,
     state: StudyState,
     reason: str = "",
-    outcome: dict[str, Any] | None = None,
+    outcome: FractureOutcome | BreastOutcome | None = None,
     deliveries: tuple[DeliveryState, ...] = (),
     at: datetime = T0,
 ) -> int:
@@ -87,22 +86,11 @@ def add_study(
             assert store.transition(session, version_id, previous, step, moment, reason, **values)
             previous = step
         if outcome is not None:
+            model = ModelIdentity(f"triage-{pipeline}-phantom", "0.1.0", "f" * 64)
             store.add_result(
-                session,
-                version_id=version_id,
-                pipeline=pipeline,
-                analysed=outcome.get("state") is not None or outcome.get("score") is not None,
-                summary=reason or "analysed",
-                model_name=f"triage-{pipeline}-phantom",
-                model_version="0.1.0",
-                weights_sha256="f" * 64,
-                software_version="0.1.0",
-                device="cpu",
-                outcome=outcome,
-                inputs={"instances": []},
-                timings_ms={},
-                created_at=at,
-            )
+                session, version_id, outcome, model,
+                summary=reason or "analysed", software_version="0.1.0", now=at, device="cpu",
+            )  # fmt: skip
         for index in range(len(deliveries)):
             store.add_delivery(session, version_id, "sr", f"2.25.{version_id}{index}", "x.dcm", at)
         session.flush()
@@ -146,7 +134,7 @@ def worklist_of_every_kind(database: Database, settings: Settings) -> dict[str, 
         no_fracture,
         pipeline="fracture",
         state=StudyState.REPORTED,
-        outcome=fracture_outcome("NO FRACTURE", 0.05, {str(no_fracture[0].SOPInstanceUID): []}),
+        outcome=fracture_outcome("NO_FRACTURE", 0.05, {str(no_fracture[0].SOPInstanceUID): []}),
         deliveries=(DeliveryState.DELIVERED,),
         at=T0,
     )
@@ -184,7 +172,7 @@ def worklist_of_every_kind(database: Database, settings: Settings) -> dict[str, 
         pipeline="fracture",
         state=StudyState.NOT_ANALYSED,
         reason="results could not be delivered to the PACS after 10 attempts (refused)",
-        outcome=fracture_outcome("NO FRACTURE", 0.05, {str(failed[0].SOPInstanceUID): []}),
+        outcome=fracture_outcome("NO_FRACTURE", 0.05, {str(failed[0].SOPInstanceUID): []}),
         deliveries=(DeliveryState.FAILED,),
         at=T0 + 3 * minute,
     )

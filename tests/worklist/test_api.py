@@ -12,9 +12,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.worklist import seed
+from triage.records.accounts import add_user
 from triage.records.tables import ApiSession, AuditEvent, Feedback, Role
 from worklist.app import create_app
-from worklist.auth import add_user
 
 PASSWORD = "correct horse battery staple"
 
@@ -129,7 +129,7 @@ def test_a_failed_delivery_never_shows_as_no_fracture(client, radiologist, ids):
     item = next(
         i for i in queue(client, radiologist, "trauma")["items"] if i["study_id"] == ids["delivery_failed"]
     )
-    assert item["verdict"] == "NOT ANALYSED"
+    assert item["verdict"] == "NOT_ANALYSED" and item["verdict_label"] == "NOT ANALYSED"
     assert item["eligible_for_discharge"] is False
     assert item["delivery"] == "failed"
     assert "could not be delivered" in item["reason"]

@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from testkit.peers import REPO, free_port, triage_env
+from triage.records.accounts import add_user, bootstrap_admin
 from triage.records.tables import AuditEvent, Role, User
 from worklist.app import create_app
-from worklist.auth import Unprotected, add_user, bootstrap_admin, check_exposure, is_loopback
+from worklist.auth import Unprotected, check_exposure, is_loopback
 
 ISSUER = "https://login.example.org/realms/hospital"
 
@@ -123,14 +124,14 @@ def test_the_api_command_refuses_to_start_unprotected_off_loopback(settings, dat
 
 
 def test_first_start_on_loopback_makes_an_admin_with_a_private_password_file(settings, database):
-    path = bootstrap_admin(settings, database)
+    path = bootstrap_admin(settings.home, database)
     assert path is not None and path.stat().st_mode & 0o777 == 0o600
     with TestClient(create_app(database, settings)) as client:
         response = client.post(
             "/api/session", json={"username": "admin", "password": path.read_text().strip()}
         )
     assert response.status_code == 200 and response.json()["roles"] == ["admin"]
-    assert bootstrap_admin(settings, database) is None  # once only
+    assert bootstrap_admin(settings.home, database) is None  # once only
 
 
 def users_add(settings, *arguments):

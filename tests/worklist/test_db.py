@@ -1,15 +1,17 @@
 """The study database on SQLite (WAL) and on the machine's real PostgreSQL."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy
 from sqlalchemy import select, text
 
 from dicom_node.handlers import describe
 from testkit import synthetic
 from testkit.peers import storescu, wait_until
 from tests.worklist.conftest import empty
-from triage.records import store
+from triage.records import queries, store
 from triage.records.db import migrate
 from triage.records.tables import Instance, StateChange, StudyState, StudyVersion
 
@@ -28,7 +30,7 @@ def add(database, ds, at=T0):
 def test_migrations_are_idempotent(any_database):
     migrate(any_database.url)
     with any_database.session() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
 
 
 def test_timestamps_come_back_in_utc(any_database):
@@ -61,7 +63,7 @@ def test_late_instance_opens_the_next_version(any_database):
     with any_database.session() as session:
         numbers = [v.number for v in session.scalars(select(StudyVersion).order_by(StudyVersion.number))]
         version = session.get(StudyVersion, second)
-        assert len(store.instances_of(session, version)) == 2
+        assert len(queries.instances_of(session, version)) == 2
     assert numbers == [1, 2]
 
 
@@ -92,3 +94,65 @@ def test_listener_on_postgresql_stores_and_routes(make_settings, postgres_url):
         wait_until(queued, timeout=10)
     finally:
         listener.stop()
+
+
+LEGACY_FRACTURE = {
+    "state": "NO FRACTURE",
+    "probability": 0.05,
+    "eligible_for_discharge": True,
+    "thresholds": {"fracture": 0.6, "doubt": 0.2},
+    "images": [{"sop_instance_uid": "1.2.3", "boxes": [{"corners": [1, 2, 3, 4], "score": 0.05}]}],
+    "skipped": {},
+}
+STUDY = (
+    "INSERT INTO studies (id, study_instance_uid, patient_id, issuer_of_patient_id, patient_name, "
+    "patient_birth_date, accession_number, study_date, study_description, conflict, current_version, "
+    "created_at) VALUES (1, '1.2', '', '', '', '', '', '', '', false, 1, '2026-01-01 00:00:00')"
+)
+VERSION = (
+    "INSERT INTO study_versions (id, study_id, number, state, reason, pipeline, opened_at, last_instance_at) "
+    "VALUES (:v, 1, :v, 'REPORTED', '', :p, '2026-01-01', '2026-01-01')"
+)
+RESULT = (
+    "INSERT INTO results (version_id, pipeline, analysed, summary, model_name, model_version, "
+    "weights_sha256, software_version, device, outcome, inputs, timings_ms, created_at) VALUES "
+    "(:v, :p, :a, :s, 'm', '1', '', '0', '', :o, '{}', '{}', '2026-01-01')"
+)
+LEGACY_SCREEN = {"score": None, "route": "DOUBLE_READ", "high_risk": False, "reason": "invalid model output"}
+
+
+def test_results_stored_before_outcomes_were_typed_upgrade_and_downgrade(make_settings):
+    """Migration 0006: a database written by an earlier triage reads its results as typed outcomes."""
+    from triage.outcomes import BreastOutcome, FractureOutcome
+    from triage.records.db import Database, migrate
+    from triage.records.tables import Result
+
+    url = make_settings().resolved_database_url
+    migrate(url, "0005")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(STUDY))
+        for version, outcome, pipeline, summary in (
+            (1, LEGACY_FRACTURE, "fracture", "NO FRACTURE"),
+            (2, LEGACY_SCREEN, "breast", "invalid model output; double reading"),
+            (3, {}, "fracture", "pixel data cannot be decoded"),
+        ):
+            connection.execute(text(VERSION), {"v": version, "p": pipeline})
+            values = {"v": version, "p": pipeline, "s": summary, "o": json.dumps(outcome)}
+            connection.execute(text(RESULT), {**values, "a": bool(outcome.get("state"))})
+    engine.dispose()
+    migrate(url)
+    database = Database(url)
+    with database.session() as session:
+        found = {r.version_id: r.outcome for r in session.scalars(select(Result))}
+    database.dispose()
+    assert isinstance(found[1], FractureOutcome) and found[1].state == "NO_FRACTURE"
+    assert found[1].eligible_for_discharge and found[1].marks[0].corners == (1, 2, 3, 4)
+    assert isinstance(found[2], BreastOutcome) and found[2].verdict == "NOT_ANALYSED"
+    assert found[3] == FractureOutcome(reason="pixel data cannot be decoded")
+    migrate(url, "0005")
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT version_id, outcome FROM results")).all())
+    engine.dispose()
+    assert json.loads(rows[1]) == LEGACY_FRACTURE and json.loads(rows[2]) == LEGACY_SCREEN

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.worklist import seed
+from triage.records.accounts import add_user
 from triage.records.db import Database, migrate, utcnow
 from triage.records.tables import ApiSession, Role
 from triage.settings import load_settings
 from worklist.app import create_app
-from worklist.auth import add_user
 
 EVERY_ROLE = frozenset(Role)
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/session")}

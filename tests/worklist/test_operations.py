@@ -6,9 +6,10 @@ import subprocess
 import pytest
 from fastapi.testclient import TestClient
 
+from delivery.pacs import check_reachable
 from testkit.peers import PEER_ENV, free_port, require_tool, stop, wait_until
 from worklist.app import create_app
-from worklist.operations import CachedCheck, pacs_check, queue_check
+from worklist.operations import CachedCheck, queue_check
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +32,20 @@ def test_readyz_reports_a_pacs_that_answers_and_one_that_does_not(make_settings,
     port, process = pacs
     settings = make_settings(pacs=f"PACS@127.0.0.1:{port}")
     (settings.queue_dir / "messages").mkdir(parents=True)
-    probe = pacs_check(settings)
-    wait_until(probe, timeout=20)
     with TestClient(create_app(database, settings)) as client:
+        assert client.get("/readyz").json()["pacs"] == "unknown", "nothing has looked at the PACS yet"
+        assert "triage_pacs_reachable NaN" in client.get("/metrics").text
+        # the process that delivers (the listener's) checks the PACS; the web app reads what it found
+        wait_until(lambda: check_reachable(settings, database), timeout=20)
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["pacs"] == "reachable"
         assert "triage_pacs_reachable 1.0" in client.get("/metrics").text
-    stop(process)
-    with TestClient(create_app(database, settings)) as client:  # a new app: no cached answer
+        stop(process)
+        assert not check_reachable(settings, database)
         ready = client.get("/readyz")
         assert ready.status_code == 200, "the PACS being away does not make triage unready"
         assert ready.json()["pacs"] == "unreachable"
+        assert "triage_pacs_reachable 0.0" in client.get("/metrics").text
 
 
 def test_readyz_fails_when_the_embedded_queue_folder_is_gone(settings, database):

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from testkit.peers import REPO, free_port, require_tool, start_triage, stop, wait_until
 from tests.worklist import seed
+from triage.records.accounts import add_user
 from triage.records.tables import Feedback, Role, StudyState
-from worklist.auth import add_user
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(os.environ.get("TRIAGE_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -85,7 +85,7 @@ def test_a_radiologist_reads_the_worklist_and_records_a_reading(served, browser)
     expect(rows).to_have_count(4)
     expect(page.locator("#sign-in")).to_be_hidden()
     verdicts = [rows.nth(i).get_attribute("data-verdict") for i in range(4)]
-    assert verdicts == ["FRACTURE", "DOUBT", "NO FRACTURE", "NOT ANALYSED"]
+    assert verdicts == ["FRACTURE", "DOUBT", "NO_FRACTURE", "NOT_ANALYSED"]
     expect(rows.nth(2)).to_contain_text("Eligible for discharge per local protocol")
     expect(rows.nth(3)).to_contain_text("FAILED")  # the delivery failure stands out
     page.screenshot(path=str(ARTIFACTS / "worklist.png"), full_page=True)

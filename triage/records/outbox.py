@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 from kombu.exceptions import OperationalError
-from sqlalchemy import select, update
 
 from triage.messages import QUEUE
+from triage.records import queries, store
 from triage.records.db import Database
-from triage.records.tables import OutboxMessage
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,8 +32,8 @@ def make_celery(settings: Settings, name: str = "triage") -> Celery:
     nothing to install or run, for workers on the same machine.
     """
     app = Celery(name)
-    if settings.broker_url:
-        app.conf.broker_url = settings.broker_url
+    if settings.broker_url is not None:
+        app.conf.broker_url = settings.broker_url.get_secret_value()
     else:
         folder = settings.queue_dir.resolve()
         for sub in ("messages", "processed", "control"):
@@ -81,13 +80,7 @@ class OutboxPublisher:
     def publish_due(self, now: datetime, limit: int = 100) -> int:
         """Publish up to ``limit`` due messages; return how many the broker took."""
         with self._database.session() as session:
-            rows = session.execute(
-                select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
-                .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.id)
-                .limit(limit)
-            ).all()
-        due = [(int(row.id), str(row.task_name), dict(row.payload)) for row in rows]
+            due = queries.due_messages(session, now, limit)
         published: list[int] = []
         failure: str | None = None
         for message_id, task_name, payload in due:
@@ -106,22 +99,10 @@ class OutboxPublisher:
         unsent = [row[0] for row in due[len(published) :]]
         with self._database.session() as session:
             if published:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(published))
-                    .values(published_at=now, attempts=OutboxMessage.attempts + 1)
-                )
+                store.mark_published(session, published, now)
             if failure is not None:
                 retry_at = now + timedelta(seconds=_backoff_seconds(self._failures))
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(unsent))
-                    .values(
-                        next_attempt_at=retry_at,
-                        attempts=OutboxMessage.attempts + 1,
-                        last_error=failure,
-                    )
-                )
+                store.defer_unpublished(session, unsent, retry_at, failure)
         self._note_broker(failure, len(unsent))
         return len(published)
 

@@ -1,14 +1,14 @@
-"""State transitions and audit records: the only writer of study state.
+"""The only writer of study state, the outbox and the audit trail.
 
 Every transition is a conditional update (``WHERE state = expected``), so two processes racing to
 move the same study version can never both win: a study is completed, queued or claimed once.
+Reads live in ``queries.py``.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,14 +16,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from triage.imaging import HeaderFacts
+from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 from triage.records.tables import (
     AuditEvent,
     Delivery,
     DeliveryState,
-    Feedback,
-    FeedbackKind,
     Instance,
     OutboxMessage,
+    PeerStatus,
     QuarantinedObject,
     Result,
     ShadowResult,
@@ -32,6 +33,8 @@ from triage.records.tables import (
     StudyState,
     StudyVersion,
 )
+
+TRIAGE = "triage"  # the actor of what triage does by itself
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,24 @@ class ReceivedInstance:
     calling_ae_title: str
     peer_address: str
     patient: dict[str, str]
-    facts: dict[str, Any]
+    facts: HeaderFacts
 
 
-def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
-    return session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    source: str,
+    now: datetime,
+    study_ids: Iterable[int | None] = (None,),
+    detail: str = "",
+) -> None:
+    """Record that ``actor`` did ``action`` (to each study given) from ``source``."""
+    for study_id in study_ids:
+        session.add(
+            AuditEvent(at=now, actor=actor, action=action, study_id=study_id, source=source, detail=detail)
+        )
 
 
 def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
@@ -94,15 +110,14 @@ def _receiving_version(
     study.current_version = version.number
     reason = "first instance" if latest is None else f"instance after version {latest.number} was complete"
     session.add(StateChange(version_id=version.id, state=StudyState.RECEIVING, reason=reason, at=now))
-    session.add(
-        AuditEvent(
-            at=now,
-            actor=f"dicom:{received.calling_ae_title}",
-            action="study.received",
-            study_id=study.id,
-            source=received.peer_address,
-            detail=f"version {version.number} opened",
-        )
+    audit(
+        session,
+        actor=f"dicom:{received.calling_ae_title}",
+        action="study.received",
+        source=received.peer_address,
+        now=now,
+        study_ids=[study.id],
+        detail=f"version {version.number} opened",
     )
     return version
 
@@ -124,7 +139,7 @@ def add_instance(session: Session, received: ReceivedInstance, now: datetime) ->
             sha256=received.sha256,
             size_bytes=received.size_bytes,
             calling_ae_title=received.calling_ae_title,
-            attributes=received.facts,
+            attributes=received.facts.to_json(),
             received_at=now,
         )
     )
@@ -177,6 +192,22 @@ def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: 
     version.last_instance_at = now
 
 
+def clear_conflict(
+    session: Session, study: Study, *, actor: str, source: str, reason: str, now: datetime
+) -> None:
+    """An admin checked the quarantined object: versions received from now on are analysed again."""
+    study.conflict = False
+    audit(
+        session,
+        actor=actor,
+        action="conflict.resolved",
+        source=source,
+        now=now,
+        study_ids=[study.id],
+        detail=reason,
+    )
+
+
 def transition(
     session: Session,
     version_id: int,
@@ -200,42 +231,116 @@ def transition(
     return True
 
 
+def restart_quiet_periods(session: Session, now: datetime) -> None:
+    """After a restart, give every receiving version a full quiet period from ``now``: senders could
+    not send while triage was down (the completion deadline still counts from the first instance)."""
+    session.execute(
+        update(StudyVersion)
+        .where(StudyVersion.state == StudyState.RECEIVING, StudyVersion.last_instance_at < now)
+        .values(last_instance_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def supersede_queued_before(session: Session, version: StudyVersion, now: datetime) -> None:
+    """Older versions of the study still waiting in the queue are replaced by ``version``."""
+    older = session.scalars(
+        select(StudyVersion.id).where(
+            StudyVersion.study_id == version.study_id,
+            StudyVersion.number < version.number,
+            StudyVersion.state == StudyState.QUEUED,
+        )
+    )
+    for older_id in list(older):
+        reason = f"replaced by version {version.number}"
+        transition(session, older_id, StudyState.QUEUED, StudyState.SUPERSEDED, now, reason)
+
+
 def enqueue(session: Session, task_name: str, payload: dict[str, Any], now: datetime) -> None:
     """Write a task to the outbox; the publisher sends it to the broker after this commits."""
     session.add(OutboxMessage(task_name=task_name, payload=payload, created_at=now, next_attempt_at=now))
 
 
-def versions_in(session: Session, *states: StudyState) -> list[StudyVersion]:
-    return list(
-        session.scalars(select(StudyVersion).where(StudyVersion.state.in_(states)).order_by(StudyVersion.id))
+def mark_published(session: Session, message_ids: Sequence[int], now: datetime) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids))
+        .values(published_at=now, attempts=OutboxMessage.attempts + 1)
     )
 
 
-def instances_of(session: Session, version: StudyVersion) -> list[Instance]:
-    """Every instance a version comprises: those received in it and in every earlier version."""
-    return list(
-        session.scalars(
-            select(Instance)
-            .where(Instance.study_id == version.study_id, Instance.version_number <= version.number)
-            .order_by(Instance.id)
+def defer_unpublished(session: Session, message_ids: Sequence[int], retry_at: datetime, error: str) -> None:
+    """The broker refused: try these messages again at ``retry_at``."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids))
+        .values(next_attempt_at=retry_at, attempts=OutboxMessage.attempts + 1, last_error=error)
+    )
+
+
+def add_result(
+    session: Session,
+    version_id: int,
+    outcome: FractureOutcome | BreastOutcome,
+    model: ModelIdentity | None,
+    *,
+    summary: str,
+    software_version: str,
+    now: datetime,
+    device: str = "",
+    inputs: list[dict[str, str]] | None = None,
+    timings_ms: dict[str, float] | None = None,
+) -> None:
+    """Record a pipeline's result for a study version (one per version)."""
+    session.add(
+        Result(
+            version_id=version_id,
+            pipeline=outcome.pipeline,
+            analysed=outcome.analysed,
+            summary=summary,
+            model_name=model.name if model else "",
+            model_version=model.version if model else "",
+            weights_sha256=model.weights_sha256 if model else "",
+            software_version=software_version,
+            device=device,
+            outcome=outcome,
+            inputs={"instances": inputs or []},
+            timings_ms=timings_ms or {},
+            created_at=now,
         )
     )
 
 
-def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, Any]]:
-    """Payloads of outbox messages of one task not yet published."""
-    return list(
-        session.scalars(
-            select(OutboxMessage.payload).where(
-                OutboxMessage.task_name == task_name, OutboxMessage.published_at.is_(None)
+def add_shadow_result(
+    session: Session,
+    version_id: int,
+    outcome: FractureOutcome | BreastOutcome,
+    model: ModelIdentity,
+    summary: str,
+    now: datetime,
+) -> None:
+    """Record a candidate model's result in shadow mode (once per version and model)."""
+    exists = session.scalar(
+        select(func.count()).where(
+            ShadowResult.version_id == version_id,
+            ShadowResult.model_name == model.name,
+            ShadowResult.model_version == model.version,
+        )
+    )
+    if not exists:
+        session.add(
+            ShadowResult(
+                version_id=version_id,
+                pipeline=outcome.pipeline,
+                analysed=outcome.analysed,
+                summary=summary,
+                model_name=model.name,
+                model_version=model.version,
+                weights_sha256=model.weights_sha256,
+                outcome=outcome,
+                created_at=now,
             )
         )
-    )
-
-
-def count_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(select(StudyVersion.state, func.count()).group_by(StudyVersion.state)).all()
-    return {str(state): int(count) for state, count in rows}
 
 
 def add_delivery(
@@ -262,21 +367,6 @@ def add_delivery(
     )
 
 
-def has_deliveries(session: Session, version_id: int) -> bool:
-    return session.scalar(select(func.count()).where(Delivery.version_id == version_id)) != 0
-
-
-def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
-    return list(
-        session.scalars(
-            select(Delivery)
-            .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
-            .order_by(Delivery.id)
-            .limit(limit)
-        )
-    )
-
-
 def record_delivery(
     session: Session, delivery_id: int, ok: bool, error: str, now: datetime, max_attempts: int
 ) -> None:
@@ -292,143 +382,36 @@ def record_delivery(
             )
         )
         if remaining == 0:
-            transition(
-                session,
-                delivery.version_id,
-                StudyState.ANALYSED,
-                StudyState.REPORTED,
-                now,
-                "results acknowledged by the PACS",
-            )
+            reason = "results acknowledged by the PACS"
+            transition(session, delivery.version_id, StudyState.ANALYSED, StudyState.REPORTED, now, reason)
         return
     delivery.last_error = error
-    if delivery.attempts >= max_attempts:
-        delivery.state = DeliveryState.FAILED
-        version = session.get_one(StudyVersion, delivery.version_id)
-        session.add(
-            AuditEvent(
-                at=now,
-                actor="triage",
-                action="delivery.failed",
-                study_id=version.study_id,
-                detail=f"{delivery.kind} {delivery.sop_instance_uid} not accepted after "
-                f"{delivery.attempts} attempts: {error}",
-            )
-        )
-        transition(
-            session,
-            delivery.version_id,
-            StudyState.ANALYSED,
-            StudyState.NOT_ANALYSED,
-            now,
-            f"results could not be delivered to the PACS after {delivery.attempts} attempts ({error}); "
-            "read as if triage had not seen the study",
-        )
+    if delivery.attempts < max_attempts:
+        backoff = min(300.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+        delivery.next_attempt_at = now + timedelta(seconds=backoff)
         return
-    backoff = min(300.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-    delivery.next_attempt_at = now + timedelta(seconds=backoff)
-
-
-def add_result(session: Session, **values: Any) -> None:
-    """Record a pipeline's result for a study version (one per version)."""
-    session.add(Result(**values))
-
-
-def audit(
-    session: Session,
-    *,
-    actor: str,
-    action: str,
-    source: str,
-    now: datetime,
-    study_ids: Iterable[int | None] = (None,),
-    detail: str = "",
-) -> None:
-    """Record that ``actor`` did ``action`` (to each study given) from ``source``."""
-    for study_id in study_ids:
-        session.add(
-            AuditEvent(at=now, actor=actor, action=action, study_id=study_id, source=source, detail=detail)
-        )
-
-
-class FeedbackRejected(Exception):
-    """A reading that cannot be stored as given; the message says what to change."""
-
-
-_KINDS_BY_PIPELINE = {
-    "fracture": {FeedbackKind.FRACTURE},
-    "breast": {FeedbackKind.RECALL, FeedbackKind.CANCER},
-}
-
-
-def add_feedback(
-    session: Session,
-    *,
-    study_id: int,
-    kind: FeedbackKind,
-    value: bool,
-    boxes: list[dict[str, Any]],
-    comment: str,
-    author: str,
-    now: datetime,
-    version_number: int | None = None,
-) -> Feedback:
-    """Store a radiologist's reading of a study version (the latest unless given), linked to its result.
-
-    Raises:
-        FeedbackRejected: no such version, a kind that does not fit the study's pipeline, or a box
-            on an image that is not part of the study.
-    """
-    study = session.get_one(Study, study_id)
-    number = version_number if version_number is not None else study.current_version
-    version = session.scalar(
-        select(StudyVersion).where(StudyVersion.study_id == study_id, StudyVersion.number == number)
+    delivery.state = DeliveryState.FAILED
+    audit(
+        session,
+        actor=TRIAGE,
+        action="delivery.failed",
+        source=TRIAGE,
+        now=now,
+        study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],
+        detail=f"{delivery.kind} {delivery.sop_instance_uid} not accepted after "
+        f"{delivery.attempts} attempts: {error}",
     )
-    if version is None:
-        raise FeedbackRejected(f"the study has no version {number}")
-    allowed = _KINDS_BY_PIPELINE.get(version.pipeline, set())
-    if kind not in allowed:
-        fits = ", ".join(sorted(allowed)) or "none: triage does not analyse this study"
-        raise FeedbackRejected(
-            f"{kind} does not fit a {version.pipeline or 'unrouted'} study; it takes {fits}"
-        )
-    known = set(
-        session.scalars(
-            select(Instance.sop_instance_uid).where(
-                Instance.study_id == study_id, Instance.version_number <= version.number
-            )
-        )
-    )
-    for box in boxes:
-        if box["sop_instance_uid"] not in known:
-            raise FeedbackRejected(
-                f"image {box['sop_instance_uid']} is not part of version {number} of this study"
-            )
-    result_id = session.scalar(select(Result.id).where(Result.version_id == version.id))
-    feedback = Feedback(
-        label_id=uuid.uuid4().hex,
-        study_id=study_id,
-        version_id=version.id,
-        result_id=result_id,
-        kind=kind,
-        value=value,
-        boxes=boxes,
-        comment=comment,
-        author=author,
-        at=now,
-    )
-    session.add(feedback)
-    return feedback
+    transition(
+        session, delivery.version_id, StudyState.ANALYSED, StudyState.NOT_ANALYSED, now,
+        f"results could not be delivered to the PACS after {delivery.attempts} attempts ({error}); "
+        "read as if triage had not seen the study",
+    )  # fmt: skip
 
 
-def add_shadow_result(session: Session, **values: Any) -> None:
-    """Record a candidate model's result in shadow mode (once per version and model)."""
-    exists = session.scalar(
-        select(func.count()).where(
-            ShadowResult.version_id == values["version_id"],
-            ShadowResult.model_name == values["model_name"],
-            ShadowResult.model_version == values["model_version"],
-        )
-    )
-    if not exists:
-        session.add(ShadowResult(**values))
+def record_peer_status(session: Session, name: str, reachable: bool, detail: str, now: datetime) -> None:
+    """What the delivering process last found of a destination (the web app reads it, no DICOM there)."""
+    row = session.get(PeerStatus, name)
+    if row is None:
+        session.add(PeerStatus(name=name, reachable=reachable, detail=detail, checked_at=now))
+    else:
+        row.reachable, row.detail, row.checked_at = reachable, detail, now

@@ -7,10 +7,27 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from triage.outcomes import OUTCOME, BreastOutcome, FractureOutcome
 from triage.records.db import Base, utcnow
+
+
+class OutcomeJSON(TypeDecorator[FractureOutcome | BreastOutcome]):
+    """A typed outcome stored as its JSON (``pipeline`` tells the two kinds apart)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: FractureOutcome | BreastOutcome | None, dialect: Dialect
+    ) -> dict[str, Any] | None:
+        return None if value is None else value.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> FractureOutcome | BreastOutcome | None:
+        return None if value is None else OUTCOME.validate_python(value)
 
 
 class StudyState(enum.StrEnum):
@@ -172,7 +189,7 @@ class Result(Base):
     weights_sha256: Mapped[str] = mapped_column(String(64), default="")
     software_version: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(32), default="")
-    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[FractureOutcome | BreastOutcome] = mapped_column(OutcomeJSON)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -284,5 +301,20 @@ class ShadowResult(Base):
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     weights_sha256: Mapped[str] = mapped_column(String(64))
-    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[FractureOutcome | BreastOutcome] = mapped_column(OutcomeJSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+PACS = "pacs"  # the peer status of the configured PACS
+PEER_CHECK_SECONDS = 15.0  # how often the delivering process asks each destination (C-ECHO)
+
+
+class PeerStatus(Base):
+    """What the process that delivers results last found of a destination (C-ECHO), for the web app."""
+
+    __tablename__ = "peer_status"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reachable: Mapped[bool]
+    detail: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime]

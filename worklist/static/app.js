@@ -30,10 +30,10 @@ function cell(row, text, className) {
   return td;
 }
 
-function badge(text, extra) {
+function badge(verdict, label, extra) {
   const span = document.createElement("span");
-  span.className = `badge v-${String(text).replace(/ /g, "-")}` + (extra ? ` ${extra}` : "");
-  span.textContent = text;
+  span.className = `badge v-${verdict}` + (extra ? ` ${extra}` : "");
+  span.textContent = label;
   return span;
 }
 
@@ -121,8 +121,8 @@ async function loadQueue() {
     row.dataset.verdict = item.verdict;
     if (item.delivery === "failed") row.classList.add("delivery-failed");
     const verdict = cell(row, "");
-    verdict.appendChild(badge(item.verdict));
-    if (item.high_risk) verdict.appendChild(badge("HIGH RISK", "high-risk"));
+    verdict.appendChild(badge(item.verdict, item.verdict_label));
+    if (item.high_risk) verdict.appendChild(badge("HIGH_RISK", "HIGH RISK", "high-risk"));
     cell(row, item.patient_name);
     cell(row, item.patient_id);
     cell(row, item.accession_number);
@@ -134,7 +134,7 @@ async function loadQueue() {
     cell(row, item.feedback_count || "");
     let note = "";
     if (item.eligible_for_discharge) note = "Eligible for discharge per local protocol; over-read later";
-    else if (item.verdict === "NOT ANALYSED" || item.verdict === "IGNORED") note = item.reason;
+    else if (item.verdict === "NOT_ANALYSED" || item.verdict === "IGNORED") note = item.reason;
     else if (item.verdict === "PENDING") note = `AI pending (${item.state}): read as usual if it cannot wait`;
     if (item.conflict) note = `Conflicting images received. ${note}`;
     cell(row, note);
@@ -164,7 +164,7 @@ async function openStudy(studyId, keepBoxes) {
   $("#detail").hidden = false;
   $("#detail-title").textContent = `${item.patient_name} · ${item.patient_id} · ${item.accession_number} · ${item.study_description}`;
   const verdict = $("#detail-verdict");
-  verdict.replaceChildren(badge(item.verdict));
+  verdict.replaceChildren(badge(item.verdict, item.verdict_label));
   const words = [];
   if (item.probability != null) words.push(`AI probability ${item.probability.toFixed(2)}`);
   if (item.score != null) words.push(`score ${item.score} of 10 (single reading ≤ ${item.single_read_max_score})`);

@@ -1,0 +1,185 @@
+"""Model cards: what a model is, what it was trained on, how well it does, where it may be used.
+
+A card travels with its weights (``card.json`` beside them, and in the registered model). No torch
+here: the listener's intended-use gate reads cards too. ``FractureCard`` and ``BreastCard`` require
+their operating points, so a card that exists can be run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import pydicom.uid
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from triage.imaging import HeaderFacts
+from triage.outcomes import FractureThresholds
+from triage.pipelines import Pipeline
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class DatasetCredit(_Frozen):
+    """One data source a model was trained or evaluated on, with what its licence requires."""
+
+    name: str
+    licence: str
+    attribution: str
+    changes: str
+    synthetic: bool = False
+
+
+class Metric(_Frozen):
+    """A figure on held-out data with its 95 % confidence interval."""
+
+    value: float
+    ci95_low: float
+    ci95_high: float
+    n: int
+
+
+class IntendedUse(_Frozen):
+    """Where the model may be used, in words and as rules the intended-use gate applies.
+
+    ``routing.yaml`` chooses which pipeline a study goes to; the card can only narrow that: a study
+    must satisfy both. Empty tuples mean "any".
+    """
+
+    statement: str
+    modalities: tuple[str, ...]
+    sop_classes: tuple[str, ...] = Field(description="pydicom keywords of the storage SOP classes")
+    body_parts: tuple[str, ...] = ()  # Body Part Examined values (PS3.16 Annex L)
+    views: tuple[str, ...] = ()  # CC, MLO for screens
+    photometric_interpretations: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
+
+    @field_validator("sop_classes")
+    @classmethod
+    def _known_sop_classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for keyword in value:
+            if not isinstance(getattr(pydicom.uid, keyword, None), pydicom.uid.UID):
+                raise ValueError(f"{keyword!r} is not a pydicom UID keyword of a SOP class")
+        return value
+
+    def why_not(self, sop_class_uid: str, facts: HeaderFacts) -> str | None:
+        """Why one instance (its SOP class and header facts) is outside this use; None when it is inside."""
+        if facts.modality not in self.modalities:
+            return f"modality {facts.modality or 'missing'} is outside the model's intended use"
+        if pydicom.uid.UID(sop_class_uid).keyword not in self.sop_classes:
+            return f"SOP class {pydicom.uid.UID(sop_class_uid).name} is outside the model's intended use"
+        if self.body_parts and facts.body_part_examined not in self.body_parts:
+            return f"body part {facts.body_part_examined or 'missing'} is outside the model's intended use"
+        if self.views and facts.view and facts.view not in self.views:
+            return f"view {facts.view} is outside the model's intended use"
+        if facts.photometric_interpretation not in self.photometric_interpretations:
+            return (
+                f"photometric interpretation {facts.photometric_interpretation} is outside the model's "
+                "intended use"
+            )
+        return None
+
+
+class _Card(_Frozen):
+    name: str
+    version: str
+    architecture: str
+    input_size: int = Field(gt=0)
+    intended_use: IntendedUse
+    data: tuple[DatasetCredit, ...]
+    preprocessing: str
+    held_out: str
+    metrics: dict[str, Metric]
+    weights_file: str = "weights.pt"
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    reproduce: str
+    created: str
+
+    def write(self, folder: Path) -> None:
+        (folder / "card.json").write_text(
+            json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
+
+
+class FractureCard(_Card):
+    """A fracture model's card: its two operating points are required."""
+
+    pipeline: Literal[Pipeline.FRACTURE] = Pipeline.FRACTURE
+    fracture_threshold: float
+    doubt_threshold: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        self.thresholds  # noqa: B018 - validates their order
+        return self
+
+    @property
+    def thresholds(self) -> FractureThresholds:
+        return FractureThresholds(fracture=self.fracture_threshold, doubt=self.doubt_threshold)
+
+
+def check_cut_points(cut_points: Sequence[float]) -> tuple[float, ...]:
+    """Nine non-decreasing probabilities in [0, 1], or a ValueError saying what is wrong."""
+    points = tuple(float(p) for p in cut_points)
+    if len(points) != 9 or any(not 0.0 <= p <= 1.0 for p in points) or list(points) != sorted(points):
+        raise ValueError(
+            f"decile cut-points must be nine non-decreasing probabilities in [0, 1], got {points}"
+        )
+    return points
+
+
+class BreastCard(_Card):
+    """A screening model's card: the nine decile cut-points of its 1-10 score are required."""
+
+    pipeline: Literal[Pipeline.BREAST] = Pipeline.BREAST
+    decile_cut_points: tuple[float, ...]
+
+    @field_validator("decile_cut_points")
+    @classmethod
+    def _nine(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        return check_cut_points(value)
+
+
+ModelCard = FractureCard | BreastCard
+AnyCard = Annotated[FractureCard | BreastCard, Field(discriminator="pipeline")]
+# pydantic types TypeAdapter(T) for a class T only; a discriminated union is what it validates here.
+CARD: TypeAdapter[ModelCard] = TypeAdapter(AnyCard)  # type: ignore[arg-type]
+
+# What the cards written before intended use became structured (and the bundled ones) may be used on.
+DEFAULT_INTENDED_USE = {
+    Pipeline.FRACTURE: {
+        "modalities": ["CR", "DX"],
+        "sop_classes": ["ComputedRadiographyImageStorage", "DigitalXRayImageStorageForPresentation"],
+    },
+    Pipeline.BREAST: {
+        "modalities": ["MG"],
+        "sop_classes": ["DigitalMammographyXRayImageStorageForPresentation"],
+        "views": ["CC", "MLO"],
+    },
+}
+
+
+def parse_card(values: dict[str, Any]) -> ModelCard:
+    """Validate a card's JSON; a card written before intended use was structured is read as one.
+
+    Raises:
+        pydantic.ValidationError: the card is invalid; the message names the field.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    if isinstance(values.get("intended_use"), str):
+        pipeline = Pipeline(values.get("pipeline", ""))
+        values["intended_use"] = {"statement": values["intended_use"], **DEFAULT_INTENDED_USE[pipeline]}
+    return CARD.validate_python(values)
+
+
+def read_card(folder: Path) -> ModelCard:
+    """The card in ``folder/card.json``.
+
+    Raises:
+        OSError: no card there.
+        pydantic.ValidationError: the card is invalid.
+    """
+    return parse_card(json.loads((folder / "card.json").read_text(encoding="utf-8")))

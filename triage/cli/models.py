@@ -1,0 +1,107 @@
+"""Registered models: list, promote, roll back, shadow mode and its report. Every change is audited."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated
+
+import typer
+
+from triage.cli.common import ConfigOption, fail, open_database, settings
+from triage.pipelines import Pipeline
+from triage.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")
+PipelineArgument = Annotated[Pipeline, typer.Argument(help="fracture or breast.")]
+
+
+def _audit(found: Settings, action: str, detail: str) -> None:
+    from triage.records import store
+    from triage.records.db import utcnow
+
+    with open_database(found).session() as session:
+        store.audit(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action=action,
+            source="cli",
+            now=utcnow(),
+            detail=detail,
+        )
+
+
+@app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """Every registered version: its card, aliases, and whether its operating points are validated."""
+    from inference import registry
+
+    for info in registry.versions(settings(config)):
+        typer.echo(
+            f"{info.pipeline}\tv{info.version}\t{info.card_name} {info.card_version}\t"
+            f"{','.join(info.aliases) or '-'}\t{'validated' if info.validated else 'NOT validated'}\t"
+            f"run {info.run_id}"
+        )
+
+
+@app.command("promote")
+def models_promote(
+    pipeline: PipelineArgument,
+    version: Annotated[str, typer.Argument(help="Registered version.")],
+    config: ConfigOption = None,
+) -> None:
+    """Put a registered version into service; workers pick it up within model_check_seconds."""
+    from inference import registry
+
+    found = settings(config)
+    try:
+        before = registry.promote(found, pipeline, version)
+    except (registry.PromotionRefused, KeyError) as error:
+        fail(error)
+    detail = f"{pipeline.registered_name} v{version} promoted (was {before or 'the bundled model'})"
+    _audit(found, "model.promoted", detail)
+    typer.echo(detail)
+
+
+@app.command("shadow")
+def models_shadow(
+    pipeline: PipelineArgument,
+    version: Annotated[str | None, typer.Argument(help="Registered version; leave out with --off.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="End shadow mode.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run a registered version beside production on live studies: its results are stored for
+    'triage models shadow-report', never routed, reported or sent."""
+    from inference import registry
+
+    found = settings(config)
+    if off == (version is not None):
+        raise typer.BadParameter("give a VERSION, or --off")
+    registry.set_shadow(found, pipeline, None if off else version)
+    detail = f"{pipeline.registered_name} shadow mode " + ("ended" if off else f"on v{version}")
+    _audit(found, "model.shadow", detail)
+    typer.echo(detail)
+
+
+@app.command("shadow-report")
+def models_shadow_report(pipeline: PipelineArgument, config: ConfigOption = None) -> None:
+    """Compare the shadow model's results with production's, and both with radiologists' readings."""
+    from evaluation.shadow import report
+
+    with open_database(settings(config)).session() as session:
+        typer.echo(json.dumps(report(session, pipeline), indent=2))
+
+
+@app.command("rollback")
+def models_rollback(pipeline: PipelineArgument, config: ConfigOption = None) -> None:
+    """Return production to the version promoted before the current one (or the bundled model)."""
+    from inference import registry
+
+    found = settings(config)
+    try:
+        left, now = registry.rollback(found, pipeline)
+    except registry.PromotionRefused as error:
+        fail(error)
+    detail = f"{pipeline.registered_name} v{left} rolled back to {f'v{now}' if now else 'the bundled model'}"
+    _audit(found, "model.rolled_back", detail)
+    typer.echo(detail)

@@ -1,0 +1,91 @@
+"""Reads of the system of record that several processes share (writes are in ``store.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from triage.records.tables import (
+    Delivery,
+    DeliveryState,
+    Instance,
+    OutboxMessage,
+    PeerStatus,
+    StudyState,
+    StudyVersion,
+)
+
+
+def find_instance(session: Session, sop_instance_uid: str, study_id: int | None = None) -> Instance | None:
+    """A stored instance by its SOP Instance UID (and, when given, in that study only)."""
+    query = select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
+    if study_id is not None:
+        query = query.where(Instance.study_id == study_id)
+    return session.scalar(query)
+
+
+def versions_in(session: Session, *states: StudyState) -> list[StudyVersion]:
+    return list(
+        session.scalars(select(StudyVersion).where(StudyVersion.state.in_(states)).order_by(StudyVersion.id))
+    )
+
+
+def instances_of(session: Session, version: StudyVersion) -> list[Instance]:
+    """Every instance a version comprises: those received in it and in every earlier version."""
+    return list(
+        session.scalars(
+            select(Instance)
+            .where(Instance.study_id == version.study_id, Instance.version_number <= version.number)
+            .order_by(Instance.id)
+        )
+    )
+
+
+def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, Any]]:
+    """Payloads of outbox messages of one task not yet published."""
+    return list(
+        session.scalars(
+            select(OutboxMessage.payload).where(
+                OutboxMessage.task_name == task_name, OutboxMessage.published_at.is_(None)
+            )
+        )
+    )
+
+
+def due_messages(session: Session, now: datetime, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """Outbox messages due for publishing, oldest first: (id, task name, payload)."""
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.task_name, OutboxMessage.payload)
+        .where(OutboxMessage.published_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    ).all()
+    return [(int(row.id), str(row.task_name), dict(row.payload)) for row in rows]
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(StudyVersion.state, func.count()).group_by(StudyVersion.state)).all()
+    return {str(state): int(count) for state, count in rows}
+
+
+def has_deliveries(session: Session, version_id: int) -> bool:
+    return session.scalar(select(func.count()).where(Delivery.version_id == version_id)) != 0
+
+
+def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def peer_status(session: Session, name: str) -> PeerStatus | None:
+    """What the delivering process last found of a destination, if it ever looked."""
+    return session.get(PeerStatus, name)

@@ -1,0 +1,163 @@
+"""What routes depend on: the caller (authenticated, with a role), the database, the settings, audit.
+
+401 and 403 are decided by a gate in front of the routes, before FastAPI reads a body, so a stranger
+learns nothing from a 422; the role a route needs is read from its dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+
+from triage.records import store
+from triage.records.db import Database, utcnow
+from triage.records.tables import Role
+from triage.settings import Settings
+from worklist.auth import Authenticator, Principal
+from worklist.operations import CachedCheck
+
+_SIGNED_IN = "signed in"
+bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """Everything the routes share, built once by ``create_app``."""
+
+    database: Database
+    settings: Settings
+    authenticator: Authenticator
+    label_key: bytes
+    metrics: CollectorRegistry
+    queue_ready: CachedCheck
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.triage
+    return state
+
+
+State = Annotated[AppState, Depends(_state)]
+
+
+def source(request: Request) -> str:
+    """Where a request came from, as the audit records it."""
+    return request.client.host if request.client else ""
+
+
+def authenticate(request: Request, token: str | None) -> Principal:
+    """The principal behind a bearer token; HTTPException 401 without a valid one."""
+    principal = _state(request).authenticator.principal(token, source(request)) if token else None
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "sign in first: POST /api/session, then send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def signed_in(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """The caller, as the gate in front of the routes found them (or, outside it, from the token)."""
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Principal):
+        return caller
+    principal = authenticate(request, credentials.credentials if credentials else None)
+    request.state.caller = principal
+    return principal
+
+
+signed_in.triage_requires = _SIGNED_IN  # type: ignore[attr-defined]
+
+
+def _role(required: Role) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+        if required not in principal.roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {required} role")
+        return principal
+
+    check.triage_requires = required  # type: ignore[attr-defined]
+    return check
+
+
+Anyone = Annotated[Principal, Depends(signed_in)]
+Radiologist = Annotated[Principal, Depends(_role(Role.RADIOLOGIST))]
+MlEngineer = Annotated[Principal, Depends(_role(Role.ML_ENGINEER))]
+Admin = Annotated[Principal, Depends(_role(Role.ADMIN))]
+
+
+def audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    study_ids: list[int] | list[int | None] | None = None,
+    detail: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Record what ``principal`` did, from where, to each study given (None: one event, no study)."""
+    store.audit(
+        session,
+        actor=principal.name,
+        action=action,
+        source=principal.source,
+        now=now or utcnow(),
+        study_ids=[None] if study_ids is None else study_ids,
+        detail=detail,
+    )
+
+
+def _requirement(route: APIRoute) -> Role | str | None:
+    """What a route asks of its caller, read from its dependencies: a role, to be signed in, or nothing."""
+    found: Role | str | None = None
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        need = getattr(dependency.call, "triage_requires", None)
+        if isinstance(need, Role):
+            return need
+        if need == _SIGNED_IN:
+            found = need
+        pending.extend(dependency.dependencies)
+    return found
+
+
+def install_gate(app: FastAPI) -> None:
+    """Answer 401/403 before FastAPI reads the body; call once every route is defined."""
+    routes = [r for r in app.router.routes if isinstance(r, APIRoute)]
+    requirements = {id(route): _requirement(route) for route in routes}
+
+    def gate(request: Request) -> Response | None:
+        route = next((r for r in routes if r.matches(request.scope)[0] == Match.FULL), None)
+        need = requirements.get(id(route)) if route is not None else None
+        if need is None:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        try:
+            caller = authenticate(request, token.strip() if scheme.lower() == "bearer" else None)
+        except HTTPException as error:
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+            )
+        request.state.caller = caller
+        if isinstance(need, Role) and need not in caller.roles:
+            return JSONResponse({"detail": f"this needs the {need} role"}, status_code=403)
+        return None
+
+    async def guarded(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # the gate reads the database (and may fetch OIDC keys): off the event loop
+        return await run_in_threadpool(gate, request) or await call_next(request)
+
+    app.middleware("http")(guarded)

@@ -1,0 +1,1 @@
+"""The web API's routes, one router per concern."""

@@ -1,0 +1,117 @@
+"""One study: its detail, its images rendered from the DICOM, readings, and clearing a conflict."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import Path as PathParam
+
+from triage.imaging import UnreadableImage, png, read_image
+from triage.records import queries, readings, store
+from triage.records.db import utcnow
+from triage.records.tables import Study
+from worklist import views
+from worklist.deps import Admin, Radiologist, State, audit
+from worklist.schemas import UID, ConflictResolution, ConflictResolved, FeedbackIn, StudyId, problems
+
+router = APIRouter(prefix="/api/studies", tags=["worklist"])
+
+
+@router.get("/{study_id}", responses=problems(401, 403, 404))
+def study(study_id: StudyId, principal: Radiologist, state: State) -> views.StudyDetail:
+    """One study: patient, versions with their history, results, deliveries, images, readings."""
+    with state.database.session() as session:
+        detail = views.study_detail(session, study_id)
+        if detail is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+        audit(session, principal, "study.viewed", [study_id])
+    return detail
+
+
+@router.get(
+    "/{study_id}/images/{sop_instance_uid}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The image, windowed, as PNG"},
+        **problems(401, 403, 404, 422),
+    },
+)
+def image(
+    study_id: StudyId,
+    sop_instance_uid: Annotated[str, PathParam(max_length=64, pattern=UID)],
+    principal: Radiologist,
+    state: State,
+    size: Annotated[int, Query(ge=64, le=4096, description="Longest side in pixels")] = 1024,
+) -> Response:
+    """One image of the study rendered from its DICOM (Modality LUT, VOI LUT or window,
+    MONOCHROME1 inverted). Headers X-Source-Columns/Rows give the source size that boxes use."""
+    with state.database.session() as session:
+        instance = queries.find_instance(session, sop_instance_uid, study_id)
+        if instance is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+        audit(session, principal, "image.viewed", [study_id], sop_instance_uid)
+        key = instance.storage_key
+    try:
+        pixels = read_image(state.settings.storage_dir / key).pixels
+    except UnreadableImage as error:
+        raise HTTPException(422, f"the stored image cannot be shown: {error}") from error
+    rows, columns = pixels.shape
+    return Response(
+        png(pixels, size),
+        media_type="image/png",
+        headers={"X-Source-Columns": str(columns), "X-Source-Rows": str(rows)},
+    )
+
+
+@router.post(
+    "/{study_id}/feedback", tags=["feedback"], status_code=201, responses=problems(400, 401, 403, 404, 422)
+)
+def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state: State) -> views.FeedbackView:
+    """Record a reading: fracture confirmed or not (and where); recall or not; later, cancer or not."""
+    now = utcnow()
+    for box in body.boxes:
+        x0, y0, x1, y1 = box.corners
+        if not (0 <= x0 < x1 and 0 <= y0 < y1):
+            raise HTTPException(422, "a box is [x0, y0, x1, y1] with 0 <= x0 < x1 and 0 <= y0 < y1")
+    with state.database.session() as session:
+        if session.get(Study, study_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+        try:
+            row = readings.add_feedback(
+                session,
+                study_id=study_id,
+                kind=body.kind,
+                value=body.value,
+                boxes=[box.model_dump() for box in body.boxes],
+                comment=body.comment,
+                author=principal.name,
+                now=now,
+                version_number=body.version,
+            )
+        except readings.FeedbackRejected as error:
+            raise HTTPException(422, str(error)) from error
+        detail = f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}"
+        audit(session, principal, "feedback.recorded", [study_id], detail, now)
+        session.flush()
+        found = views.study_detail(session, study_id)
+    assert found is not None, "the study was just read in this transaction"
+    return next(f for f in found.feedback if f.label_id == row.label_id)
+
+
+@router.post("/{study_id}/conflict/resolve", tags=["admin"], responses=problems(400, 401, 403, 404, 409, 422))
+def resolve_conflict(
+    study_id: StudyId, body: ConflictResolution, principal: Admin, state: State
+) -> ConflictResolved:
+    """Clear a study's conflicting-duplicate flag once someone has checked the quarantined
+    object; versions received from now on are analysed again. What was NOT ANALYSED stays so."""
+    with state.database.session() as session:
+        found = session.get(Study, study_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+        if not found.conflict:
+            raise HTTPException(status.HTTP_409_CONFLICT, "the study has no conflict to resolve")
+        store.clear_conflict(
+            session, found, actor=principal.name, source=principal.source, reason=body.reason, now=utcnow()
+        )
+    return ConflictResolved(study_id=study_id, conflict=False)
