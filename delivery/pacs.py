@@ -9,7 +9,7 @@ from pathlib import Path
 
 from delivery.scu import client_tls_context, echo, send
 from triage.periodic import PeriodicThread
-from triage.records import queries, store
+from triage.records import queries, results, store
 from triage.records.db import Database, utcnow
 from triage.records.tables import PACS, PEER_CHECK_SECONDS
 from triage.settings import DicomPeer, Settings
@@ -47,8 +47,8 @@ class Deliverer:
             due = [(d.id, d.storage_key) for d in queries.due_deliveries(session, now, limit)]
         if not due:
             return 0
-        results = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
-        by_path = {str(r.path): r for r in results}
+        sent = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
+        by_path = {str(r.path): r for r in sent}
         delivered = 0
         with self._database.session() as session:
             for delivery_id, key in due:
@@ -78,7 +78,7 @@ def check_reachable(settings: Settings, database: Database) -> bool:
         else f"C-ECHO status 0x{status:04X}"
     )
     with database.session() as session:
-        store.record_peer_status(session, PACS, reachable, detail, utcnow())
+        results.record_peer_status(session, PACS, reachable, detail, utcnow())
     return reachable
 
 

@@ -24,7 +24,7 @@ from triage import __version__
 from triage.messages import AnalyseStudy, ReportNotAnalysed
 from triage.outcomes import Analysed, BreastOutcome, FractureOutcome, ModelIdentity, Skipped, not_analysed
 from triage.pipelines import Pipeline
-from triage.records import queries, store
+from triage.records import queries, results, store
 from triage.records.db import Database, utcnow
 from triage.records.tables import StudyState
 
@@ -110,7 +110,7 @@ class AnalyseStudyTask:
             return
         summary = result.summary if isinstance(result, Analysed) else result.reason
         with self._database.session() as session:
-            store.add_shadow_result(
+            results.add_shadow_result(
                 session, payload.study_version_id, result.outcome, result.model, summary, utcnow()
             )
 
@@ -171,7 +171,7 @@ class AnalyseStudyTask:
                     "study version %d left ANALYSING before its result was recorded", payload.study_version_id
                 )
                 return "late"
-            store.add_result(
+            results.add_result(
                 session, payload.study_version_id, result.outcome, result.model,
                 summary=reason, software_version=__version__, now=now,
                 device=result.device if isinstance(result, Analysed) else "",
@@ -179,10 +179,10 @@ class AnalyseStudyTask:
                 timings_ms=result.timings_ms if isinstance(result, Analysed) else {},
             )  # fmt: skip
             for kind, sop_instance_uid, key in objects:
-                store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+                results.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
             if report_error:
                 failed = f"report not built: {report_error}"
-                store.add_delivery(session, payload.study_version_id, "sr", "", "", now, failed=failed)
+                results.add_delivery(session, payload.study_version_id, "sr", "", "", now, failed=failed)
         logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)
 
@@ -214,9 +214,9 @@ class ReportNotAnalysedTask:
         now = utcnow()
         with self._database.session() as session:
             for kind, sop_instance_uid, key in objects:
-                store.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+                results.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
             if error:
-                store.add_delivery(
+                results.add_delivery(
                     session, payload.study_version_id, "sr", "", "", now, failed=f"report not built: {error}"
                 )
         return "reported" if objects else "not-reported"

@@ -1,1 +1,2 @@
-"""Training: manifests and datasets, the training loops, and export of weights with model cards."""
+"""Training: adapters from public sets to manifests, datasets and splits, the training loops, MLflow
+runs, and export of weights with their model cards. The running service never imports it."""

@@ -1,4 +1,9 @@
-"""triage: clinical AI triage of trauma radiographs and screening mammograms."""
+"""triage: clinical AI triage of trauma radiographs and screening mammograms.
+
+This package is the base every process stands on: settings and logging, the shared vocabulary
+(``pipelines``, ``outcomes``, ``messages``), DICOM images (``imaging``), model ``cards``, labelled-data
+``manifests``, the system of ``records``, and the one ``triage`` command (``cli``).
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

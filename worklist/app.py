@@ -25,7 +25,8 @@ from triage.records.db import Database
 from triage.settings import Settings
 from worklist import deps, labels
 from worklist.auth import Authenticator
-from worklist.operations import CachedCheck, DatabaseCollector, queue_check
+from worklist.metrics import DatabaseCollector
+from worklist.operations import CachedCheck, queue_check
 from worklist.routes import admin, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
 
@@ -52,13 +53,17 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         metrics=metrics,
         queue_ready=CachedCheck(queue_check(settings)),
     )
-    for router in (operations, session, worklist, studies, label_routes, admin):
-        app.include_router(router.router)
+    routers = [module.router for module in (operations, session, worklist, studies, label_routes, admin)]
+    for router in routers:
+        app.include_router(router)
+    app.state.api_routes = [
+        route for router in routers for route in router.routes if isinstance(route, APIRoute)
+    ]
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(DataError, _data_error)
     app.get("/", include_in_schema=False)(_page)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
-    deps.install_gate(app)
+    deps.install_gate(app, app.state.api_routes)
     app.middleware("http")(_headers_and_log)  # outermost: also wraps what the gate answers
     return app
 
@@ -85,8 +90,8 @@ async def _headers_and_log(request: Request, call_next: Callable[[Request], Awai
 def _method_not_allowed(request: Request, error: Exception) -> JSONResponse:
     # Starlette names only the first route's methods when several routes share a path.
     allowed: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+    for route in request.app.state.api_routes:
+        if route.matches(request.scope)[0] != Match.NONE:
             allowed |= route.methods or set()
     return JSONResponse(
         {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}

@@ -134,9 +134,9 @@ def _requirement(route: APIRoute) -> Role | str | None:
     return found
 
 
-def install_gate(app: FastAPI) -> None:
-    """Answer 401/403 before FastAPI reads the body; call once every route is defined."""
-    routes = [r for r in app.router.routes if isinstance(r, APIRoute)]
+def install_gate(app: FastAPI, routes: list[APIRoute]) -> None:
+    """Answer 401/403 before FastAPI reads the body, for every route given (each with its full path;
+    an included router's own routes are, and FastAPI's app-level route list no longer holds them)."""
     requirements = {id(route): _requirement(route) for route in routes}
 
     def gate(request: Request) -> Response | None:

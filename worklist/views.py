@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from triage.imaging import HeaderFacts
-from triage.outcomes import BreastOutcome, FractureOutcome, MarkKind, Verdict
+from triage.outcomes import BreastOutcome, Verdict
 from triage.pipelines import Pipeline
 from triage.records.tables import (
     Delivery,
     DeliveryState,
     Feedback,
-    Instance,
     Result,
     StateChange,
     Study,
@@ -87,88 +84,7 @@ class WorklistItem(BaseModel):
     completed_at: datetime | None
 
 
-class StateChangeView(BaseModel):
-    state: StudyState
-    reason: str
-    at: datetime
-
-
-class ResultView(BaseModel):
-    analysed: bool
-    summary: str
-    model_name: str
-    model_version: str
-    weights_sha256: str
-    software_version: str
-    device: str
-    outcome: Annotated[FractureOutcome | BreastOutcome, Field(discriminator="pipeline")]
-    created_at: datetime
-
-
-class DeliveryView(BaseModel):
-    kind: str
-    sop_instance_uid: str
-    state: DeliveryState
-    attempts: int
-    last_error: str
-    delivered_at: datetime | None
-
-
-class VersionView(BaseModel):
-    number: int
-    state: StudyState
-    reason: str
-    pipeline: Pipeline | None
-    history: list[StateChangeView]
-    result: ResultView | None
-    deliveries: list[DeliveryView]
-
-
-class MarkView(BaseModel):
-    corners: list[float] = Field(description="[x0, y0, x1, y1] in source pixels")
-    score: float
-    kind: MarkKind = Field(description="fracture (solid), doubt (dashed) or lesion (dashed)")
-
-
-class InstanceView(BaseModel):
-    sop_instance_uid: str
-    series_instance_uid: str
-    version: int
-    modality: str
-    body_part_examined: str
-    laterality: str
-    view: str
-    marks: list[MarkView]
-
-
-class BoxView(BaseModel):
-    sop_instance_uid: str
-    corners: list[float]
-
-
-class FeedbackView(BaseModel):
-    label_id: str
-    version: int
-    kind: str
-    value: bool
-    boxes: list[BoxView]
-    comment: str
-    author: str
-    at: datetime
-    judges_model: str = Field(description="The model (name version) whose result this reading judges")
-
-
-class StudyDetail(BaseModel):
-    item: WorklistItem
-    study_instance_uid: str
-    patient_birth_date: str
-    issuer_of_patient_id: str
-    versions: list[VersionView]
-    instances: list[InstanceView]
-    feedback: list[FeedbackView]
-
-
-def _delivery_status(states: list[DeliveryState]) -> DeliveryStatus:
+def delivery_status(states: list[DeliveryState]) -> DeliveryStatus:
     if not states:
         return DeliveryStatus.NONE
     if DeliveryState.FAILED in states:
@@ -178,7 +94,7 @@ def _delivery_status(states: list[DeliveryState]) -> DeliveryStatus:
     return DeliveryStatus.DELIVERED
 
 
-def _item(
+def worklist_item(
     study: Study,
     version: StudyVersion,
     result: Result | None,
@@ -208,7 +124,7 @@ def _item(
         single_read_max_score=acting.single_read_max_score if isinstance(acting, BreastOutcome) else None,
         model_name=result.model_name if result else "",
         model_version=result.model_version if result else "",
-        delivery=_delivery_status(deliveries),
+        delivery=delivery_status(deliveries),
         feedback_count=feedback_count,
         conflict=study.conflict,
         received_at=version.opened_at,
@@ -301,7 +217,7 @@ def worklist(session: Session, filters: WorklistFilters) -> list[WorklistItem]:
     rows = _latest_versions(session, filters)
     results, deliveries, feedback = _extras(session, [v.id for _, v in rows], [s.id for s, _ in rows])
     items = [
-        _item(
+        worklist_item(
             study, version, results.get(version.id), deliveries.get(version.id, []), feedback.get(study.id, 0)
         )
         for study, version in rows
@@ -316,88 +232,3 @@ def revision(session: Session) -> int:
     changes = session.scalar(select(func.max(StateChange.id))) or 0
     readings = session.scalar(select(func.max(Feedback.id))) or 0
     return int(changes) + int(readings)  # both only grow, so the sum moves whenever either does
-
-
-def _marks(result: Result | None) -> dict[str, list[MarkView]]:
-    marks: dict[str, list[MarkView]] = {}
-    for mark in result.outcome.marks if result is not None and result.analysed else ():
-        view = MarkView(corners=list(mark.corners), score=mark.score, kind=mark.kind)
-        marks.setdefault(mark.sop_instance_uid, []).append(view)
-    return marks
-
-
-def study_detail(session: Session, study_id: int) -> StudyDetail | None:
-    study = session.get(Study, study_id)
-    if study is None or not study.versions:
-        return None
-    version_ids = [v.id for v in study.versions]
-    results = {
-        r.version_id: r for r in session.scalars(select(Result).where(Result.version_id.in_(version_ids)))
-    }
-    latest = study.versions[-1]
-    deliveries = list(session.scalars(select(Delivery).where(Delivery.version_id.in_(version_ids))))
-    marks = _marks(results.get(latest.id))
-    readings = list(
-        session.scalars(select(Feedback).where(Feedback.study_id == study.id).order_by(Feedback.id))
-    )
-    result_models = {r.id: f"{r.model_name} {r.model_version}".strip() for r in results.values()}
-    number_of = {v.id: v.number for v in study.versions}
-    return StudyDetail(
-        item=_item(
-            study,
-            latest,
-            results.get(latest.id),
-            [DeliveryState(d.state) for d in deliveries if d.version_id == latest.id],
-            len(readings),
-        ),
-        study_instance_uid=study.study_instance_uid,
-        patient_birth_date=study.patient_birth_date,
-        issuer_of_patient_id=study.issuer_of_patient_id,
-        versions=[
-            VersionView(
-                number=v.number,
-                state=v.state,
-                reason=v.reason,
-                pipeline=Pipeline(v.pipeline) if v.pipeline else None,
-                history=[StateChangeView(state=c.state, reason=c.reason, at=c.at) for c in v.changes],
-                result=ResultView.model_validate(results[v.id], from_attributes=True)
-                if v.id in results
-                else None,
-                deliveries=[
-                    DeliveryView.model_validate(d, from_attributes=True)
-                    for d in deliveries
-                    if d.version_id == v.id
-                ],
-            )
-            for v in study.versions
-        ],
-        instances=[_instance(i, marks) for i in sorted(study.instances, key=lambda i: i.id)],
-        feedback=[
-            FeedbackView(
-                label_id=f.label_id,
-                version=number_of.get(f.version_id, 0),
-                kind=f.kind,
-                value=f.value,
-                boxes=[BoxView(**b) for b in f.boxes],
-                comment=f.comment,
-                author=f.author,
-                at=f.at,
-                judges_model=result_models.get(f.result_id, "") if f.result_id else "",
-            )
-            for f in readings
-        ],
-    )
-
-
-def _instance(instance: Instance, marks: dict[str, list[MarkView]]) -> InstanceView:
-    facts = HeaderFacts.from_json(instance.attributes)
-    return InstanceView(
-        sop_instance_uid=instance.sop_instance_uid,
-        series_instance_uid=instance.series_instance_uid,
-        version=instance.version_number,
-        modality=facts.modality,
-        body_part_examined=facts.body_part_examined,
-        laterality=facts.laterality,
-        view=facts.view,
-        marks=marks.get(instance.sop_instance_uid, []),
-    )

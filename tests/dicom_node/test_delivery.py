@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from testkit import synthetic
 from tests.dicom_node.test_studies import T0, receive
-from triage.records import queries, store
+from triage.records import queries, results, store
 from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
 
 
@@ -21,8 +21,8 @@ def analysed_version(database):
             (StudyState.ANALYSED, StudyState.ANALYSING),
         ):
             assert store.transition(session, version.id, old, new, T0)
-        store.add_delivery(session, version.id, "sr", "1.2.3.1", "k/sr.dcm", T0)
-        store.add_delivery(session, version.id, "sc", "1.2.3.2", "k/sc.dcm", T0)
+        results.add_delivery(session, version.id, "sr", "1.2.3.1", "k/sr.dcm", T0)
+        results.add_delivery(session, version.id, "sc", "1.2.3.2", "k/sc.dcm", T0)
         return version.id
 
 

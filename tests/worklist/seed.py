@@ -16,7 +16,7 @@ from sqlalchemy import select
 from dicom_node.handlers import describe
 from testkit import phantoms, synthetic
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
-from triage.records import store
+from triage.records import results, store
 from triage.records.db import Database
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.settings import Settings
@@ -87,12 +87,12 @@ def add_study(
             previous = step
         if outcome is not None:
             model = ModelIdentity(f"triage-{pipeline}-phantom", "0.1.0", "f" * 64)
-            store.add_result(
+            results.add_result(
                 session, version_id, outcome, model,
                 summary=reason or "analysed", software_version="0.1.0", now=at, device="cpu",
             )  # fmt: skip
         for index in range(len(deliveries)):
-            store.add_delivery(session, version_id, "sr", f"2.25.{version_id}{index}", "x.dcm", at)
+            results.add_delivery(session, version_id, "sr", f"2.25.{version_id}{index}", "x.dcm", at)
         session.flush()
         added = session.scalars(
             select(Delivery).where(Delivery.version_id == version_id).order_by(Delivery.id)

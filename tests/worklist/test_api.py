@@ -419,3 +419,23 @@ def test_an_admin_resolves_a_conflicting_duplicate_and_it_is_audited(client, any
     assert audit_rows(any_database, "conflict.resolved") == [
         ("local:adm", ids["doubt"], "testclient", body["reason"])
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/users"),
+        ("POST", "/api/studies/1/feedback"),
+        ("POST", "/api/studies/1/conflict/resolve"),
+    ],
+)
+def test_a_stranger_learns_nothing_from_a_malformed_body(any_database, settings, method, path):
+    """401 is decided before the body is read: invalid JSON from a stranger is not a 422."""
+    with TestClient(create_app(any_database, settings)) as client:
+        response = client.request(
+            method,
+            path,
+            content=b"\x00",
+            headers={"Authorization": "Bearer ", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 401, response.text

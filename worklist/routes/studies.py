@@ -11,18 +11,18 @@ from triage.imaging import UnreadableImage, png, read_image
 from triage.records import queries, readings, store
 from triage.records.db import utcnow
 from triage.records.tables import Study
-from worklist import views
 from worklist.deps import Admin, Radiologist, State, audit
+from worklist.detail import FeedbackView, StudyDetail, study_detail
 from worklist.schemas import UID, ConflictResolution, ConflictResolved, FeedbackIn, StudyId, problems
 
 router = APIRouter(prefix="/api/studies", tags=["worklist"])
 
 
 @router.get("/{study_id}", responses=problems(401, 403, 404))
-def study(study_id: StudyId, principal: Radiologist, state: State) -> views.StudyDetail:
+def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetail:
     """One study: patient, versions with their history, results, deliveries, images, readings."""
     with state.database.session() as session:
-        detail = views.study_detail(session, study_id)
+        detail = study_detail(session, study_id)
         if detail is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
         audit(session, principal, "study.viewed", [study_id])
@@ -67,7 +67,7 @@ def image(
 @router.post(
     "/{study_id}/feedback", tags=["feedback"], status_code=201, responses=problems(400, 401, 403, 404, 422)
 )
-def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state: State) -> views.FeedbackView:
+def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state: State) -> FeedbackView:
     """Record a reading: fracture confirmed or not (and where); recall or not; later, cancer or not."""
     now = utcnow()
     for box in body.boxes:
@@ -94,7 +94,7 @@ def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state:
         detail = f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}"
         audit(session, principal, "feedback.recorded", [study_id], detail, now)
         session.flush()
-        found = views.study_detail(session, study_id)
+        found = study_detail(session, study_id)
     assert found is not None, "the study was just read in this transaction"
     return next(f for f in found.feedback if f.label_id == row.label_id)
 

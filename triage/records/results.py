@@ -1,0 +1,112 @@
+"""Results, shadow results and the objects queued for delivery: written when a study is analysed.
+
+The study's state moves in ``store.py``; these rows record what came of it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
+from triage.records.tables import Delivery, DeliveryState, PeerStatus, Result, ShadowResult
+
+
+def add_result(
+    session: Session,
+    version_id: int,
+    outcome: FractureOutcome | BreastOutcome,
+    model: ModelIdentity | None,
+    *,
+    summary: str,
+    software_version: str,
+    now: datetime,
+    device: str = "",
+    inputs: list[dict[str, str]] | None = None,
+    timings_ms: dict[str, float] | None = None,
+) -> None:
+    """Record a pipeline's result for a study version (one per version)."""
+    session.add(
+        Result(
+            version_id=version_id,
+            pipeline=outcome.pipeline,
+            analysed=outcome.analysed,
+            summary=summary,
+            model_name=model.name if model else "",
+            model_version=model.version if model else "",
+            weights_sha256=model.weights_sha256 if model else "",
+            software_version=software_version,
+            device=device,
+            outcome=outcome,
+            inputs={"instances": inputs or []},
+            timings_ms=timings_ms or {},
+            created_at=now,
+        )
+    )
+
+
+def add_shadow_result(
+    session: Session,
+    version_id: int,
+    outcome: FractureOutcome | BreastOutcome,
+    model: ModelIdentity,
+    summary: str,
+    now: datetime,
+) -> None:
+    """Record a candidate model's result in shadow mode (once per version and model)."""
+    exists = session.scalar(
+        select(func.count()).where(
+            ShadowResult.version_id == version_id,
+            ShadowResult.model_name == model.name,
+            ShadowResult.model_version == model.version,
+        )
+    )
+    if not exists:
+        session.add(
+            ShadowResult(
+                version_id=version_id,
+                pipeline=outcome.pipeline,
+                analysed=outcome.analysed,
+                summary=summary,
+                model_name=model.name,
+                model_version=model.version,
+                weights_sha256=model.weights_sha256,
+                outcome=outcome,
+                created_at=now,
+            )
+        )
+
+
+def add_delivery(
+    session: Session,
+    version_id: int,
+    kind: str,
+    sop_instance_uid: str,
+    storage_key: str,
+    now: datetime,
+    failed: str = "",
+) -> None:
+    """Queue one object for the PACS; ``failed`` records one that could not even be built."""
+    session.add(
+        Delivery(
+            version_id=version_id,
+            kind=kind,
+            sop_instance_uid=sop_instance_uid or f"unbuilt-{version_id}-{kind}",
+            storage_key=storage_key,
+            state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
+            last_error=failed,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def record_peer_status(session: Session, name: str, reachable: bool, detail: str, now: datetime) -> None:
+    """What the delivering process last found of a destination (the web app reads it, no DICOM there)."""
+    row = session.get(PeerStatus, name)
+    if row is None:
+        session.add(PeerStatus(name=name, reachable=reachable, detail=detail, checked_at=now))
+    else:
+        row.reachable, row.detail, row.checked_at = reachable, detail, now

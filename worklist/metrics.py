@@ -1,0 +1,112 @@
+"""Prometheus metrics, read from the database at scrape time, so every process (listener, worker,
+API) is counted without a shared registry and a restart loses nothing. No patient data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from triage.outcomes import BreastOutcome
+from triage.pipelines import Pipeline
+from triage.records.db import Database
+from triage.records.tables import Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
+from triage.settings import Settings
+from worklist.operations import pacs_state
+
+# Seconds from a study's completion to the PACS acknowledging all its results; the target is 3 s.
+LATENCY_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
+def _versions(session: Session) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_study_versions", "Study versions by state and pipeline", labels=["state", "pipeline"]
+    )
+    query = select(StudyVersion.state, StudyVersion.pipeline, func.count()).group_by(
+        StudyVersion.state, StudyVersion.pipeline
+    )
+    for state, pipeline, count in session.execute(query):
+        family.add_metric([str(state), pipeline or "none"], count)
+    return family
+
+
+def _backlog(session: Session) -> Metric:
+    queued = session.scalar(
+        select(func.count()).where(StudyVersion.state.in_((StudyState.QUEUED, StudyState.ANALYSING)))
+    )
+    unpublished = session.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None)))
+    family = GaugeMetricFamily(
+        "triage_queue_depth", "Work waiting for a worker or for the broker", labels=["queue"]
+    )
+    family.add_metric(["analysis"], queued or 0)
+    family.add_metric(["outbox"], unpublished or 0)
+    return family
+
+
+def _deliveries(session: Session) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_deliveries", "Result objects for the PACS by state (FAILED: gave up)", labels=["state"]
+    )
+    for state, count in session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)):
+        family.add_metric([str(state)], count)
+    return family
+
+
+def _latency(session: Session) -> Metric:
+    rows = session.execute(
+        select(StudyVersion.pipeline, StudyVersion.completed_at, StateChange.at)
+        .join(StateChange, StateChange.version_id == StudyVersion.id)
+        .where(StateChange.state == StudyState.REPORTED, StudyVersion.completed_at.is_not(None))
+    ).all()
+    family = HistogramMetricFamily(
+        "triage_completion_to_report_seconds",
+        "Seconds from a study's completion to the PACS acknowledging its results",
+        labels=["pipeline"],
+    )
+    per_pipeline: dict[str, list[float]] = {}
+    for pipeline, completed, reported in rows:
+        assert isinstance(completed, datetime) and isinstance(reported, datetime)
+        per_pipeline.setdefault(pipeline, []).append((reported - completed).total_seconds())
+    for pipeline, values in sorted(per_pipeline.items()):
+        buckets = [(str(b), float(sum(v <= b for v in values))) for b in LATENCY_BUCKETS]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric([pipeline], buckets, sum_value=sum(values))
+    return family
+
+
+def _scores(session: Session) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_screening_scores", "Screens by 1-10 risk score (analysed screens only)", labels=["score"]
+    )
+    counts = {str(n): 0 for n in range(1, 11)}
+    query = select(Result.outcome).where(Result.pipeline == Pipeline.BREAST, Result.analysed.is_(True))
+    for outcome in session.scalars(query):
+        if isinstance(outcome, BreastOutcome) and outcome.score is not None:
+            counts[str(outcome.score)] += 1
+    for score, count in counts.items():
+        family.add_metric([score], count)
+    return family
+
+
+class DatabaseCollector(Collector):
+    """Studies by state, backlog, completion-to-report latency, deliveries, the 1-10 scores, the PACS."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        with self._database.session() as session:
+            for family in (_versions, _backlog, _deliveries, _latency, _scores):
+                yield family(session)
+        pacs = pacs_state(self._settings, self._database)
+        if pacs != "not configured":
+            reachable = GaugeMetricFamily(
+                "triage_pacs_reachable", "1 when the PACS last answered C-ECHO (NaN: not checked lately)"
+            )
+            reachable.add_metric([], {"reachable": 1.0, "unreachable": 0.0}.get(pacs, float("nan")))
+            yield reachable
