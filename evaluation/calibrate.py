@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evaluation import metrics
 from evaluation.evaluate import Exam, exams, predict
-from evaluation.metrics import metric_with_ci
+from evaluation.metrics import metric_with_ci, proportion_metric
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity_bound,
@@ -35,13 +34,6 @@ def _split(found: Sequence[Exam], test_exams: set[str]) -> tuple[list[Exam], lis
     return [e for e in found if e.exam not in test_exams], [e for e in found if e.exam in test_exams]
 
 
-def _proportion_metric(successes: int, trials: int) -> Metric:
-    low, high = metrics.wilson_interval(successes, trials)
-    return Metric(
-        value=round(successes / trials, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=trials
-    )
-
-
 def calibrate(
     model: LoadedModel,
     source: Path,
@@ -54,7 +46,7 @@ def calibrate(
 ) -> ModelCard:
     """Write ``source``'s weights into ``out`` with a card carrying the new operating points."""
     card = model.card
-    found = exams(predict(model, samples), card.pipeline)
+    found = exams(predict(model, samples).images, card.pipeline)
     test_exams = {s.exam or s.group for s in samples if s.split == "test"}
     choose, measure = _split(found, test_exams)
     if not choose or not measure or len({e.label for e in measure}) < 2:
@@ -79,10 +71,10 @@ def calibrate(
         positives = [e for e in measure if e.label == 1]
         negatives = [e for e in measure if e.label == 0]
         for name, threshold in (("doubt", doubt), ("fracture", fracture)):
-            measured[f"sensitivity_at_{name}"] = _proportion_metric(
+            measured[f"sensitivity_at_{name}"] = proportion_metric(
                 sum(e.probability >= threshold for e in positives), len(positives)
             )
-            measured[f"specificity_at_{name}"] = _proportion_metric(
+            measured[f"specificity_at_{name}"] = proportion_metric(
                 sum(e.probability < threshold for e in negatives), len(negatives)
             )
         measured["auroc"] = measured["exam_auroc"]

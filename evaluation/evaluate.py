@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from evaluation import metrics
 from evaluation.workload import sweep
 from inference.breast import exam_probability, score_for
-from inference.fracture import decode, study_probability
 from inference.model import LoadedModel
 from inference.transforms import prepare
 from triage.cards import BreastCard, FractureCard, ModelCard
+from triage.imaging import UnreadableImage
 from triage.manifests import Sample
 from triage.pipelines import Pipeline
 
@@ -39,30 +38,42 @@ class Prediction:
     boxes: list[BoxScore]  # in source pixels
 
 
-@torch.inference_mode()
-def predict(model: LoadedModel, samples: Sequence[Sample]) -> list[Prediction]:
-    """Every image's probability (and boxes, for detectors) as the service computes them."""
+@dataclass(frozen=True)
+class Predictions:
+    """Every readable image's prediction, and the images that could not be read, each with why."""
+
+    images: list[Prediction]
+    skipped: list[str]
+
+
+def predict(
+    model: LoadedModel, samples: Sequence[Sample], progress: Callable[[int, int], None] | None = None
+) -> Predictions:
+    """Every image's probability (and boxes, where the model finds them) as the service computes them.
+
+    An image that cannot be read (a hospital archive holds damaged files) is skipped with its reason,
+    never stops the run; the report counts them.
+    """
     card = model.card
     found: list[Prediction] = []
+    skipped: list[str] = []
     for start in range(0, len(samples), BATCH):
-        chunk = samples[start : start + BATCH]
-        prepared = [prepare(sample.load(), sample.meta, card.input_size) for sample in chunk]
-        batch = torch.stack([p.pixels for p in prepared]).to(model.device)
-        with model.autocast():
-            if card.architecture == "centrepoint-lite0":
-                decoded = decode(*model.network(batch))
-                for sample, geometry, boxes in zip(chunk, prepared, decoded, strict=True):
-                    found.append(
-                        Prediction(
-                            sample,
-                            study_probability([boxes]),
-                            [(geometry.box_to_source((b.x0, b.y0, b.x1, b.y1)), b.score) for b in boxes],
-                        )
-                    )
-            else:
-                probabilities = torch.sigmoid(model.network(batch).float()).tolist()
-                found += [Prediction(s, float(p), []) for s, p in zip(chunk, probabilities, strict=True)]
-    return found
+        chunk, prepared = [], []
+        for sample in samples[start : start + BATCH]:
+            try:
+                pixels = sample.load()
+            except (OSError, ValueError, UnreadableImage) as error:
+                skipped.append(f"{sample.path}: {type(error).__name__}: {error}")
+                continue
+            chunk.append(sample)
+            prepared.append(prepare(pixels, sample.meta, card.input_size))
+        results = model.predict(prepared) if prepared else []
+        for sample, geometry, result in zip(chunk, prepared, results, strict=True):
+            boxes = [(geometry.box_to_source((d.x0, d.y0, d.x1, d.y1)), d.score) for d in result.detections]
+            found.append(Prediction(sample, result.probability, boxes))
+        if progress is not None:
+            progress(min(start + BATCH, len(samples)), len(samples))
+    return Predictions(found, skipped)
 
 
 @dataclass(frozen=True)
@@ -134,13 +145,14 @@ def operating_points(card: ModelCard, single_read_max_score: int) -> dict[str, f
 
 def figures(
     card: ModelCard,
-    predictions: Sequence[Prediction],
+    predictions: Predictions,
     dataset: Path,
     single_read_max_score: int = 5,
     resamples: int = 1000,
 ) -> dict[str, Any]:
     """Every figure of the evaluation, JSON-ready."""
-    found = exams(predictions, card.pipeline)
+    images = predictions.images
+    found = exams(images, card.pipeline)
     labels, scores = [e.label for e in found], [e.probability for e in found]
     points = operating_points(card, single_read_max_score)
     result: dict[str, Any] = {
@@ -153,13 +165,13 @@ def figures(
         "dataset": {
             "manifest": str(dataset),
             "sha256": hashlib.sha256(dataset.read_bytes()).hexdigest(),
-            "images": len(predictions),
+            "images": len(images),
             "exams": len(found),
             "positive_exams": int(sum(labels)),
+            "skipped_images": len(predictions.skipped),
+            "skipped": predictions.skipped,
         },
-        "image_auroc": _with_ci(
-            [p.sample.label for p in predictions], [p.probability for p in predictions], resamples
-        ),
+        "image_auroc": _with_ci([p.sample.label for p in images], [p.probability for p in images], resamples),
         "exam_auroc": _with_ci(labels, scores, resamples),
         "brier": metrics.brier(labels, scores),
         "expected_calibration_error": metrics.expected_calibration_error(labels, scores),
@@ -168,27 +180,39 @@ def figures(
         "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
     }
     if isinstance(card, BreastCard):
-        exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
-        per_score = {}
-        for score in range(1, 11):
-            members = [label for label, s in zip(labels, exam_scores, strict=True) if s == score]
-            per_score[str(score)] = {
-                "share": len(members) / len(found),
-                "n": len(members),
-                "positive_rate": _proportion(sum(members), len(members)),
-            }
-        result["scores"] = per_score
-        result["workload"] = [w.model_dump() for w in sweep(exam_scores, labels)]
-    truths = [list(p.sample.boxes) for p in predictions]
-    if any(truths) and any(p.boxes for p in predictions):
-        detections = [p.boxes for p in predictions]
-        result["boxes"] = {
-            "true_boxes": sum(len(t) for t in truths),
-            "map50": metrics.average_precision(truths, detections, 0.5),
-            "froc": metrics.froc(truths, detections),
-        }
+        result.update(_screening(card, labels, scores))
+    boxes = _boxes(images)
+    if boxes is not None:
+        result["boxes"] = boxes
     result["subgroups"] = subgroups(found, points, resamples)
     return result
+
+
+def _screening(card: BreastCard, labels: Sequence[int], scores: Sequence[float]) -> dict[str, Any]:
+    """Share and positive rate per 1-10 score, and the workload at every single-reading threshold."""
+    exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
+    per_score = {}
+    for score in range(1, 11):
+        members = [label for label, s in zip(labels, exam_scores, strict=True) if s == score]
+        per_score[str(score)] = {
+            "share": len(members) / len(labels),
+            "n": len(members),
+            "positive_rate": _proportion(sum(members), len(members)),
+        }
+    return {"scores": per_score, "workload": [w.model_dump() for w in sweep(exam_scores, labels)]}
+
+
+def _boxes(images: Sequence[Prediction]) -> dict[str, Any] | None:
+    """FROC and AP@0.5 against the true boxes, when the manifest has boxes and the model draws them."""
+    truths = [list(p.sample.boxes) for p in images]
+    if not any(truths) or not any(p.boxes for p in images):
+        return None
+    detections = [p.boxes for p in images]
+    return {
+        "true_boxes": sum(len(t) for t in truths),
+        "map50": metrics.average_precision(truths, detections, 0.5),
+        "froc": metrics.froc(truths, detections),
+    }
 
 
 def subgroups(found: Sequence[Exam], points: dict[str, float], resamples: int) -> dict[str, Any]:

@@ -265,3 +265,10 @@ def metric_with_ci(
         value = fn(labels, scores, threshold)
         ci = bootstrap_ci(lambda y, s: fn(y, s, threshold), labels, scores)
     return Metric(value=round(value, 4), ci95_low=round(ci[0], 4), ci95_high=round(ci[1], 4), n=len(labels))
+
+
+def proportion_metric(successes: int, trials: int) -> Metric:
+    """A held-out proportion (sensitivity, specificity) with its Wilson 95 % interval."""
+    low, high = wilson_interval(successes, trials)
+    value = successes / trials if trials else 0.0
+    return Metric(value=round(value, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=trials)

@@ -14,11 +14,9 @@ import math
 import time
 from collections.abc import Sequence
 
-import torch
-
-from inference.fracture import Detection, decode, study_probability
 from inference.inputs import StudyImages
 from inference.model import LoadedModel
+from inference.predict import Detection
 from inference.transforms import Prepared, prepare
 from triage.cards import BreastCard
 from triage.messages import AnalyseStudy
@@ -74,15 +72,6 @@ class BreastPipeline:
         self._single_read_max_score = single_read_max_score
         self.identity = model.identity
 
-    def _probabilities(self, batch: torch.Tensor) -> tuple[list[float], list[list[Detection]]]:
-        """Per view: its malignancy probability, and the lesions a detector found (none for a classifier)."""
-        with torch.inference_mode(), self._model.autocast():
-            if self._card.architecture == "centrepoint-lite0":  # a view is as suspicious as its worst lesion
-                lesions = decode(*self._model.network(batch))
-                return [study_probability([boxes]) for boxes in lesions], lesions
-            probabilities = torch.sigmoid(self._model.network(batch).float()).tolist()
-            return probabilities, [[] for _ in probabilities]
-
     def __call__(self, payload: AnalyseStudy, study: StudyImages) -> Analysed | Skipped:
         problem = study.problem or study.outside(self._card.intended_use)
         if problem is not None:
@@ -90,9 +79,8 @@ class BreastPipeline:
         started = time.perf_counter()
         images = [i for i in study.images if i.pixels is not None]
         prepared = [prepare(i.pixels, i.facts, self._card.input_size) for i in images if i.pixels is not None]
-        probabilities, lesions = self._probabilities(
-            torch.stack([p.pixels for p in prepared]).to(self._model.device)
-        )
+        found = self._model.predict(prepared)
+        probabilities, lesions = [r.probability for r in found], [r.detections for r in found]
         per_view = [
             ((i.facts.laterality, i.facts.view), p) for i, p in zip(images, probabilities, strict=True)
         ]

@@ -8,6 +8,7 @@ file it names, whose SHA-256 the card records. Nothing is downloaded: the bundle
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from pydantic import ValidationError
 
 from inference.networks import ARCHITECTURES
+from inference.predict import ImageResult, run
+from inference.transforms import Prepared
 from triage.cards import ModelCard, read_card
 from triage.outcomes import ModelIdentity
 from triage.records.storage import sha256_of
@@ -43,11 +46,9 @@ class LoadedModel:
     def identity(self) -> ModelIdentity:
         return ModelIdentity(self.card.name, self.card.version, self.card.weights_sha256)
 
-    def autocast(self) -> torch.autocast:
-        """Mixed precision on GPU; plain float32 on CPU."""
-        return torch.autocast(
-            device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"
-        )
+    def predict(self, inputs: Sequence[Prepared]) -> list[ImageResult]:
+        """Each prepared image's probability and detections, as the card says to run the network."""
+        return run(self.network, self.card.architecture, inputs, self.device, self.card.test_time_flip)
 
 
 def load_model(folder: Path, device: torch.device) -> LoadedModel:

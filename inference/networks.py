@@ -100,18 +100,11 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x * 2.0 - 1.0).expand(-1, 3, -1, -1)
 
 
-class CentrePointDetector(nn.Module):
-    """Centre-point detector: returns (heatmap logits, log box sizes), both at stride 8."""
+class CentrePointHead(nn.Module):
+    """Box centres (heatmap logits) and log box sizes at stride 8, from stride-8 and stride-16 features."""
 
-    def __init__(self, pretrained: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.backbone = lite0()
-        if pretrained:
-            load_imagenet_lite0(self.backbone)
-        # Only stages up to stride 16 feed the heads; drop the rest so they cost neither time nor bytes.
-        self.backbone._blocks = nn.Sequential(*list(self.backbone._blocks)[:5])
-        for unused in ("_conv_head", "_bn1", "_fc"):
-            setattr(self.backbone, unused, nn.Identity())
         self.lateral8 = nn.Conv2d(40, 64, 1)
         self.lateral16 = nn.Conv2d(112, 64, 1)
         self.neck = nn.Sequential(
@@ -127,19 +120,39 @@ class CentrePointDetector(nn.Module):
         assert self.heatmap.bias is not None
         nn.init.constant_(self.heatmap.bias, -4.6)  # prior 1%: most cells hold no fracture centre
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.backbone
-        y = b._swish(b._bn0(b._conv_stem(b._conv_stem_padding(_normalise(x)))))
-        features = {}
-        for index, stage in enumerate(b._blocks):
-            y = stage(y)
-            features[index] = y
-        stride8, stride16 = features[2], features[4]
+    def forward(self, stride8: torch.Tensor, stride16: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fused = self.lateral8(stride8) + nn.functional.interpolate(
             self.lateral16(stride16), size=stride8.shape[-2:], mode="nearest"
         )
         neck = self.neck(fused)
         return self.heatmap(neck), self.size(neck)
+
+
+class CentrePointDetector(CentrePointHead):
+    """Centre-point detector: returns (heatmap logits, log box sizes), both at stride 8.
+
+    The head's layers are its own attributes (a subclass, not a member) so that the state dict keeps
+    the names the weights it was trained with use.
+    """
+
+    def __init__(self, pretrained: bool = False) -> None:
+        super().__init__()
+        self.backbone = lite0()
+        if pretrained:
+            load_imagenet_lite0(self.backbone)
+        # Only stages up to stride 16 feed the heads; drop the rest so they cost neither time nor bytes.
+        self.backbone._blocks = nn.Sequential(*list(self.backbone._blocks)[:5])
+        for unused in ("_conv_head", "_bn1", "_fc"):
+            setattr(self.backbone, unused, nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        b = self.backbone
+        y = b._swish(b._bn0(b._conv_stem(b._conv_stem_padding(_normalise(x)))))
+        features = []
+        for stage in b._blocks:
+            y = stage(y)
+            features.append(y)
+        return super().forward(features[2], features[4])
 
 
 class ViewClassifier(nn.Module):
@@ -156,7 +169,36 @@ class ViewClassifier(nn.Module):
         return logits[:, 0]
 
 
+class FractureNet(nn.Module):
+    """An image-level fracture logit from the whole backbone, beside the centre-point box head.
+
+    Returns (logits, heatmap logits, log box sizes). The logit decides (whole-image evidence ranks
+    studies far better than the most confident box: FIELD-NOTES, issue 11); the boxes show where.
+    """
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.backbone = lite0()
+        if pretrained:
+            load_imagenet_lite0(self.backbone)
+        self.backbone._fc = nn.Identity()  # type: ignore[assignment]  # the heads are ours
+        self.boxes = CentrePointHead()
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = self.backbone
+        y = b._swish(b._bn0(b._conv_stem(b._conv_stem_padding(_normalise(x)))))
+        features = []
+        for stage in b._blocks:
+            y = stage(y)
+            features.append(y)
+        pooled = b._swish(b._bn1(b._conv_head(y))).mean((2, 3))
+        heatmap, sizes = self.boxes(features[2], features[4])
+        return self.classifier(pooled)[:, 0], heatmap, sizes
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "centrepoint-lite0": CentrePointDetector,
     "classifier-lite0": ViewClassifier,
+    "fracture-lite0": FractureNet,
 }

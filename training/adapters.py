@@ -12,21 +12,55 @@ from pathlib import Path
 
 from triage.imaging import HeaderFacts
 from triage.manifests import ManifestError, Sample, parse_boxes
+from triage.pipelines import Pipeline
+
+
+def connected_groups(rows: list[dict[str, str]], keys: tuple[str, ...]) -> list[str]:
+    """Each row's group, named after the smallest ``keys[0]`` value in it: rows sharing a value in any
+    of ``keys`` are one group (a copy of an image can link two blocks of FracAtlas numbers, so the
+    blocks and the copy groups are merged)."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for row in rows:
+        nodes = [f"{key}:{row[key]}" for key in keys if row.get(key)]
+        for node in nodes[1:]:
+            parent[find(node)] = find(nodes[0])
+    roots = [find(f"{keys[0]}:{row[keys[0]]}") for row in rows]
+    names: dict[str, str] = {}
+    for root, row in zip(roots, rows, strict=True):
+        names[root] = min(names.get(root, row[keys[0]]), row[keys[0]])
+    return [names[root] for root in roots]
 
 
 def fracatlas(folder: Path) -> list[Sample]:
-    """FracAtlas (CC BY 4.0): fracture labels and boxes; groups are its blocks of 40 image numbers."""
+    """FracAtlas (CC BY 4.0): fracture labels and boxes. Each radiograph is its own study; splits keep
+    connected groups together: its blocks of 40 image numbers (a proxy for patients) joined by the
+    near-copies its ``dup_group`` names. Body region and orthopaedic hardware are subgroups."""
     with (folder / "labels.csv").open(newline="") as stream:
-        return [
-            Sample(
-                label=int(row["label"] == "fracture"),
-                group=row["group_id"],
-                meta=HeaderFacts(modality="DX"),
-                boxes=parse_boxes(row["boxes"]),
-                path=folder / row["file"],
-            )
-            for row in csv.DictReader(stream)
-        ]
+        rows = list(csv.DictReader(stream))
+    keys = ("group_id", "dup_group") if rows and "dup_group" in rows[0] else ("group_id",)
+    return [
+        Sample(
+            label=int(row["label"] == "fracture"),
+            group=group,
+            meta=HeaderFacts(modality="DX"),
+            boxes=parse_boxes(row["boxes"]),
+            path=folder / row["file"],
+            exam=Path(row["file"]).stem,
+            subgroups={
+                "body_part": row.get("body_part", ""),
+                "hardware": "yes" if row.get("hardware") == "1" else "no",
+            },
+        )
+        for row, group in zip(rows, connected_groups(rows, keys), strict=True)
+    ]
 
 
 def mini_mias(folder: Path, positive: str = "malignant") -> list[Sample]:
@@ -117,7 +151,7 @@ def worklist_feedback(folder: Path) -> list[Sample]:
                     label=int(row["value"]),
                     group=row["patient_key"],
                     meta=HeaderFacts(
-                        modality="DX" if row["pipeline"] == "fracture" else "MG",
+                        modality=Pipeline(row["pipeline"]).modality,
                         laterality=image["laterality"],
                         view=image["view"],
                     ),

@@ -28,12 +28,20 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(gt=0)
     weight_decay: float = Field(ge=0, default=1e-4)
     seed: int = 0
-    # centrepoint-lite0 learns from boxes (fractures, lesions); classifier-lite0 from image labels only.
-    architecture: Literal["centrepoint-lite0", "classifier-lite0"] = "centrepoint-lite0"
+    # centrepoint-lite0 learns from boxes (fractures, lesions); classifier-lite0 from image labels only;
+    # fracture-lite0 from both (its image logit decides, its boxes show where).
+    architecture: Literal["centrepoint-lite0", "classifier-lite0", "fracture-lite0"] = "centrepoint-lite0"
     pretrained: bool = True
-    # Train only the classifier on frozen ImageNet features: with ~100 images, fine-tuning 3 M
-    # parameters learns the training set, not the disease.
-    freeze_backbone: bool = False
+    augment: bool = True  # mirror, rotate, scale, shift, brightness, contrast, gamma (training/augment.py)
+    warmup_epochs: float = Field(ge=0, default=0.5)
+    ema_decay: float = Field(ge=0, lt=1, default=0.995)  # the averaged weights are what is kept
+    detection_weight: float = Field(ge=0, default=1.0)  # fracture-lite0: boxes against the image label
+    mixed_precision: bool = False  # bfloat16 on CPUs that have it, float16 on CUDA
+    test_time_flip: bool = False  # the card's: average the image logit with the mirrored image's
+    # Grouped cross-validation: with folds > 1 the test part is fold test_fold, validation_fraction of
+    # the other groups choose the operating points, and test_fraction is not used.
+    folds: int = Field(ge=0, default=0)
+    test_fold: int = Field(ge=0, default=0)
     validation_fraction: float = Field(ge=0, lt=1)
     test_fraction: float = Field(gt=0, lt=1)
     target_sensitivity: float = Field(gt=0, le=1, default=0.9)
@@ -42,8 +50,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _splits(self) -> TrainConfig:
-        if self.validation_fraction + self.test_fraction >= 0.9:
+        if self.folds <= 1 and self.validation_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation_fraction + test_fraction leave too little to train on")
+        if self.folds > 1 and not self.test_fold < self.folds:
+            raise ValueError(f"test_fold {self.test_fold} is not one of the {self.folds} folds")
         return self
 
 

@@ -12,7 +12,9 @@ import yaml
 
 from inference import registry
 from training.config import TrainConfig
-from training.train import Progress, run
+from training.crossval import cross_validate
+from training.loop import Progress, Step
+from training.train import run
 from triage.cards import ModelCard
 from triage.pipelines import Pipeline
 from triage.settings import Settings
@@ -33,8 +35,11 @@ def train_and_register(
     progress: Progress | None = None,
     resume: bool = False,
     max_steps: int | None = None,
+    cross_validate_jobs: int = 0,
 ) -> TrackedRun:
-    """Train with everything logged to MLflow, then register the model (not promoted)."""
+    """Train with everything logged to MLflow, then register the model (not promoted). With
+    ``cross_validate_jobs``, every fold is trained (that many at a time) and the recipe's pooled
+    figures are logged too (``cv_`` metrics)."""
     mlflow_client = registry.client(settings)
     experiment = registry.experiment_id(settings, config.pipeline)
     run_id = mlflow_client.create_run(
@@ -49,16 +54,21 @@ def train_and_register(
             run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml"
         )
 
-        def logged(epoch: int, epochs: int, loss: float, elapsed: float) -> None:
-            mlflow_client.log_metric(run_id, "train_loss", loss, step=epoch)
+        def logged(step: Step) -> None:
+            if step.batch == step.batches:
+                mlflow_client.log_metric(run_id, "train_loss", step.loss, step=step.epoch)
             if progress is not None:
-                progress(epoch, epochs, loss, elapsed)
+                progress(step)
 
-        card = run(config, data, out, logged, resume=resume, max_steps=max_steps)
-        for name, metric in card.metrics.items():
-            mlflow_client.log_metric(run_id, name, metric.value)
-            mlflow_client.log_metric(run_id, f"{name}_ci95_low", metric.ci95_low)
-            mlflow_client.log_metric(run_id, f"{name}_ci95_high", metric.ci95_high)
+        if cross_validate_jobs:
+            card = cross_validate(config, data, out, cross_validate_jobs)
+        else:
+            card = run(config, data, out, logged, resume=resume, max_steps=max_steps)
+        for prefix, figures in (("", card.metrics), ("cv_", card.cross_validated)):
+            for name, metric in figures.items():
+                mlflow_client.log_metric(run_id, f"{prefix}{name}", metric.value)
+                mlflow_client.log_metric(run_id, f"{prefix}{name}_ci95_low", metric.ci95_low)
+                mlflow_client.log_metric(run_id, f"{prefix}{name}_ci95_high", metric.ci95_high)
         with tempfile.TemporaryDirectory() as folder:  # the model folder without the checkpoint
             model = Path(folder) / "model"
             model.mkdir()

@@ -92,7 +92,11 @@ class _Card(_Frozen):
     data: tuple[DatasetCredit, ...]
     preprocessing: str
     held_out: str
-    metrics: dict[str, Metric]
+    metrics: dict[str, Metric]  # this model, on its own held-out test part
+    # The training recipe, by grouped cross-validation: every fold's test part pooled (empty: not run).
+    cross_validated: dict[str, Metric] = Field(default_factory=dict)
+    # Average the image logit with that of the image mirrored left-right (one more forward pass).
+    test_time_flip: bool = False
     weights_file: str = "weights.pt"
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     reproduce: str
@@ -110,6 +114,9 @@ class FractureCard(_Card):
     pipeline: Literal[Pipeline.FRACTURE] = Pipeline.FRACTURE
     fracture_threshold: float
     doubt_threshold: float
+    # On an image at or above DOUBT, the boxes shown: the box head's above this score, at most this many.
+    box_min_score: float = Field(default=0.3, ge=0, le=1)
+    max_boxes: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -118,6 +118,7 @@ class FractureThresholds(_Frozen):
 
 class ImageFindings(_Frozen):
     sop_instance_uid: str
+    probability: float | None = None  # the image's own (results before it was stored have none)
     boxes: tuple[Box, ...] = ()
 
 
@@ -152,13 +153,17 @@ class FractureOutcome(_Frozen):
 
     @property
     def marks(self) -> tuple[Mark, ...]:
+        """Every box, drawn as FRACTURE when its image (or, stored without one, the box) reaches the
+        FRACTURE threshold, else as DOUBT."""
         threshold = self.thresholds.fracture if self.thresholds else 1.0
         return tuple(
             Mark(
                 image.sop_instance_uid,
                 box.corners,
                 box.score,
-                MarkKind.FRACTURE if box.score >= threshold else MarkKind.DOUBT,
+                MarkKind.FRACTURE
+                if (image.probability if image.probability is not None else box.score) >= threshold
+                else MarkKind.DOUBT,
             )
             for image in self.images
             for box in image.boxes

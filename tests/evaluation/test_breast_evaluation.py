@@ -43,7 +43,8 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     model = load_model(REPO / "models" / "breast", __import__("torch").device("cpu"))
     samples = read_manifest(screens, "MG")
     predictions = predict(model, samples)
-    assert len(predictions) == 80 and all(0 <= p.probability <= 1 for p in predictions)
+    assert len(predictions.images) == 80 and all(0 <= p.probability <= 1 for p in predictions.images)
+    assert predictions.skipped == []
     found = figures(model.card, predictions, screens, single_read_max_score=5, resamples=200)
     assert found["dataset"]["exams"] == 20 and found["dataset"]["positive_exams"] == 10
     assert sum(found["scores"][str(s)]["n"] for s in range(1, 11)) == 20
@@ -58,3 +59,21 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     assert read_card(tmp_path / "cal").version == "1.0.0+phantom"
     assert load_model(tmp_path / "cal", model.device).card.weights_sha256 == model.card.weights_sha256
     assert np.isfinite(card.metrics["exam_auroc"].value)
+
+
+def test_a_damaged_image_is_skipped_with_its_reason_and_counted(screens, tmp_path):
+    """A hospital archive holds damaged files: one must never stop an evaluation."""
+    from PIL import Image
+
+    model = load_model(REPO / "models" / "breast", __import__("torch").device("cpu"))
+    samples = read_manifest(screens, "MG")[:8]
+    damaged = tmp_path / "damaged.png"
+    Image.new("L", (256, 256), 128).save(damaged)
+    damaged.write_bytes(damaged.read_bytes()[:200])  # truncated, as FracAtlas ships some JPEGs
+    samples.append(Sample(label=1, group="w", meta=samples[0].meta, path=damaged, exam="x"))
+    predictions = predict(model, samples)
+    assert len(predictions.images) == 8
+    [reason] = predictions.skipped
+    assert str(damaged) in reason and "OSError" in reason
+    found = figures(model.card, predictions, screens, resamples=50)
+    assert found["dataset"]["skipped_images"] == 1 and found["dataset"]["images"] == 8

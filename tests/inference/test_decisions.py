@@ -7,6 +7,7 @@ import torch
 
 from inference import breast, fracture
 from inference.networks import STRIDE
+from inference.predict import ImageResult, decode
 from triage.cards import check_cut_points
 from triage.outcomes import FractureOutcome, FractureState, FractureThresholds, Route
 
@@ -58,14 +59,15 @@ def test_decode_finds_the_peak_and_its_box():
     heatmap[0, 0, 5, 9] = 3.0
     sizes = torch.zeros(1, 2, 16, 16)
     sizes[0, :, 5, 9] = torch.log(torch.tensor([4.0, 2.0]))  # 4 x 2 cells
-    [[box]] = fracture.decode(heatmap, sizes)
+    [[box]] = decode(heatmap, sizes)
     assert box.score == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
     cx, cy = (9 + 0.5) * STRIDE, (5 + 0.5) * STRIDE
     assert (box.x0, box.y0, box.x1, box.y1) == pytest.approx(
         (cx - 2 * STRIDE, cy - STRIDE, cx + 2 * STRIDE, cy + STRIDE)
     )
-    assert fracture.study_probability([[box], []]) == box.score
-    assert fracture.study_probability([[], []]) == 0.0
+    images = [ImageResult(0.2, (box,)), ImageResult(0.7)]
+    assert fracture.study_probability(images) == 0.7, "a study is as suspicious as its worst image"
+    assert fracture.study_probability([]) == 0.0
 
 
 @pytest.mark.parametrize(

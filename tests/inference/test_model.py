@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from inference.model import ModelUnavailable, load_model
 from testkit.peers import REPO
-from training.adapters import ADAPTERS
 from training.config import load_config
-from training.data import readable, split_by_group
-from training.train import exam_scores, image_probabilities
+from training.figures import exams
+from training.train import load_data, score, split
 from triage.cards import parse_card, read_card
 
 MODELS = REPO / "models"
+FOLDERS = {"fracatlas": "fracatlas", "mini_mias_abnormal": "mini_mias", "mini_mias": "mini_mias"}
 DATASETS = Path(os.environ.get("TRIAGE_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
@@ -72,16 +72,13 @@ def test_bundled_model_reproduces_its_held_out_figures(pipeline, metric):
 
     model = load_model(MODELS / pipeline, torch.device("cpu"))
     config = load_config(REPO / "configs" / "train" / f"{pipeline}.yaml")
-    folder = DATASETS / config.dataset.removesuffix("_abnormal")  # mini_mias_abnormal reads mini_mias
+    folder = DATASETS / FOLDERS[config.dataset]
     assert folder.is_dir(), f"the {config.dataset} data set is expected at {folder}"
-    samples, _ = readable(ADAPTERS[config.dataset](folder))
-    _, _, test = split_by_group(samples, config.validation_fraction, config.test_fraction, config.seed)
+    _, _, test = split(config, load_data(config, folder).samples)
     torch.set_num_threads(2)
-    detection = model.card.architecture == "centrepoint-lite0"
-    scores = image_probabilities(model.network, test, config.input_size, detection=detection)
-    labels = [s.label for s in test]
+    scored = score(model.network, config, test)
+    labels, scores = [s.label for s in scored], [s.probability for s in scored]
     if pipeline == "breast":
-        exams = exam_scores(test, scores)
-        labels, scores = exams.labels, exams.probabilities
+        labels, scores = exams(scored)
     assert len(labels) == model.card.metrics[metric].n
     assert auroc(labels, scores) == pytest.approx(model.card.metrics[metric].value, abs=0.005)

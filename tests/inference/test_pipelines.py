@@ -11,7 +11,7 @@ from inference.networks import CentrePointDetector, ViewClassifier
 from testkit import phantoms
 from testkit.synthetic import store, stored_study
 from tests.training.test_phantom_training import config, phantom_samples
-from training.train import train_network
+from training.loop import train_network
 from triage.cards import parse_card
 from triage.outcomes import Analysed, Skipped
 
@@ -34,11 +34,9 @@ DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 def phantom_model(network, make, modality, **card):
     """A network trained for 40 steps on phantoms, wrapped with a phantom model card."""
-    detection = card["architecture"] == "centrepoint-lite0"
     pipeline = "fracture" if make is phantoms.radiograph else "breast"
-    trained = train_network(
-        network, phantom_samples(make, 48, 1, modality), config(pipeline), detection=detection, max_steps=40
-    )
+    cfg = config(pipeline, card["architecture"])
+    trained = train_network(network, phantom_samples(make, 48, 1, modality), cfg, max_steps=40)
     return LoadedModel(parse_card({**CARD, "pipeline": pipeline, **card}), trained, torch.device("cpu"))
 
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from evaluation.metrics import auroc
-from inference.networks import CentrePointDetector, ViewClassifier
+from inference.networks import CentrePointDetector, FractureNet, ViewClassifier
 from testkit.phantoms import mammogram, radiograph
 from training.config import TrainConfig
-from training.train import image_probabilities, train_network
+from training.loop import train_network
+from training.train import score
 from triage.imaging import HeaderFacts
 from triage.manifests import Sample
 
@@ -31,9 +32,17 @@ def phantom_samples(make, count, seed, modality):
     return samples
 
 
-def config(pipeline):
+ARCHITECTURE = {
+    CentrePointDetector: "centrepoint-lite0",
+    ViewClassifier: "classifier-lite0",
+    FractureNet: "fracture-lite0",
+}
+
+
+def config(pipeline, architecture="centrepoint-lite0"):
     return TrainConfig(
         pipeline=pipeline,
+        architecture=architecture,
         dataset="fracatlas" if pipeline == "fracture" else "mini_mias",
         name="phantom",
         version="0",
@@ -47,19 +56,24 @@ def config(pipeline):
     )
 
 
+def probabilities(network, cfg, samples):
+    return [s.probability for s in score(network, cfg, samples)]
+
+
 @pytest.mark.parametrize(
     ("pipeline", "make", "network", "modality"),
-    [("fracture", radiograph, CentrePointDetector, "DX"), ("breast", mammogram, ViewClassifier, "MG")],
+    [
+        ("fracture", radiograph, CentrePointDetector, "DX"),
+        ("fracture", radiograph, FractureNet, "DX"),
+        ("breast", mammogram, ViewClassifier, "MG"),
+    ],
 )
 def test_a_few_steps_on_phantoms_separate_positives_from_negatives(pipeline, make, network, modality):
     train = phantom_samples(make, 48, seed=1, modality=modality)
     test = phantom_samples(make, 24, seed=2, modality=modality)
-    detection = pipeline == "fracture"
-    untrained = image_probabilities(network(pretrained=True), test, 128, detection=detection)
-    trained_net = train_network(
-        network(pretrained=True), train, config(pipeline), detection=detection, max_steps=40
-    )
-    trained = image_probabilities(trained_net, test, 128, detection=detection)
+    cfg = config(pipeline, ARCHITECTURE[network])
+    untrained = probabilities(network(pretrained=True), cfg, test)
+    trained = probabilities(train_network(network(pretrained=True), train, cfg, max_steps=40), cfg, test)
     labels = [s.label for s in test]
     assert auroc(labels, trained) >= 0.9
     assert auroc(labels, trained) > auroc(labels, untrained), "training must be what separates them"
@@ -72,20 +86,23 @@ def test_training_resumes_from_its_checkpoint_where_it_stopped(tmp_path):
         torch.manual_seed(0)  # the same starting weights each time
         return ViewClassifier(pretrained=False)
 
-    cfg = config("breast").model_copy(update={"epochs": 3, "input_size": 64})
-    straight = train_network(fresh(), samples, cfg, detection=False)
+    cfg = config("breast", "classifier-lite0").model_copy(update={"epochs": 3, "input_size": 64})
+    straight = train_network(fresh(), samples, cfg)
     checkpoint = tmp_path / "checkpoint.pt"
-    first = cfg.model_copy(update={"epochs": 2})
-    train_network(fresh(), samples, first, detection=False, checkpoint=checkpoint)
+
+    class Crash(Exception):
+        pass
+
+    def crash_in_the_third_epoch(step):
+        if step.epoch == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_network(fresh(), samples, cfg, checkpoint=checkpoint, progress=crash_in_the_third_epoch)
     epochs = []
     resumed = train_network(
-        fresh(),
-        samples,
-        cfg,
-        detection=False,
-        checkpoint=checkpoint,
-        progress=lambda epoch, *_: epochs.append(epoch),
+        fresh(), samples, cfg, checkpoint=checkpoint, progress=lambda step: epochs.append(step.epoch)
     )
-    assert epochs == [3]  # only the epoch that was left
+    assert set(epochs) == {3}  # only the epoch that was left
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from triage.cli.common import ConfigOption, fail, settings
+from triage.cli.progress import ProgressBar
 from triage.logs import configure_logging
 from triage.settings import Settings
 
@@ -42,27 +43,34 @@ def train(
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="Log the run to MLflow and register the model.")
     ] = True,
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cross-validate",
+            help="Train every fold of the config's grouped cross-validation, pool their test parts into the "
+            "card's cross_validated figures, and ship the test_fold's model (finished folds are kept).",
+        ),
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Folds trained at once, one thread each.")] = 2,
     config: ConfigOption = None,
 ) -> None:
     """Train a model, choose its operating points on held-out data, write it with its model card,
     and (by default) record the run in MLflow and register the model there, unpromoted."""
     from training.config import load_config
+    from training.crossval import cross_validate as cross_validated
     from training.train import run
 
     configure_logging()
     found = settings(config)
     cfg = load_config(training_config, *(overlays or []))
-
-    def progress(epoch: int, epochs: int, loss: float, elapsed: float) -> None:
-        eta = elapsed / epoch * (epochs - epoch)
-        typer.echo(
-            f"epoch {epoch}/{epochs}  loss {loss:.4f}  elapsed {elapsed:.0f} s  eta {eta:.0f} s", err=True
-        )
-
+    progress = ProgressBar().training
     if register:
         from training.tracking import train_and_register
 
-        tracked = train_and_register(found, cfg, data, out, progress, resume=resume)
+        folds = jobs if cross_validate else 0
+        tracked = train_and_register(
+            found, cfg, data, out, progress, resume=resume, cross_validate_jobs=folds
+        )
         card = tracked.card
         typer.echo(
             f"MLflow run {tracked.run_id}; registered as {cfg.pipeline.registered_name} version "
@@ -70,9 +78,12 @@ def train(
             f"{tracked.registered_version}')",
             err=True,
         )
+    elif cross_validate:
+        card = cross_validated(cfg, data, out, jobs)
     else:
         card = run(cfg, data, out, progress, resume=resume)
-    typer.echo(json.dumps({name: metric.model_dump() for name, metric in card.metrics.items()}, indent=2))
+    shown = {"metrics": card.metrics, "cross_validated": card.cross_validated}
+    typer.echo(json.dumps({k: {n: m.model_dump() for n, m in v.items()} for k, v in shown.items()}, indent=2))
 
 
 def _model_and_samples(
@@ -110,7 +121,10 @@ def evaluate(
     configure_logging()
     found = settings(config)
     _, loaded, samples = _model_and_samples(found, model, manifest, split)
-    figures_found = figures(loaded.card, predict(loaded, samples), manifest, found.single_read_max_score)
+    predictions = predict(loaded, samples, ProgressBar().counted)
+    for reason in predictions.skipped:
+        typer.echo(f"skipped {reason}", err=True)
+    figures_found = figures(loaded.card, predictions, manifest, found.single_read_max_score)
     json_path, html_path = report.write(figures_found, out)
     headline = flat_metrics(figures_found)
     if log:
@@ -193,7 +207,7 @@ def compare(
     _, second, _ = _model_and_samples(found, model_b, manifest, split)
     if first.card.pipeline != second.card.pipeline:
         raise typer.BadParameter("the two models belong to different pipelines")
-    a = exams(predict(first, samples), first.card.pipeline)
-    b = exams(predict(second, samples), second.card.pipeline)
+    a = exams(predict(first, samples).images, first.card.pipeline)
+    b = exams(predict(second, samples).images, second.card.pipeline)
     result = delong_test([e.label for e in a], [e.probability for e in a], [e.probability for e in b])
     typer.echo(json.dumps({"exams": len(a), **result}, indent=2))
