@@ -177,6 +177,7 @@ def figures(
         "expected_calibration_error": metrics.expected_calibration_error(labels, scores),
         "calibration": metrics.calibration_bins(labels, scores),
         "roc": roc_points(labels, scores),
+        "distribution": distribution(labels, scores),
         "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
     }
     if isinstance(card, BreastCard):
@@ -249,6 +250,16 @@ def roc_points(labels: Sequence[int], scores: Sequence[float]) -> list[dict[str,
             }
         )
     return curve
+
+
+def distribution(labels: Sequence[int], scores: Sequence[float], bins: int = 20) -> dict[str, list[int]]:
+    """How many exams of each label fall in each of ``bins`` equal probability bins (the histogram)."""
+    edges = np.linspace(0, 1, bins + 1)
+    y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    return {
+        "positive": np.histogram(s[y == 1], edges)[0].tolist(),
+        "negative": np.histogram(s[y == 0], edges)[0].tolist(),
+    }
 
 
 def flat_metrics(found: dict[str, Any]) -> dict[str, float]:

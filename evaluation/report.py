@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no screen: draw to memory
 import matplotlib.pyplot as plt
@@ -22,38 +23,100 @@ def _png(figure: Any) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
-def plots(found: dict[str, Any]) -> dict[str, str]:
-    """ROC, calibration, and (when there are boxes / scores) FROC and the score histogram, as PNG."""
-    images = {}
-    figure, axes = plt.subplots(figsize=(4, 4))
+def _roc(found: dict[str, Any]) -> Any:
+    figure, axes = plt.subplots(figsize=(5, 5))
     axes.plot([p["false_positive_rate"] for p in found["roc"]], [p["sensitivity"] for p in found["roc"]])
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     for name, point in found["operating_points"].items():
         sens, spec = point["sensitivity"]["value"], point["specificity"]["value"]
         if sens is not None and spec is not None:
-            axes.plot(1 - spec, sens, "o", label=name)
-    axes.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (exams)")
-    axes.legend(loc="lower right")
-    images["roc"] = _png(figure)
-    figure, axes = plt.subplots(figsize=(4, 4))
+            axes.plot(1 - spec, sens, "o")
+            axes.annotate(
+                f"{name} (t={point['threshold']:.3f}): sens {sens:.2f}, spec {spec:.2f}",
+                (1 - spec, sens), textcoords="offset points", xytext=(8, -12), fontsize=8,
+            )  # fmt: skip
+    axes.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (exams) with the operating points")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    return figure
+
+
+def _froc(found: dict[str, Any]) -> Any:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    froc = found["boxes"]["froc"]
+    rates = [p["false_positives_per_image"] for p in froc]
+    axes.semilogx(rates, [p["sensitivity"] for p in froc], "o-")
+    axes.set_xticks(rates)
+    axes.set_xticklabels([f"{r:g}" for r in rates])
+    axes.minorticks_off()
+    axes.set_ylim(0, 1.02)
+    axes.set(xlabel="false positives per image", ylabel="lesion sensitivity (IoU >= 0.5)", title="FROC")
+    return figure
+
+
+def _histogram(found: dict[str, Any]) -> Any:
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    counts = found["distribution"]
+    edges = np.linspace(0, 1, len(counts["positive"]) + 1)
+    width = edges[1] - edges[0]
+    axes.bar(edges[:-1], counts["negative"], width=width, align="edge", alpha=0.6, label="negative")
+    axes.bar(edges[:-1], counts["positive"], width=width, align="edge", alpha=0.6, label="positive")
+    for name, point in found["operating_points"].items():
+        if 0 <= point["threshold"] <= 1:
+            axes.axvline(point["threshold"], linestyle="--", color="black", linewidth=0.8)
+            axes.text(point["threshold"], axes.get_ylim()[1] * 0.9, f" {name}", fontsize=8)
+    axes.set(xlabel="exam probability", ylabel="exams", title="Scores by label")
+    axes.legend()
+    return figure
+
+
+def plots(found: dict[str, Any]) -> dict[str, str]:
+    """ROC with the operating points, calibration, the score histogram per label, and (when there are
+    boxes / 1-10 scores) FROC and the share of exams per score, as PNG."""
+    images = {"roc": _png(_roc(found))}
+    figure, axes = plt.subplots(figsize=(4.5, 4.5))
     bins = found["calibration"]
     axes.plot([b["mean_probability"] for b in bins], [b["observed_rate"] for b in bins], "o-")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration")
     images["calibration"] = _png(figure)
+    if "distribution" in found:
+        images["scores by label"] = _png(_histogram(found))
     if "boxes" in found:
-        figure, axes = plt.subplots(figsize=(4, 4))
-        froc = found["boxes"]["froc"]
-        axes.semilogx([p["false_positives_per_image"] for p in froc], [p["sensitivity"] for p in froc], "o-")
-        axes.set(xlabel="false positives per image", ylabel="lesion sensitivity", title="FROC")
-        images["froc"] = _png(figure)
+        images["froc"] = _png(_froc(found))
     if "scores" in found:
         figure, axes = plt.subplots(figsize=(5, 3))
         shares = found["scores"]
         axes.bar([int(s) for s in shares], [shares[s]["share"] for s in shares])
+        axes.set_xticks(range(1, 11))
         axes.set(xlabel="score", ylabel="share of exams", title="1-10 score")
         images["scores"] = _png(figure)
     return images
+
+
+def _workload(found: dict[str, Any]) -> str:
+    """The screening workload for every single-reading threshold, as a table."""
+    if "workload" not in found:
+        return ""
+    head = (
+        "<h2>Screening workload</h2><table><tr><th>single read at score &le;</th><th>share single read</th>"
+        "<th>reads per 1,000 exams</th><th>cancers in the single-read arm</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{w['single_read_max_score']}</td><td>{w['single_read_share']:.0%}</td>"
+        f"<td>{w['reads_per_1000_exams']:.0f}</td>"
+        f"<td>{w['cancers_in_single_read_arm']} of {w['cancers']}</td></tr>"
+        for w in found["workload"]
+    )
+    return head + rows + "</table>"
+
+
+def _skipped(found: dict[str, Any]) -> str:
+    reasons = found["dataset"].get("skipped", [])
+    if not reasons:
+        return ""
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+    return f"<h2>Images skipped ({len(reasons)})</h2><ul>{items}</ul>"
 
 
 def _rows(found: dict[str, Any]) -> str:
@@ -95,11 +158,14 @@ def write(found: dict[str, Any], folder: Path) -> tuple[Path, Path]:
 figure{{display:inline-block;margin:0 1rem 1rem 0}}</style></head><body>
 <h1>{html.escape(model["name"])} {html.escape(model["version"])} ({html.escape(model["pipeline"])})</h1>
 <p>Manifest {html.escape(dataset["manifest"])} (sha256 {dataset["sha256"][:16]}): {dataset["images"]} images,
-{dataset["exams"]} exams, {dataset["positive_exams"]} positive. Exam AUROC {headline}; Brier
+{dataset["exams"]} exams, {dataset["positive_exams"]} positive, {dataset.get("skipped_images", 0)} images
+skipped as unreadable. Exam AUROC {headline}; Brier
 {found["brier"]:.4f}; expected calibration error {found["expected_calibration_error"]:.4f}.</p>
 <h2>Operating points</h2><table><tr><th>point</th><th>threshold</th><th>sensitivity</th><th>specificity</th>
 <th>PPV</th><th>NPV</th></tr>{_rows(found)}</table>
+{_workload(found)}
 <h2>Plots</h2>{pictures}
+{_skipped(found)}
 <p>Every figure, subgroups included, is in report.json.</p></body></html>"""
     html_path.write_text(page, encoding="utf-8")
     return json_path, html_path
