@@ -212,3 +212,14 @@ def stored_study(
     """``store`` the instances and read them back as a worker would."""
     payload = store(datasets, storage_dir, pipeline)
     return payload, read_study(payload, storage_dir)
+
+
+def radiograph(
+    pixels: np.ndarray, *, body_part: str, patient: Patient | None = None, ids: StudyIds | None = None
+) -> Dataset:
+    """A real 8-bit radiograph (a data set's PNG or JPEG) wrapped losslessly as DX For Presentation,
+    with a window (centre 128, width 256) that maps the stored values to exactly value / 255."""
+    ds = dx(ids, body_part=body_part, patient=patient, rows=pixels.shape[0], columns=pixels.shape[1], bits=8)
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    del ds.PixelSpacing, ds.ImagerPixelSpacing  # FracAtlas gives none: square pixels of unknown size
+    return ds
