@@ -152,8 +152,7 @@ class BreastCard(_Card):
 
 ModelCard = FractureCard | BreastCard
 AnyCard = Annotated[FractureCard | BreastCard, Field(discriminator="pipeline")]
-# pydantic types TypeAdapter(T) for a class T only; a discriminated union is what it validates here.
-CARD: TypeAdapter[ModelCard] = TypeAdapter(AnyCard)  # type: ignore[arg-type]
+CARD: TypeAdapter[ModelCard] = TypeAdapter(AnyCard)  # type: ignore[arg-type, unused-ignore]
 
 # What the cards written before intended use became structured (and the bundled ones) may be used on.
 DEFAULT_INTENDED_USE = {

@@ -226,8 +226,7 @@ class BreastOutcome(_Frozen):
 
 
 Outcome = Annotated[FractureOutcome | BreastOutcome, Field(discriminator="pipeline")]
-# pydantic types TypeAdapter(T) for a class T only; a discriminated union is what it validates here.
-OUTCOME: TypeAdapter[FractureOutcome | BreastOutcome] = TypeAdapter(Outcome)  # type: ignore[arg-type]
+OUTCOME: TypeAdapter[FractureOutcome | BreastOutcome] = TypeAdapter(Outcome)  # type: ignore[arg-type, unused-ignore]
 
 
 def not_analysed(
