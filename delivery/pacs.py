@@ -7,22 +7,24 @@ import ssl
 from datetime import datetime
 from pathlib import Path
 
-from delivery.scu import client_tls_context, echo, send
+from delivery.scu import Outgoing, client_tls_context, echo, store_objects
 from triage.periodic import PeriodicThread
 from triage.records import queries, results, store
 from triage.records.db import Database, utcnow
-from triage.records.tables import PACS, PEER_CHECK_SECONDS
+from triage.records.tables import PACS, PEER_CHECK_SECONDS, Delivery
 from triage.settings import DicomPeer, Settings
 
 logger = logging.getLogger(__name__)
 
 
 class Deliverer:
-    """Stores finished results at the PACS from the persisted deliveries, with backoff and a bound.
+    """Stores finished results at the PACS from the persisted deliveries, with backoff and bounds.
 
-    A study counts as REPORTED only when the PACS acknowledged all its objects. After
-    ``max_attempts`` failures a delivery is FAILED (terminal, visible) and an ANALYSED study goes
-    back to the conservative path, since no reader can see what triage concluded.
+    Every attempt is recorded, whatever happens, per object: one object's failure never holds up
+    another study's. A study counts as REPORTED only when the PACS acknowledged all its objects, the
+    summary image before the SR. A delivery fails for good (visible, audited; the study goes back to
+    the conservative path) after ``max_attempts`` tries, after ``deadline_seconds``, or at once when the
+    PACS accepts none of its SOP classes.
     """
 
     def __init__(
@@ -31,33 +33,41 @@ class Deliverer:
         results_dir: Path,
         pacs: DicomPeer,
         calling_ae_title: str,
-        max_attempts: int,
+        bounds: tuple[int, float],
         tls: ssl.SSLContext | None = None,
+        timeout_seconds: float = 30.0,
     ) -> None:
         self._tls = tls
         self._database = database
         self._results_dir = results_dir
         self._pacs = pacs
         self._calling = calling_ae_title
-        self._max_attempts = max_attempts
+        self._max_attempts, self._deadline_seconds = bounds
+        self._timeout = timeout_seconds
+
+    def _outgoing(self, delivery: Delivery) -> Outgoing:
+        alternates = (
+            (self._results_dir / delivery.alternate_storage_key,) if delivery.alternate_storage_key else ()
+        )
+        return Outgoing(self._results_dir / delivery.storage_key, alternates)
 
     def deliver_due(self, now: datetime, limit: int = 50) -> int:
         """Try every due delivery once; return how many the PACS acknowledged."""
         with self._database.session() as session:
-            due = [(d.id, d.storage_key) for d in queries.due_deliveries(session, now, limit)]
+            due = [(d.id, self._outgoing(d)) for d in queries.due_deliveries(session, now, limit)]
         if not due:
             return 0
-        sent = send([self._results_dir / key for _, key in due], self._pacs, self._calling, self._tls)
-        by_path = {str(r.path): r for r in sent}
+        sent = store_objects([item for _, item in due], self._pacs, self._calling, self._tls, self._timeout)
         delivered = 0
         with self._database.session() as session:
-            for delivery_id, key in due:
-                result = by_path.get(str(self._results_dir / key))
-                ok = result is not None and result.ok
-                error = "" if ok else (result.detail if result else "not sent")
-                status = f" (status 0x{result.status:04X})" if result and result.status is not None else ""
-                store.record_delivery(session, delivery_id, ok, f"{error}{status}", now, self._max_attempts)
-                delivered += ok
+            for (delivery_id, _), result in zip(due, sent, strict=True):
+                status = f" (status 0x{result.status:04X})" if result.status is not None else ""
+                key = str(result.sent.relative_to(self._results_dir)) if result.ok and result.sent else ""
+                attempt = store.Attempt(result.ok, f"{result.detail}{status}", result.permanent, key)
+                store.record_delivery(
+                    session, delivery_id, attempt, now, self._max_attempts, self._deadline_seconds
+                )
+                delivered += result.ok
         if delivered < len(due):
             logger.warning(
                 "%d of %d result object(s) not yet accepted by %s", len(due) - delivered, len(due), self._pacs
@@ -93,8 +103,9 @@ def start(settings: Settings, database: Database) -> list[PeriodicThread]:
         settings.results_dir,
         settings.pacs,
         settings.ae_title,
-        settings.delivery_max_attempts,
+        (settings.delivery_max_attempts, settings.delivery_deadline_seconds),
         client_tls_context(settings),
+        settings.dimse_timeout_seconds,
     )
     threads = [
         PeriodicThread(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from pynetdicom import AE, VerificationPresentationContexts, _config
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from triage.settings import DicomPeer, Settings
 
@@ -21,15 +24,30 @@ _MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one file."""
+    """What happened to one object."""
 
     path: Path
-    status: int | None  # None: never sent (not DICOM, or the association failed)
+    status: int | None  # None: never sent (not DICOM, no association, dropped, no answer)
     detail: str
+    permanent: bool = False  # the peer will never take it as it is: none of its SOP classes accepted
+    sent: Path | None = None  # the file actually sent (an object's alternate, when the peer took that)
 
     @property
     def ok(self) -> bool:
         return self.status == 0x0000
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One object to store: its file, and the same content in other SOP classes, most preferred first
+    (a PACS that does not take Comprehensive 3D SR usually takes Comprehensive SR)."""
+
+    path: Path
+    alternates: tuple[Path, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[Path, ...]:
+        return (self.path, *self.alternates)
 
 
 def dicom_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -60,37 +78,103 @@ def echo(
         assoc.release()
 
 
+def _header(path: Path) -> tuple[str, str] | str:
+    """(SOP Class UID, Transfer Syntax UID) of a file, or why it is not DICOM."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True)
+        return str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)
+    except (InvalidDicomError, AttributeError, OSError) as error:
+        return f"not a DICOM file: {error}"
+
+
+def _store_one(assoc: Any, item: Outgoing, headers: dict[Path, tuple[str, str]]) -> SendResult:
+    """C-STORE the first of the object's files whose class and transfer syntax the peer accepted;
+    every failure is a result, never an exception (PS3.4 B.2.3 statuses come back as they are)."""
+    accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in assoc.accepted_contexts}
+    chosen = next((path for path in item.candidates if headers.get(path) in accepted), None)
+    if chosen is None:
+        classes = ", ".join(sorted({UID(headers[p][0]).name for p in item.candidates if p in headers}))
+        return SendResult(item.path, None, f"the peer accepts none of: {classes}", permanent=True)
+    try:
+        response = assoc.send_c_store(chosen)
+    except (ValueError, RuntimeError, OSError) as error:
+        return SendResult(item.path, None, f"C-STORE failed: {type(error).__name__}: {error}")
+    if "Status" not in response:
+        return SendResult(item.path, None, "no answer (DIMSE timeout or the association dropped)")
+    status = int(response.Status)
+    return SendResult(item.path, status, "sent" if status == 0 else "refused", sent=chosen)
+
+
+def _next_batch(
+    pending: Sequence[Outgoing], headers: dict[Path, tuple[str, str]]
+) -> tuple[list[Outgoing], set[tuple[str, str]]]:
+    """The leading objects whose presentation contexts fit one association (one is Verification's)."""
+    batch: list[Outgoing] = []
+    contexts: set[tuple[str, str]] = set()
+    for item in pending:
+        needed = contexts | {headers[p] for p in item.candidates if p in headers}
+        if batch and len(needed) > _MAX_CONTEXTS - 1:
+            break
+        batch.append(item)
+        contexts = needed
+    return batch, contexts
+
+
+def store_objects(
+    items: Sequence[Outgoing],
+    peer: DicomPeer,
+    calling_ae_title: str,
+    tls: ssl.SSLContext | None = None,
+    timeout_seconds: float = 30.0,
+) -> list[SendResult]:
+    """C-STORE each object (streamed from disk) in as few associations as the contexts allow; one
+    object's failure never stops the others, and an association that drops is opened again."""
+    results: dict[Path, SendResult] = {}
+    headers: dict[Path, tuple[str, str]] = {}
+    for item in items:
+        for path in item.candidates:
+            found = _header(path)
+            if isinstance(found, str):
+                results.setdefault(item.path, SendResult(item.path, None, found, permanent=True))
+            else:
+                headers[path] = found
+    _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory independent of file size
+    pending = [item for item in items if item.path not in results]
+    while pending:
+        batch, contexts = _next_batch(pending, headers)
+        pending = pending[len(batch) :]
+        ae = AE(ae_title=calling_ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
+        # Verification too, so that a PACS that takes none of the classes still accepts the
+        # association, and the refusal shows as what it is (permanent) rather than as a network fault.
+        ae.add_requested_context(Verification)
+        for sop_class, syntax in sorted(contexts):
+            ae.add_requested_context(sop_class, [syntax])
+        assoc = ae.associate(
+            peer.host, peer.port, ae_title=peer.ae_title, tls_args=(tls, peer.host) if tls else None
+        )
+        if not assoc.is_established:
+            unsent = batch + pending
+            results.update({i.path: SendResult(i.path, None, f"no association with {peer}") for i in unsent})
+            break
+        try:
+            while batch and assoc.is_established:
+                item = batch.pop(0)
+                results[item.path] = _store_one(assoc, item, headers)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+            else:
+                assoc.abort()
+        pending = batch + pending  # what a dropped association left unsent goes on the next one
+    return [results[item.path] for item in items]
+
+
 def send(
     paths: Iterable[Path], peer: DicomPeer, calling_ae_title: str, tls: ssl.SSLContext | None = None
 ) -> list[SendResult]:
-    """C-STORE every DICOM file under ``paths`` to ``peer``, streaming each from disk (over TLS if given)."""
-    results: list[SendResult] = []
-    headers = []
-    for path in dicom_files(paths):
-        try:
-            ds = dcmread(path, stop_before_pixels=True)
-            headers.append((path, str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
-        except (InvalidDicomError, AttributeError, OSError) as error:
-            results.append(SendResult(path, None, f"not a DICOM file: {error}"))
-    _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory independent of file size
-    for start in range(0, len(headers), _MAX_CONTEXTS):
-        batch = headers[start : start + _MAX_CONTEXTS]
-        ae = AE(ae_title=calling_ae_title)
-        for context in sorted({(sop, ts) for _, sop, ts in batch}):
-            ae.add_requested_context(context[0], [context[1]])
-        tls_args = (tls, peer.host) if tls is not None else None
-        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls_args)
-        if not assoc.is_established:
-            results.extend(SendResult(path, None, f"association with {peer} failed") for path, _, _ in batch)
-            continue
-        try:
-            for path, _, _ in batch:
-                response = assoc.send_c_store(path)
-                status = int(response.Status) if "Status" in response else None
-                results.append(SendResult(path, status, "sent" if status == 0 else "refused"))
-        finally:
-            assoc.release()
-    return results
+    """C-STORE every DICOM file under ``paths`` to ``peer`` (folders walked), streaming each from disk."""
+    return store_objects([Outgoing(path) for path in dicom_files(paths)], peer, calling_ae_title, tls)
 
 
 def client_tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -25,6 +25,7 @@ from inference.summary import render, summary_image
 from triage import __version__
 from triage.messages import AnalyseStudy
 from triage.outcomes import BreastOutcome, FractureOutcome, Mark, ModelIdentity, Verdict
+from triage.records.results import ResultObject
 from triage.records.storage import make_durable
 
 FRACTURE = Code("72704001", "SCT", "Fracture")
@@ -159,6 +160,9 @@ def _notes(outcome: FractureOutcome | BreastOutcome, reason: str) -> list[hd.sr.
     return items
 
 
+SR_CLASSES = (hd.sr.Comprehensive3DSR, hd.sr.ComprehensiveSR)  # proposed in this order; 2-D regions fit both
+
+
 def _document(
     sources: Sequence[Dataset],
     groups: Sequence[Any],
@@ -166,8 +170,10 @@ def _document(
     model: ModelIdentity,
     version: int,
     notes: Sequence[hd.sr.TextContentItem] = (),
-) -> hd.sr.Comprehensive3DSR:
+    sr_class: type[hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR] = hd.sr.Comprehensive3DSR,
+) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     study_uid = str(sources[0].StudyInstanceUID)
+    kind = f"sr:{sr_class.__name__}"  # the same result in another SOP class is another object
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model),
         procedure_reported=procedure,
@@ -175,12 +181,12 @@ def _document(
         title=codes.DCM.ImagingMeasurementReport,
     )
     report[0].ContentSequence.extend(notes)
-    return hd.sr.Comprehensive3DSR(
+    return sr_class(
         evidence=list(sources),
         content=report,
-        series_instance_uid=report_uid(study_uid, version, model.name, model.version, "sr-series"),
+        series_instance_uid=report_uid(study_uid, version, model.name, model.version, f"{kind}-series"),
         series_number=9901,
-        sop_instance_uid=report_uid(study_uid, version, model.name, model.version, "sr"),
+        sop_instance_uid=report_uid(study_uid, version, model.name, model.version, kind),
         instance_number=1,
         manufacturer="triage (open source)",
         is_complete=True,
@@ -198,9 +204,17 @@ def _document(
     )
 
 
+SrClass = type[hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR]
+
+
 def fracture_report(
-    sources: Sequence[Dataset], outcome: FractureOutcome, model: ModelIdentity, version: int, reason: str = ""
-) -> hd.sr.Comprehensive3DSR:
+    sources: Sequence[Dataset],
+    outcome: FractureOutcome,
+    model: ModelIdentity,
+    version: int,
+    reason: str = "",
+    sr_class: SrClass = hd.sr.Comprehensive3DSR,
+) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     study = _study_group(
@@ -210,12 +224,17 @@ def fracture_report(
     )  # fmt: skip
     groups = [*_region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
     notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes)
+    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes, sr_class)
 
 
 def breast_report(
-    sources: Sequence[Dataset], outcome: BreastOutcome, model: ModelIdentity, version: int, reason: str = ""
-) -> hd.sr.Comprehensive3DSR:
+    sources: Sequence[Dataset],
+    outcome: BreastOutcome,
+    model: ModelIdentity,
+    version: int,
+    reason: str = "",
+    sr_class: SrClass = hd.sr.Comprehensive3DSR,
+) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     measurements = []
@@ -229,7 +248,7 @@ def breast_report(
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
     groups = [*_region_groups(by_uid, outcome.marks, LESION, LESION_SCORE, model), study]
     notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.Mammography, model, version, notes)
+    return _document(sources, groups, codes.SCT.Mammography, model, version, notes, sr_class)
 
 
 class ReportWriter:
@@ -238,6 +257,14 @@ class ReportWriter:
     def __init__(self, results_dir: Path) -> None:
         self._results_dir = results_dir
 
+    def _keep(self, study_instance_uid: str, dataset: Dataset) -> str:
+        key = f"{study_instance_uid}/{dataset.SOPInstanceUID}.dcm"
+        staging = self._results_dir / "incoming" / f"{dataset.SOPInstanceUID}.dcm"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_as(staging, enforce_file_format=True)
+        make_durable(staging, self._results_dir, key)
+        return key
+
     def write(
         self,
         payload: AnalyseStudy,
@@ -245,8 +272,8 @@ class ReportWriter:
         outcome: FractureOutcome | BreastOutcome,
         model: ModelIdentity,
         reason: str,
-    ) -> list[tuple[str, str, str]]:
-        """Return (kind, SOP Instance UID, storage key) for each object written.
+    ) -> list[ResultObject]:
+        """The summary image and the SR (in delivery order: the SR, which acts, last).
 
         Raises:
             ValueError: no image of the study has a readable header to report on.
@@ -254,22 +281,15 @@ class ReportWriter:
         sources = study.headers
         if not sources:
             raise ValueError("no image of the study has a readable header to report on")
-        sr = (
-            fracture_report(sources, outcome, model, payload.version, reason)
-            if isinstance(outcome, FractureOutcome)
-            else breast_report(sources, outcome, model, payload.version, reason)
-        )
+        build = fracture_report if isinstance(outcome, FractureOutcome) else breast_report
+        reports = [build(sources, outcome, model, payload.version, reason, c) for c in SR_CLASSES]  # type: ignore[arg-type]
         uids = [
             report_uid(payload.study_instance_uid, payload.version, model.name, model.version, kind)
             for kind in ("sc-series", "sc")
         ]
         sc = summary_image(study, render(study, outcome, reason, f"{model.name} {model.version}"), *uids)
-        written = []
-        for kind, dataset in (("sr", sr), ("sc", sc)):
-            key = f"{payload.study_instance_uid}/{dataset.SOPInstanceUID}.dcm"
-            staging = self._results_dir / "incoming" / f"{dataset.SOPInstanceUID}.dcm"
-            staging.parent.mkdir(parents=True, exist_ok=True)
-            dataset.save_as(staging, enforce_file_format=True)
-            make_durable(staging, self._results_dir, key)
-            written.append((kind, str(dataset.SOPInstanceUID), key))
-        return written
+        keys = [self._keep(payload.study_instance_uid, ds) for ds in (sc, *reports)]
+        return [
+            ResultObject("sc", str(sc.SOPInstanceUID), keys[0]),
+            ResultObject("sr", str(reports[0].SOPInstanceUID), keys[1], alternate_key=keys[2]),
+        ]

@@ -26,6 +26,7 @@ from triage.outcomes import Analysed, BreastOutcome, FractureOutcome, ModelIdent
 from triage.pipelines import Pipeline
 from triage.records import queries, results, store
 from triage.records.db import Database, utcnow
+from triage.records.results import ResultObject
 from triage.records.tables import StudyState
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class AnalyseStudyTask:
         outcome: FractureOutcome | BreastOutcome,
         model: ModelIdentity | None,
         reason: str,
-    ) -> tuple[list[tuple[str, str, str]], str]:
+    ) -> tuple[list[ResultObject], str]:
         """Build and store the SR and summary image; an error is returned, never raised."""
         if self._reports is None or model is None:
             return [], ""
@@ -178,11 +179,13 @@ class AnalyseStudyTask:
                 inputs=result.inputs if isinstance(result, Analysed) else [],
                 timings_ms=result.timings_ms if isinstance(result, Analysed) else {},
             )  # fmt: skip
-            for kind, sop_instance_uid, key in objects:
-                results.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+            for written in objects:
+                results.add_delivery(session, payload.study_version_id, written, now)
             if report_error:
                 failed = f"report not built: {report_error}"
-                results.add_delivery(session, payload.study_version_id, "sr", "", "", now, failed=failed)
+                results.add_delivery(
+                    session, payload.study_version_id, ResultObject("sr", "", ""), now, failed=failed
+                )
         logger.info("study version %d: %s", payload.study_version_id, new)
         return str(new)
 
@@ -203,7 +206,8 @@ class ReportNotAnalysedTask:
             if queries.has_deliveries(session, payload.study_version_id):
                 return "already-reported"
         study = read_with_retries(payload, self._storage_dir, retry_seconds=1.0)
-        objects, error = [], study if isinstance(study, str) else ""
+        objects: list[ResultObject] = []
+        error = study if isinstance(study, str) else ""
         if not isinstance(study, str):
             try:
                 outcome = not_analysed(payload.pipeline, payload.reason, payload.skipped)
@@ -213,10 +217,11 @@ class ReportNotAnalysedTask:
                 error = f"{type(failure).__name__}: {failure}"
         now = utcnow()
         with self._database.session() as session:
-            for kind, sop_instance_uid, key in objects:
-                results.add_delivery(session, payload.study_version_id, kind, sop_instance_uid, key, now)
+            for written in objects:
+                results.add_delivery(session, payload.study_version_id, written, now)
             if error:
+                failed = f"report not built: {error}"
                 results.add_delivery(
-                    session, payload.study_version_id, "sr", "", "", now, failed=f"report not built: {error}"
+                    session, payload.study_version_id, ResultObject("sr", "", ""), now, failed=failed
                 )
         return "reported" if objects else "not-reported"

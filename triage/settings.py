@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     single_read_max_score: int = Field(default=5, ge=0, le=10)
     worker_threads: int = Field(default=0, ge=0)
     delivery_max_attempts: int = Field(default=10, ge=1)
+    # However the tries go, a result object not acknowledged this long after it was queued fails for
+    # good (the study goes back to the conservative path, visibly).
+    delivery_deadline_seconds: float = Field(default=1200.0, gt=0)
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
     pacs_tls_ca: Path | None = None
@@ -170,6 +173,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.home / 'triage.db').resolve()}"
+
+    @property
+    def reporting(self) -> bool:
+        """Whether results go to a PACS, whose acknowledgement a verdict waits for before it acts."""
+        return self.pacs is not None
 
     @property
     def oidc_enabled(self) -> bool:

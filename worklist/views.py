@@ -33,7 +33,7 @@ class Queue(enum.StrEnum):
     OVER_READ = "over_read"  # NO FRACTURE: eligible for discharge, read by a radiologist later
     SCREENING = "screening"  # every screen, by arrival
     SINGLE_READ = "single_read"
-    DOUBLE_READ = "double_read"  # scored above the threshold, or not analysed
+    DOUBLE_READ = "double_read"  # scored above the threshold, not analysed, or its result not yet acting
     HIGH_RISK = "high_risk"
     NOT_ANALYSED = "not_analysed"  # either pipeline, with the reason
     ALL = "all"  # also what triage ignored (not its intended use)
@@ -100,10 +100,12 @@ def worklist_item(
     result: Result | None,
     deliveries: list[DeliveryState],
     feedback_count: int,
+    reporting: bool,
 ) -> WorklistItem:
+    """One row of a queue; ``reporting``: results go to a PACS, so a verdict waits for it (verdicts)."""
     outcome = result.outcome if result is not None else None
-    verdict = acting_verdict(version.state, outcome)
-    acting = acting_outcome(version.state, outcome)
+    verdict = acting_verdict(version.state, outcome, reporting)
+    acting = acting_outcome(version.state, outcome, reporting)
     return WorklistItem(
         study_id=study.id,
         patient_name=study.patient_name,
@@ -144,7 +146,7 @@ def _in_queue(item: WorklistItem, queue: Queue) -> bool:
         case Queue.SINGLE_READ:
             return breast and item.verdict == Verdict.SINGLE_READ
         case Queue.DOUBLE_READ:
-            return breast and item.verdict in (Verdict.DOUBLE_READ, Verdict.NOT_ANALYSED)
+            return breast and item.verdict in (Verdict.DOUBLE_READ, Verdict.NOT_ANALYSED, Verdict.PENDING)
         case Queue.HIGH_RISK:
             return breast and item.high_risk
         case Queue.NOT_ANALYSED:
@@ -212,13 +214,18 @@ def _extras(
     return results, deliveries, feedback
 
 
-def worklist(session: Session, filters: WorklistFilters) -> list[WorklistItem]:
+def worklist(session: Session, filters: WorklistFilters, reporting: bool) -> list[WorklistItem]:
     """The studies of one queue, most urgent first, at most ``filters.limit``."""
     rows = _latest_versions(session, filters)
     results, deliveries, feedback = _extras(session, [v.id for _, v in rows], [s.id for s, _ in rows])
     items = [
         worklist_item(
-            study, version, results.get(version.id), deliveries.get(version.id, []), feedback.get(study.id, 0)
+            study,
+            version,
+            results.get(version.id),
+            deliveries.get(version.id, []),
+            feedback.get(study.id, 0),
+            reporting,
         )
         for study, version in rows
     ]

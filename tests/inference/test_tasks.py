@@ -17,6 +17,7 @@ from triage.messages import AnalyseStudy
 from triage.outcomes import Analysed, FractureOutcome, ModelIdentity, Skipped
 from triage.pipelines import Pipeline
 from triage.records import store
+from triage.records.results import ResultObject
 from triage.records.tables import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
 
 MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
@@ -156,15 +157,24 @@ class BrokenReports:
 
 class RecordingReports:
     def write(self, payload, study, outcome, model, reason):
-        return [("sr", "1.2.9.1", "s/sr.dcm"), ("sc", "1.2.9.2", "s/sc.dcm")]
+        return [
+            ResultObject("sc", "1.2.9.2", "s/sc.dcm"),
+            ResultObject("sr", "1.2.9.1", "s/sr.dcm", "s/sr2.dcm"),
+        ]
 
 
 def test_reports_are_queued_for_the_pacs_with_the_result(database, queued, task):
     run = task({"fracture": answers(NO_FRACTURE)}, reports=RecordingReports())
     assert run(queued) == StudyState.ANALYSED
     with database.session() as session:
-        rows = {d.kind: (d.state, d.sop_instance_uid) for d in session.scalars(select(Delivery))}
-    assert rows == {"sr": (DeliveryState.PENDING, "1.2.9.1"), "sc": (DeliveryState.PENDING, "1.2.9.2")}
+        rows = {
+            d.kind: (d.state, d.sop_instance_uid, d.alternate_storage_key)
+            for d in session.scalars(select(Delivery))
+        }
+    assert rows == {
+        "sr": (DeliveryState.PENDING, "1.2.9.1", "s/sr2.dcm"),
+        "sc": (DeliveryState.PENDING, "1.2.9.2", ""),
+    }
 
 
 def test_a_report_that_cannot_be_built_is_a_visible_failed_delivery_not_a_lost_result(database, queued, task):

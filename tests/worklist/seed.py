@@ -18,6 +18,7 @@ from testkit import phantoms, synthetic
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 from triage.records import results, store
 from triage.records.db import Database
+from triage.records.results import ResultObject
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.settings import Settings
 
@@ -92,7 +93,9 @@ def add_study(
                 summary=reason or "analysed", software_version="0.1.0", now=at, device="cpu",
             )  # fmt: skip
         for index in range(len(deliveries)):
-            results.add_delivery(session, version_id, "sr", f"2.25.{version_id}{index}", "x.dcm", at)
+            results.add_delivery(
+                session, version_id, ResultObject("sr", f"2.25.{version_id}{index}", "x.dcm"), at
+            )
         session.flush()
         added = session.scalars(
             select(Delivery).where(Delivery.version_id == version_id).order_by(Delivery.id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from triage.records.tables import (
     Delivery,
@@ -76,10 +76,19 @@ def has_deliveries(session: Session, version_id: int) -> bool:
 
 
 def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    """Deliveries due for a try, oldest first; an SR only once the other objects of its version are
+    delivered, so that the SR, which acts, reaches the PACS last."""
+    waiting = aliased(Delivery)
+    unsent_sibling = exists().where(
+        waiting.version_id == Delivery.version_id,
+        waiting.kind != "sr",
+        waiting.state != DeliveryState.DELIVERED,
+    )
     return list(
         session.scalars(
             select(Delivery)
             .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
+            .where(~((Delivery.kind == "sr") & unsent_sibling))
             .order_by(Delivery.id)
             .limit(limit)
         )

@@ -5,6 +5,7 @@ The study's state moves in ``store.py``; these rows record what came of it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -79,22 +80,29 @@ def add_shadow_result(
         )
 
 
+@dataclass(frozen=True)
+class ResultObject:
+    """One object made durable under the results folder, for delivery: its storage key, and the same
+    content in another SOP class for a PACS that takes only that (``alternate_key``)."""
+
+    kind: str  # sc (summary image) or sr; delivered in that order, so the SR, which acts, goes last
+    sop_instance_uid: str
+    storage_key: str
+    alternate_key: str = ""
+
+
 def add_delivery(
-    session: Session,
-    version_id: int,
-    kind: str,
-    sop_instance_uid: str,
-    storage_key: str,
-    now: datetime,
-    failed: str = "",
+    session: Session, version_id: int, result_object: ResultObject, now: datetime, failed: str = ""
 ) -> None:
     """Queue one object for the PACS; ``failed`` records one that could not even be built."""
+    kind = result_object.kind
     session.add(
         Delivery(
             version_id=version_id,
             kind=kind,
-            sop_instance_uid=sop_instance_uid or f"unbuilt-{version_id}-{kind}",
-            storage_key=storage_key,
+            sop_instance_uid=result_object.sop_instance_uid or f"unbuilt-{version_id}-{kind}",
+            storage_key=result_object.storage_key,
+            alternate_storage_key=result_object.alternate_key,
             state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
             last_error=failed,
             next_attempt_at=now,

@@ -212,6 +212,10 @@ class Delivery(Base):
     kind: Mapped[str] = mapped_column(String(16))
     sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     storage_key: Mapped[str] = mapped_column(String(255))
+    # The same content in another SOP class (Comprehensive SR beside Comprehensive 3D SR), sent instead
+    # when the PACS accepts only that; sent_storage_key is what the PACS acknowledged.
+    alternate_storage_key: Mapped[str] = mapped_column(String(255), default="")
+    sent_storage_key: Mapped[str] = mapped_column(String(255), default="")
     state: Mapped[DeliveryState] = mapped_column(String(16), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

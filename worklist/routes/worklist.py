@@ -35,7 +35,7 @@ def worklist(
         limit=limit,
     )
     with state.database.session() as session:
-        items = views.worklist(session, filters)
+        items = views.worklist(session, filters, state.settings.reporting)
         page = WorklistPage(
             queue=queue,
             items=items,
