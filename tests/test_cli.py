@@ -107,7 +107,7 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
         assert state == StudyState.ANALYSED and summary.startswith("score ")
         assert summary.endswith("[model triage-breast-demo 1.0.0]")
         state, summary = done["fracture"]
-        assert state == StudyState.ANALYSED and summary.endswith("[model triage-fracture-demo 1.0.0]")
+        assert state == StudyState.ANALYSED and summary.endswith("[model triage-fracture-lite0 2.0.0]")
         assert summary.split(" (")[0] in {"FRACTURE", "DOUBT", "NO FRACTURE"}
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)

@@ -75,9 +75,14 @@ def cross_validate(config: TrainConfig, data: Path, out: Path, jobs: int = 2) ->
     for name in ("weights.pt", SCORED):
         shutil.copy2(shipped / name, out / name)
     reproduce = (
-        f"triage train configs/train/{config.pipeline}.yaml --data <{config.dataset} folder> --out {out} "
+        f"triage train configs/train/{config.pipeline}.yaml --data <the {data.name} folder> --out {out} "
         f"--cross-validate --jobs {jobs}"
     )
-    card = read_card(shipped).model_copy(update={"cross_validated": figures, "reproduce": reproduce})
+    card = read_card(shipped)
+    held_out = (
+        f"{card.held_out}; cross_validated holds the recipe's figures pooled over every fold's test part, "
+        "each at the operating points chosen inside its own training folds"
+    )
+    card = card.model_copy(update={"cross_validated": figures, "reproduce": reproduce, "held_out": held_out})
     card.write(out)
     return card

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,22 @@ FRACATLAS = DatasetCredit(
     ),
     changes="subset of 500 images; 37 downscaled to 1024 px and saved as 8-bit PNG; labels reformatted",
 )
+
+
+def fracatlas_credit(folder: Path, images: int) -> DatasetCredit:
+    """FracAtlas as this copy of it is: the pool's size counted, the changes its README declares (the
+    500-image subset and the full development pool were changed differently)."""
+    changes = FRACATLAS.changes
+    readme = folder / "README.md"
+    if readme.is_file():
+        found = re.search(r"\*\*Changes made[^*]*\*\*\s*(.+?)(?:\n\s*\n|$)", readme.read_text("utf-8"), re.S)
+        if found:
+            changes = " ".join(found.group(1).split())
+    return FRACATLAS.model_copy(
+        update={"name": f"FracAtlas ({folder.name}: {images} radiographs)", "changes": changes}
+    )
+
+
 MINI_MIAS = DatasetCredit(
     name="mini-MIAS (development subset: 81 women, 162 MLO views)",
     licence="CC BY 2.0 UK per the Apollo deposit; the archive's licence allows research use only, no sale",

@@ -84,8 +84,23 @@ def loss_of(
     return classification + detection_weight * box_loss(heatmap.float(), sizes.float(), batch)
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX). Without it torch emulates
+    bfloat16 and a step is slower than in float32 (measured on an AVX2-only EPYC: 23 s against 19 s
+    for 16 images at 384 px), so mixed precision is not worth turning on there."""
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def mixed_precision(device: torch.device, enabled: bool) -> torch.autocast:
-    """bfloat16 where it pays: CUDA, and CPUs with AVX-512 BF16 (1.7x faster per step here)."""
+    """Mixed precision where it pays: float16 on CUDA, bfloat16 on CPUs that have it (1.7x faster per
+    step on one with AVX-512 BF16); elsewhere the config's request is ignored, with a log line."""
+    if enabled and device.type == "cpu" and not cpu_has_bf16():
+        logger.info("mixed precision off: this CPU has no native bfloat16 (it would be slower)")
+        enabled = False
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 

@@ -27,7 +27,15 @@ from inference.transforms import prepare
 from training.adapters import ADAPTERS
 from training.config import TrainConfig
 from training.data import readable, split_by_group, split_for_fold
-from training.export import FRACATLAS, MINI_MIAS, PREPROCESSING, SYNTHETIC_CC, intended_use, now, write_model
+from training.export import (
+    MINI_MIAS,
+    PREPROCESSING,
+    SYNTHETIC_CC,
+    fracatlas_credit,
+    intended_use,
+    now,
+    write_model,
+)
 from training.figures import Scored, breast_figures, exams, fracture_figures
 from training.loop import Progress, train_network
 from triage.cards import DatasetCredit, Metric, ModelCard
@@ -54,7 +62,11 @@ def load_data(config: TrainConfig, data: Path) -> Data:
         samples, dropped = readable(read_manifest(data, config.pipeline.modality))
         return Data(samples, dropped, [manifest_credit(data)])
     samples, dropped = readable(ADAPTERS[config.dataset](data))
-    credits = [FRACATLAS] if config.pipeline == Pipeline.FRACTURE else [MINI_MIAS, SYNTHETIC_CC]
+    credits = (
+        [fracatlas_credit(data, len(samples) + len(dropped))]
+        if config.pipeline == Pipeline.FRACTURE
+        else [MINI_MIAS, SYNTHETIC_CC]
+    )
     return Data(samples, dropped, credits)
 
 
@@ -159,7 +171,7 @@ def run(
         "preprocessing": PREPROCESSING,
         "data": found.credits,
         "cross_validated": cross_validated or {},
-        "reproduce": f"triage train configs/train/{config.pipeline}.yaml --data <{config.dataset} folder> "
+        "reproduce": f"triage train configs/train/{config.pipeline}.yaml --data <the {data.name} folder> "
         f"--out {out}",
         "created": now(),
     }
@@ -197,9 +209,7 @@ def _fracture_card(
     )
     if config.folds > 1:
         held_out += (
-            f"; grouped cross-validation, {config.folds} folds by connected groups, this model's test part "
-            f"is fold {config.test_fold}; cross_validated holds the recipe's figures pooled over every "
-            "fold's test part, each at the operating points chosen inside its own training folds"
+            f"; the test part is fold {config.test_fold} of {config.folds} grouped by connected groups"
         )
     return write_model(
         out, network, **common, held_out=held_out, metrics=fracture_figures(scored),

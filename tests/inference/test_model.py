@@ -17,7 +17,7 @@ from training.train import load_data, score, split
 from triage.cards import parse_card, read_card
 
 MODELS = REPO / "models"
-FOLDERS = {"fracatlas": "fracatlas", "mini_mias_abnormal": "mini_mias", "mini_mias": "mini_mias"}
+FOLDERS = {"fracatlas": "fracatlas_dev", "mini_mias_abnormal": "mini_mias", "mini_mias": "mini_mias"}
 DATASETS = Path(os.environ.get("TRIAGE_DATASETS", REPO.parent / "shared" / "datasets"))
 
 

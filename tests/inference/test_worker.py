@@ -8,7 +8,7 @@ def test_each_model_loads_once_per_process(make_settings):
     pipelines = ModelPipelines(make_settings())
     first = pipelines["fracture"]
     assert pipelines["fracture"] is first
-    assert first.identity.name == "triage-fracture-demo"
+    assert first.identity.name == "triage-fracture-lite0"
 
 
 def test_a_missing_model_folder_is_unavailable_not_a_crash(make_settings, tmp_path):

@@ -105,7 +105,7 @@ def test_a_run_is_logged_to_mlflow_and_registered_with_its_card(settings, traine
 def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(settings, trained, database):
     tracked, _ = trained
     pipelines = ModelPipelines(settings)
-    assert pipelines["fracture"].identity.name == "triage-fracture-demo"  # the bundled one
+    assert pipelines["fracture"].identity.name == "triage-fracture-lite0"  # the bundled one
     env = triage_env(settings)
     promote = triage_cli(env, "models", "promote", "fracture", "1")
     assert promote.returncode == 0, promote.stderr
@@ -130,7 +130,7 @@ def test_a_running_worker_picks_up_a_promotion_without_restart(make_settings, tm
     tracked, _ = trained
     settings = make_settings(model_check_seconds=0.01)
     pipelines = ModelPipelines(settings)
-    assert pipelines["fracture"].identity.name == "triage-fracture-demo"
+    assert pipelines["fracture"].identity.name == "triage-fracture-lite0"
     registry.promote(settings, "fracture", tracked.registered_version)
     import time
 
@@ -245,7 +245,7 @@ def test_shadow_mode_loads_the_candidate_beside_production(settings, trained):
     registry.set_shadow(settings, "fracture", tracked.registered_version)
     fresh = ModelPipelines(settings)
     assert fresh.shadow("fracture").identity.name == "triage-fracture-phantom"
-    assert fresh["fracture"].identity.name == "triage-fracture-demo"  # production unchanged
+    assert fresh["fracture"].identity.name == "triage-fracture-lite0"  # production unchanged
     registry.set_shadow(settings, "fracture", None)
     assert ModelPipelines(settings).shadow("fracture") is None
 
