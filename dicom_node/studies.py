@@ -106,7 +106,9 @@ class StudyMonitor:
             receiving = [v.id for v in queries.versions_in(session, StudyState.RECEIVING)]
         for version_id in receiving:
             with self._database.session() as session:
-                version = session.get(StudyVersion, version_id)
+                # Locked (PostgreSQL) as the receivers lock it: no instance joins the version between
+                # the read of its instances below and its completion.
+                version = session.get(StudyVersion, version_id, with_for_update=True)
                 if version is None or version.state != StudyState.RECEIVING:
                     continue
                 completed += self._complete_if_due(session, version, now)

@@ -56,6 +56,12 @@ class IntendedUse(_Frozen):
     body_parts: tuple[str, ...] = ()  # Body Part Examined values (PS3.16 Annex L)
     views: tuple[str, ...] = ()  # CC, MLO for screens
     photometric_interpretations: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
+    # Patients' ages the model is meant for (None: no bound); a patient whose age cannot be read from
+    # the headers is outside a bounded range unless ``unknown_age_allowed``.
+    min_age_years: float | None = Field(default=None, ge=0)
+    max_age_years: float | None = Field(default=None, ge=0)
+    unknown_age_allowed: bool = False
+    lossy_allowed: bool = True  # images compressed lossily (now or before) may be analysed
 
     @field_validator("sop_classes")
     @classmethod
@@ -75,11 +81,26 @@ class IntendedUse(_Frozen):
             return f"body part {facts.body_part_examined or 'missing'} is outside the model's intended use"
         if self.views and facts.view and facts.view not in self.views:
             return f"view {facts.view} is outside the model's intended use"
+        if why := self._age_problem(facts.age_years):
+            return why
+        if facts.lossy and not self.lossy_allowed:
+            return "a lossily compressed image is outside the model's intended use"
         if facts.photometric_interpretation not in self.photometric_interpretations:
             return (
                 f"photometric interpretation {facts.photometric_interpretation} is outside the model's "
                 "intended use"
             )
+        return None
+
+    def _age_problem(self, age: float | None) -> str | None:
+        if self.min_age_years is None and self.max_age_years is None:
+            return None
+        if age is None:
+            return None if self.unknown_age_allowed else "the patient's age is unknown (no age or birth date)"
+        if self.min_age_years is not None and age < self.min_age_years:
+            return f"a patient aged {age:g} is younger than the model's intended use ({self.min_age_years:g})"
+        if self.max_age_years is not None and age > self.max_age_years:
+            return f"a patient aged {age:g} is older than the model's intended use ({self.max_age_years:g})"
         return None
 
 
@@ -159,11 +180,14 @@ DEFAULT_INTENDED_USE = {
     Pipeline.FRACTURE: {
         "modalities": ["CR", "DX"],
         "sop_classes": ["ComputedRadiographyImageStorage", "DigitalXRayImageStorageForPresentation"],
+        # Children's fractures (growth plates, greenstick, buckle) are not what it learnt to rule out.
+        "min_age_years": 18,
     },
     Pipeline.BREAST: {
         "modalities": ["MG"],
         "sop_classes": ["DigitalMammographyXRayImageStorageForPresentation"],
         "views": ["CC", "MLO"],
+        "lossy_allowed": False,  # screening reads the original pixels; a lossy copy is not a screen
     },
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass, fields
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -48,6 +49,11 @@ class HeaderFacts:
     row_direction: str = ""
     series_number: str = ""
     instance_number: str = ""
+    # The patient's age at the study in years: Patient's Age, else Patient's Birth Date and the
+    # Study Date (None: neither is there, or they cannot be read).
+    age_years: float | None = None
+    # Lossy compression, now or before (Lossy Image Compression "01", or a lossy transfer syntax).
+    lossy: bool = False
 
     @property
     def chest_wall_on_the_right(self) -> bool:
@@ -93,7 +99,50 @@ def header_facts(ds: Dataset) -> HeaderFacts:
         row_direction=str((ds.get("PatientOrientation") or [""])[0]).upper(),
         series_number=str(ds.get("SeriesNumber", "")),
         instance_number=str(ds.get("InstanceNumber", "")),
+        age_years=age_years(ds),
+        lossy=_lossy(ds),
     )
+
+
+# Transfer syntaxes whose compression loses information (PS3.5 Annex A; PS3.6 Table A-1).
+LOSSY_TRANSFER_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+        "1.2.840.10008.1.2.4.51",  # JPEG Extended
+        "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000
+        "1.2.840.10008.1.2.4.93",  # JPEG 2000 multi-component
+        "1.2.840.10008.1.2.4.203",  # HTJ2K
+        *(f"1.2.840.10008.1.2.4.{n}" for n in range(100, 109)),  # MPEG-2, MPEG-4, HEVC
+    }
+)
+_AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+
+
+def _lossy(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return str(ds.get("LossyImageCompression", "")).strip() == "01" or syntax in LOSSY_TRANSFER_SYNTAXES
+
+
+def age_years(ds: Dataset) -> float | None:
+    """Patient's Age (AS: nnnD/W/M/Y), else the years from Patient's Birth Date to the Study Date."""
+    age = str(ds.get("PatientAge", "") or "").strip().upper()
+    if len(age) == 4 and age[:3].isdigit() and age[3] in _AGE_UNITS:
+        return round(int(age[:3]) * _AGE_UNITS[age[3]], 2)
+    birth, study = str(ds.get("PatientBirthDate", "") or ""), str(ds.get("StudyDate", "") or "")
+    try:
+        born, seen = date.fromisoformat(_iso(birth)), date.fromisoformat(_iso(study))
+    except ValueError:
+        return None
+    years = (seen - born).days / 365.25
+    return round(years, 2) if years >= 0 else None
+
+
+def _iso(da: str) -> str:
+    """A DA value (YYYYMMDD) as ISO 8601, which date.fromisoformat reads."""
+    da = da.strip()
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da + "!"
 
 
 def _first(value: object) -> float:

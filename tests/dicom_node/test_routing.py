@@ -146,3 +146,61 @@ def test_a_mammogram_view_the_card_does_not_know_is_outside_its_intended_use(con
     screens = IntendedUse(statement="screens", **DEFAULT_INTENDED_USE[Pipeline.BREAST])
     outcome = routing.gate(config, routing.route(config, facts(views)), screens)
     assert isinstance(outcome, routing.NotAnalysed) and "view SPOT is outside" in outcome.reason
+
+
+TRAUMA_USE = IntendedUse(statement="adults", **DEFAULT_INTENDED_USE[Pipeline.FRACTURE])
+
+
+@pytest.mark.parametrize(
+    ("age", "birth_date", "inside"),
+    [
+        ("", "19700101", True),  # 56 at the study (2026)
+        ("", "20200601", False),  # a child of 5
+        ("009Y", "", False),
+        ("030Y", "20200601", True),  # Patient's Age wins over the birth date
+        ("006M", "", False),
+        ("", "", False),  # unknown: conservative by default
+        ("", "2020", False),  # an unreadable birth date is no age
+    ],
+)
+def test_a_childs_radiograph_is_never_eligible_for_discharge(config, age, birth_date, inside):
+    ds = synthetic.dx()
+    ds.PatientAge, ds.PatientBirthDate = age, birth_date
+    outcome = routing.gate(config, routing.route(config, facts([ds])), TRAUMA_USE)
+    if inside:
+        assert isinstance(outcome, routing.Route)
+    else:
+        assert isinstance(outcome, routing.NotAnalysed) and "age" in outcome.reason
+
+
+def test_a_card_may_accept_an_unknown_age():
+    use = TRAUMA_USE.model_copy(update={"unknown_age_allowed": True})
+    ds = synthetic.dx()
+    ds.PatientBirthDate = ""
+    assert use.why_not(str(ds.SOPClassUID), header_facts(ds)) is None
+    assert "older" in str(
+        use.model_copy(update={"max_age_years": 40}).why_not(
+            str(synthetic.dx().SOPClassUID), header_facts(synthetic.dx())
+        )
+    )
+
+
+def test_a_lossy_mammogram_is_not_a_screen(config):
+    screens = IntendedUse(statement="screens", **DEFAULT_INTENDED_USE[Pipeline.BREAST])
+    views = synthetic.screen()
+    assert isinstance(routing.gate(config, routing.route(config, facts(views)), screens), routing.Route)
+    views[2].LossyImageCompression = "01"
+    outcome = routing.gate(config, routing.route(config, facts(views)), screens)
+    assert isinstance(outcome, routing.NotAnalysed) and "lossily compressed" in outcome.reason
+
+
+def test_a_lossy_transfer_syntax_counts_as_lossy():
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+    ds = synthetic.screen()[0]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    assert not header_facts(ds).lossy
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    assert header_facts(ds).lossy

@@ -156,3 +156,75 @@ def test_results_stored_before_outcomes_were_typed_upgrade_and_downgrade(make_se
         rows = dict(connection.execute(text("SELECT version_id, outcome FROM results")).all())
     engine.dispose()
     assert json.loads(rows[1]) == LEGACY_FRACTURE and json.loads(rows[2]) == LEGACY_SCREEN
+
+
+@pytest.mark.integration
+def test_associations_creating_one_study_at_once_all_succeed(any_database):
+    """Eight receivers add the first instances of one new study at the same moment: none fails (the
+    creation race is lost inside a savepoint), and all land in one version."""
+    import threading
+
+    ids = synthetic.StudyIds()
+    datasets = [synthetic.dx(ids, instance_number=n + 1) for n in range(8)]
+    barrier, errors = threading.Barrier(len(datasets)), []
+
+    def receive(ds):
+        barrier.wait()
+        try:
+            add(any_database, ds)
+        except Exception as error:  # noqa: BLE001 - the test reports what any receiver met
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=receive, args=(ds,)) for ds in datasets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with any_database.session() as session:
+        assert session.scalar(select(sqlalchemy.func.count()).select_from(Instance)) == 8
+        assert [v.number for v in session.scalars(select(StudyVersion))] == [1]
+
+
+@pytest.mark.integration
+def test_an_instance_never_joins_a_version_the_monitor_has_completed(any_database, settings):
+    """A receiver holds the study's version (instance added, not yet committed) while the real monitor
+    sweeps past its quiet period: the monitor waits for the commit, and the queued analysis then
+    names both instances, never only the first."""
+    import threading
+
+    from dicom_node import routing
+    from dicom_node.studies import StudyMonitor
+    from tests.dicom_node.test_studies import RecordingPublisher
+    from triage import messages
+    from triage.records.tables import OutboxMessage
+
+    ids = synthetic.StudyIds()
+    add(any_database, synthetic.dx(ids, instance_number=1))
+    late = describe(
+        synthetic.dx(ids, instance_number=2), sha256="2" * 64, size_bytes=10, calling="TESTSCU", peer="x"
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def receiver():
+        with any_database.session() as session:
+            store.add_instance(session, late, T0)
+            holding.set()
+            release.wait(timeout=5)
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    assert holding.wait(timeout=10)
+    monitor = StudyMonitor(
+        any_database, routing.RoutingConfig.load(settings.routing_file), RecordingPublisher(), 60
+    )
+    swept = threading.Thread(target=monitor.sweep, args=(T0 + timedelta(hours=1),))
+    swept.start()
+    swept.join(timeout=1)
+    release.set()
+    thread.join()
+    swept.join()
+    with any_database.session() as session:
+        [message] = session.scalars(select(OutboxMessage)).all()
+        payload = messages.AnalyseStudy.model_validate(message.payload)
+    assert len(payload.instances) == 2

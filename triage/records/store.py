@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.imaging import HeaderFacts
@@ -69,16 +70,28 @@ def audit(
 
 
 def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
-    study = session.scalar(select(Study).where(Study.study_instance_uid == received.study_instance_uid))
-    if study is None:
-        study = Study(
-            study_instance_uid=received.study_instance_uid,
-            current_version=0,
-            created_at=now,
-            **received.patient,
-        )
-        session.add(study)
-        session.flush()
+    """The instance's study, created if new, and locked (on PostgreSQL) until the transaction ends.
+
+    The lock serialises the receivers of one study, and they with the monitor that completes its
+    version: an instance is either in a version before that version is queued, or in the next one.
+    Two associations creating the same study at once both succeed: the loser of the insert (a
+    unique violation, inside a savepoint) reads the winner's row."""
+    by_uid = select(Study).where(Study.study_instance_uid == received.study_instance_uid)
+    study = session.scalar(by_uid.with_for_update())
+    if study is not None:
+        return study
+    try:
+        with session.begin_nested():
+            study = Study(
+                study_instance_uid=received.study_instance_uid,
+                current_version=0,
+                created_at=now,
+                **received.patient,
+            )
+            session.add(study)
+            session.flush()
+    except IntegrityError:
+        study = session.scalars(by_uid.with_for_update().execution_options(populate_existing=True)).one()
     return study
 
 
@@ -91,6 +104,7 @@ def _receiving_version(
         .where(StudyVersion.study_id == study.id)
         .order_by(StudyVersion.number.desc())
         .limit(1)
+        .with_for_update()  # the monitor locks it too before it completes it
     )
     if latest is not None and latest.state == StudyState.RECEIVING:
         return latest
