@@ -27,7 +27,10 @@ from triage.records.db import Database, utcnow
 from triage.records.tables import StudyState, StudyVersion
 
 logger = logging.getLogger(__name__)
-CONFLICT = "a conflicting duplicate instance was received; it is in quarantine"
+CONFLICT = (
+    "conflicting instances were received (a duplicate with other content, kept in quarantine, or another "
+    "patient under the same Study Instance UID); an admin must check them"
+)
 
 
 @dataclass(frozen=True)

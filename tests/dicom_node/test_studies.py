@@ -215,3 +215,36 @@ def test_a_queued_study_no_longer_routed_after_a_rules_change_goes_conservative(
     )
     [(_, state, reason)] = versions(database)
     assert state == StudyState.NOT_ANALYSED and reason.startswith("routing changed while it was queued")
+
+
+def test_another_patient_under_the_same_study_uid_is_a_conflict_not_a_merge(database, monitor):
+    ids = synthetic.StudyIds()
+    first = synthetic.dx(ids, instance_number=1, patient=synthetic.Patient("PAT-A"))
+    other = synthetic.dx(ids, instance_number=2, patient=synthetic.Patient("PAT-B"))
+    receive(database, [first, other], T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.NOT_ANALYSED and "another patient" in reason
+    with database.session() as session:
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "study.patient_mismatch"))
+    assert "PAT-" not in event.detail, "no patient IDs in the audit detail"
+
+
+def test_the_same_patient_with_and_without_an_issuer_is_no_conflict(database, monitor):
+    ids = synthetic.StudyIds()
+    first = synthetic.dx(ids, instance_number=1)
+    second = synthetic.dx(ids, instance_number=2)
+    del second.IssuerOfPatientID  # a sender that does not send the issuer
+    receive(database, [first, second], T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    assert [state for _, state, _ in versions(database)] == [StudyState.QUEUED]
+
+
+def test_the_same_patient_id_from_another_issuer_is_another_patient(database, monitor):
+    ids = synthetic.StudyIds()
+    first = synthetic.dx(ids, instance_number=1)
+    second = synthetic.dx(ids, instance_number=2)
+    second.IssuerOfPatientID = "HOSPITAL-B"
+    receive(database, [first, second], T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    assert [state for _, state, _ in versions(database)] == [StudyState.NOT_ANALYSED]

@@ -135,6 +135,7 @@ def _receiving_version(
 def add_instance(session: Session, received: ReceivedInstance, now: datetime) -> StudyVersion:
     """Record a new durable instance in its study's open version (opening one if needed)."""
     study = _study_for(session, received, now)
+    _check_patient(session, study, received, now)
     version = _receiving_version(session, study, received, now)
     version.last_instance_at = now
     session.add(
@@ -154,6 +155,32 @@ def add_instance(session: Session, received: ReceivedInstance, now: datetime) ->
         )
     )
     return version
+
+
+def _check_patient(session: Session, study: Study, received: ReceivedInstance, now: datetime) -> None:
+    """Another patient under the same Study Instance UID (a modality's UID collision, a wrong merge at
+    the PACS) is never merged silently: the study is flagged as conflicting, so its versions take the
+    conservative path until an admin checks it, and the event is audited (without the IDs)."""
+    patient_id, issuer = (
+        received.patient.get("patient_id", ""),
+        received.patient.get("issuer_of_patient_id", ""),
+    )
+    if not patient_id or not study.patient_id:
+        return
+    same_issuer = not issuer or not study.issuer_of_patient_id or issuer == study.issuer_of_patient_id
+    if patient_id == study.patient_id and same_issuer:
+        return
+    if not study.conflict:
+        audit(
+            session,
+            actor=f"dicom:{received.calling_ae_title}",
+            action="study.patient_mismatch",
+            source=received.peer_address,
+            now=now,
+            study_ids=[study.id],
+            detail=f"instance {received.sop_instance_uid} names another patient than the study",
+        )
+    study.conflict = True
 
 
 def add_quarantined(
