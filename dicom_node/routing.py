@@ -48,8 +48,11 @@ class Rule(BaseModel):
     modalities: frozenset[str]
     sop_classes: frozenset[str]
     body_parts: frozenset[str] = frozenset()
+    # Instances of these classes make a study this rule's kind even when the rule takes none of them
+    # (a DBT-only screen): the study goes NOT ANALYSED, the conservative reading, instead of IGNORED.
+    not_analysed_sop_classes: frozenset[str] = frozenset()
 
-    @field_validator("sop_classes", mode="before")
+    @field_validator("sop_classes", "not_analysed_sop_classes", mode="before")
     @classmethod
     def _resolve_keywords(cls, value: object) -> object:
         if not isinstance(value, list | tuple | set | frozenset):
@@ -119,9 +122,11 @@ class Route:
 
 @dataclass(frozen=True)
 class Unrouted:
-    """No rule takes any instance of the study; it is stored and ignored."""
+    """No rule takes any instance of the study; it is stored and ignored, unless it is of a pipeline's
+    kind (``pipeline``: a rule's ``not_analysed_sop_classes``), when it takes the conservative path."""
 
     reason: str
+    pipeline: Pipeline | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,12 @@ def route(config: RoutingConfig, instances: Sequence[InstanceFacts]) -> Route | 
         if taken:
             return Route(rule.pipeline, rule.name, tuple(taken), skipped)
         reasons.append(f"not a {rule.name}: {sorted(set(skipped.values()))[0]}")
+    for rule in config.rules:
+        kind = [i for i in instances if i.sop_class_uid in rule.not_analysed_sop_classes]
+        if kind:
+            names = sorted({pydicom.uid.UID(i.sop_class_uid).name for i in kind})
+            why = f"a {rule.name} with none of the images triage analyses (only {', '.join(names)})"
+            return Unrouted(why, rule.pipeline)
     return Unrouted("; ".join(reasons) if reasons else "no routing rules are configured")
 
 

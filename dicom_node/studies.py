@@ -124,6 +124,14 @@ class StudyMonitor:
             session, version.id, StudyState.RECEIVING, StudyState.COMPLETE, now, why, completed_at=now
         ):
             return 0
+        if isinstance(decision, routing.Unrouted) and decision.pipeline is not None:
+            reason = f"{decision.reason}; {self._config.pipelines[decision.pipeline].conservative_reading}"
+            store.transition(
+                session, version.id, StudyState.COMPLETE, StudyState.NOT_ANALYSED, now, reason,
+                pipeline=decision.pipeline,
+            )  # fmt: skip
+            logger.info("study version %d not analysed: %s", version.id, reason)
+            return 1
         if isinstance(decision, routing.Unrouted) and not version.study.conflict:
             store.transition(
                 session, version.id, StudyState.COMPLETE, StudyState.IGNORED, now, decision.reason

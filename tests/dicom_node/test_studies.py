@@ -248,3 +248,16 @@ def test_the_same_patient_id_from_another_issuer_is_another_patient(database, mo
     receive(database, [first, second], T0)
     monitor.sweep(T0 + timedelta(seconds=5))
     assert [state for _, state, _ in versions(database)] == [StudyState.NOT_ANALYSED]
+
+
+def test_a_tomosynthesis_only_screen_goes_to_double_reading_not_ignored(database, monitor):
+    views = synthetic.screen()
+    for ds in views:
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.13.1.3"  # Breast Tomosynthesis Image Storage
+    receive(database, views, T0)
+    monitor.sweep(T0 + timedelta(hours=1))
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.NOT_ANALYSED
+    assert "Breast Tomosynthesis" in reason and reason.endswith("double reading")
+    with database.session() as session:
+        assert session.scalars(select(StudyVersion)).one().pipeline == "breast"
