@@ -81,6 +81,7 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.study_instance_uid = ""  # the study it names, when its header could be read
 
 
 def read_header(path: Path) -> Dataset:
@@ -181,9 +182,14 @@ class StorageHandlers:
         sop_instance_uid = str(request.AffectedSOPInstanceUID)
         try:
             ds = read_header(path)
+        except Rejected as rejected:
+            return self._quarantine_rejected(path, (calling, peer), sop_instance_uid, rejected)
+        try:
             check_identity(ds, str(request.AffectedSOPClassUID), sop_instance_uid)
         except Rejected as rejected:
-            return self._quarantine_rejected(path, calling, sop_instance_uid, rejected)
+            study_uid = str(ds.get("StudyInstanceUID", ""))
+            rejected.study_instance_uid = study_uid if UID(study_uid).is_valid else ""
+            return self._quarantine_rejected(path, (calling, peer), sop_instance_uid, rejected)
         try:
             with self._locks(sop_instance_uid):
                 return self._persist(path, ds, calling, peer)
@@ -230,23 +236,29 @@ class StorageHandlers:
         return self.spools.sha256(path) or storage.sha256_of(path)
 
     def _quarantine_rejected(
-        self, path: Path, calling: str, sop_instance_uid: str, rejected: Rejected
+        self, path: Path, sender: tuple[str, str], sop_instance_uid: str, rejected: Rejected
     ) -> Status:
-        """Keep a rejected object for inspection and answer its failure status."""
+        """Keep a rejected object for inspection and answer its failure status; the study it names
+        (when its header could be read) goes down the conservative path."""
+        calling = sender[0]
         sha256 = self._sha256(path)
         key = storage.quarantine_key(sop_instance_uid, sha256)
         try:
             storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
+                now = utcnow()
                 store.add_quarantined(
                     session,
                     storage_key=key,
                     sha256=sha256,
                     calling_ae_title=calling,
                     reason=rejected.reason,
-                    now=utcnow(),
+                    now=now,
                     sop_instance_uid=sop_instance_uid[:64],
+                    study_instance_uid=rejected.study_instance_uid,
                 )
+                if rejected.study_instance_uid:
+                    store.flag_refused(session, rejected.study_instance_uid, sender, rejected.reason, now)
         except (OSError, SQLAlchemyError) as error:
             logger.error("could not quarantine a rejected object: %s", type(error).__name__)
         logger.warning("rejected instance %s from %s: %s", sop_instance_uid, calling, rejected.reason)

@@ -28,8 +28,8 @@ from triage.records.tables import StudyState, StudyVersion
 
 logger = logging.getLogger(__name__)
 CONFLICT = (
-    "conflicting instances were received (a duplicate with other content, kept in quarantine, or another "
-    "patient under the same Study Instance UID); an admin must check them"
+    "conflicting instances were received (a conflicting duplicate kept in quarantine, another patient "
+    "under the same Study Instance UID, or an instance of the study refused); an admin must check them"
 )
 
 

@@ -238,3 +238,25 @@ def test_associations_beyond_the_maximum_are_refused(make_settings):
         held.release()
     finally:
         node.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+@pytest.mark.parametrize("refused_first", [False, True])
+def test_a_refused_instance_makes_its_study_conservative(listener, tmp_path, refused_first):
+    """An image of the study answered 0xA900 is missing from it: no verdict on the rest may clear the
+    patient, whichever arrives first."""
+    ids = synthetic.StudyIds()
+    good = synthetic.dx(ids, instance_number=1)
+    bad = synthetic.dx(ids, instance_number=2)
+    bad.SeriesInstanceUID = "1.2.3.abc"  # not a valid UID: refused as not matching its SOP class
+    [good_path] = synthetic.write([good], tmp_path / "good")
+    [bad_path] = synthetic.write([bad], tmp_path / "bad")
+    for path in (bad_path, good_path) if refused_first else (good_path, bad_path):
+        storescu(listener.port, path, extra=("-nh",))
+    [kept] = rows(listener, QuarantinedObject)
+    assert kept.study_instance_uid == ids.study_instance_uid
+    assert rows(listener, Study)[0].conflict
+    version = wait_until(
+        lambda: next((v for v in rows(listener, StudyVersion) if v.state == StudyState.NOT_ANALYSED), None)
+    )
+    assert "refused" in version.reason

@@ -80,12 +80,18 @@ def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> S
     study = session.scalar(by_uid.with_for_update())
     if study is not None:
         return study
+    refused_before = session.scalar(
+        select(func.count())
+        .select_from(QuarantinedObject)
+        .where(QuarantinedObject.study_instance_uid == received.study_instance_uid)
+    )
     try:
         with session.begin_nested():
             study = Study(
                 study_instance_uid=received.study_instance_uid,
                 current_version=0,
                 created_at=now,
+                conflict=bool(refused_before),  # an instance of it was refused: the study is incomplete
                 **received.patient,
             )
             session.add(study)
@@ -96,7 +102,7 @@ def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> S
 
 
 def _receiving_version(
-    session: Session, study: Study, received: ReceivedInstance, now: datetime
+    session: Session, study: Study, sender: tuple[str, str], now: datetime
 ) -> StudyVersion:
     """Return the study's open version, opening the next one if the last was already complete."""
     latest = session.scalar(
@@ -122,9 +128,9 @@ def _receiving_version(
     session.add(StateChange(version_id=version.id, state=StudyState.RECEIVING, reason=reason, at=now))
     audit(
         session,
-        actor=f"dicom:{received.calling_ae_title}",
+        actor=f"dicom:{sender[0]}",
         action="study.received",
-        source=received.peer_address,
+        source=sender[1],
         now=now,
         study_ids=[study.id],
         detail=f"version {version.number} opened",
@@ -136,7 +142,7 @@ def add_instance(session: Session, received: ReceivedInstance, now: datetime) ->
     """Record a new durable instance in its study's open version (opening one if needed)."""
     study = _study_for(session, received, now)
     _check_patient(session, study, received, now)
-    version = _receiving_version(session, study, received, now)
+    version = _receiving_version(session, study, (received.calling_ae_title, received.peer_address), now)
     version.last_instance_at = now
     session.add(
         Instance(
@@ -225,7 +231,29 @@ def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: 
     )
     study = _study_for(session, received, now)
     study.conflict = True
-    version = _receiving_version(session, study, received, now)
+    version = _receiving_version(session, study, (received.calling_ae_title, received.peer_address), now)
+    version.last_instance_at = now
+
+
+def flag_refused(
+    session: Session, study_instance_uid: str, sender: tuple[str, str], reason: str, now: datetime
+) -> None:
+    """An instance of a study was refused (quarantined with a failure status): the study lacks an
+    image, so no verdict on it may clear a patient. A known study is flagged as conflicting and gets
+    a new version (its latest state shows it); an unknown one is flagged when it is created (from the
+    quarantine row, which names the study)."""
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == study_instance_uid).with_for_update()
+    )
+    if study is None:
+        return
+    if not study.conflict:
+        audit(
+            session, actor=f"dicom:{sender[0]}", action="study.instance_refused", source=sender[1],
+            now=now, study_ids=[study.id], detail=reason,
+        )  # fmt: skip
+    study.conflict = True
+    version = _receiving_version(session, study, sender, now)
     version.last_instance_at = now
 
 
