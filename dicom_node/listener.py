@@ -56,6 +56,7 @@ class Listener:
             outbox.OutboxPublisher(self.database, outbox.make_celery(settings)),
             settings.analysis_lease_seconds,
             intended_uses(settings.models_dir),
+            settings.analysis_max_attempts,
         )
         self.handlers = StorageHandlers(
             self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir)

@@ -63,11 +63,13 @@ class StudyMonitor:
         publisher: outbox.OutboxPublisher,
         analysis_lease_seconds: float,
         intended_uses: Mapping[Pipeline, IntendedUse] | None = None,
+        analysis_max_attempts: int = 3,
     ) -> None:
         self._database = database
         self._config = config
         self._publisher = publisher
         self._lease = timedelta(seconds=analysis_lease_seconds)
+        self._max_attempts = analysis_max_attempts
         self._intended_uses = dict(intended_uses or {})
 
     def recover(self, incoming_dir: Path, now: datetime | None = None) -> int:
@@ -246,31 +248,39 @@ class StudyMonitor:
                     version.state == StudyState.ANALYSING
                     and version.claimed_at is not None
                     and now >= version.claimed_at + self._lease
-                    and store.transition(
-                        session,
-                        version.id,
-                        StudyState.ANALYSING,
-                        StudyState.QUEUED,
-                        now,
-                        "worker lost while analysing; queued again",
-                        claimed_at=None,
-                    )
                 ):
-                    requeued += self._enqueue(session, version, now)
+                    claims = queries.times_in(session, version.id, StudyState.ANALYSING)
+                    if claims >= self._max_attempts:
+                        why = f"analysis failed: the worker was lost {claims} times (killed or hung)"
+                        expired += self._give_up(session, version, StudyState.ANALYSING, why, now)
+                    elif store.transition(
+                        session, version.id, StudyState.ANALYSING, StudyState.QUEUED, now,
+                        "worker lost while analysing; queued again", claimed_at=None,
+                    ):  # fmt: skip
+                        requeued += self._enqueue(session, version, now)
         return expired, requeued
 
-    def _expire(self, session: Session, version: StudyVersion, now: datetime) -> int:
+    def _give_up(
+        self,
+        session: Session,
+        version: StudyVersion,
+        expected: StudyState | tuple[StudyState, ...],
+        why: str,
+        now: datetime,
+    ) -> int:
+        """No result will come: NOT ANALYSED with the conservative reading, and the PACS is told so
+        (the NOT ANALYSED SR and summary image), not only the database."""
         config = self._config.pipelines.get(Pipeline(version.pipeline)) if version.pipeline else None
-        reading = config.conservative_reading if config else "conservative reading"
-        reason = f"no result before the result deadline; {reading}"
-        if not store.transition(
-            session,
-            version.id,
-            (StudyState.QUEUED, StudyState.ANALYSING),
-            StudyState.NOT_ANALYSED,
-            now,
-            reason,
-        ):
+        reason = f"{why}; {config.conservative_reading if config else 'conservative reading'}"
+        if not store.transition(session, version.id, expected, StudyState.NOT_ANALYSED, now, reason):
             return 0
-        logger.warning("study version %d not analysed: past its result deadline", version.id)
+        routed = routing.route(self._config, instance_facts(session, version))
+        if isinstance(routed, routing.Route):
+            report = messages.ReportNotAnalysed(**self._payload(version, routed).model_dump(), reason=reason)
+            store.enqueue(session, messages.REPORT_NOT_ANALYSED, report.model_dump(mode="json"), now)
+        logger.warning("study version %d not analysed: %s", version.id, why)
         return 1
+
+    def _expire(self, session: Session, version: StudyVersion, now: datetime) -> int:
+        why = "no result before the result deadline"
+        return self._give_up(session, version, (StudyState.QUEUED, StudyState.ANALYSING), why, now)

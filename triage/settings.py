@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     model_check_seconds: float = Field(default=30.0, gt=0)
 
     monitor_interval_seconds: float = Field(default=0.5, gt=0)
-    analysis_lease_seconds: float = Field(default=900.0, gt=0)
+    # Shorter than the result deadlines (fracture 900 s), so that a lost worker's study gets another try.
+    analysis_lease_seconds: float = Field(default=240.0, gt=0)
+    analysis_max_attempts: int = Field(default=3, ge=1)  # claims before "analysis failed"
 
     @field_validator("ae_title")
     @classmethod

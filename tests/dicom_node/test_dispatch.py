@@ -15,7 +15,6 @@ from testkit.peers import free_port, start_triage, stop, wait_until
 from tests.dicom_node.test_studies import T0, receive
 from triage import messages
 from triage.records import outbox
-from triage.records.db import utcnow
 from triage.records.tables import OutboxMessage, StudyState, StudyVersion
 
 pytestmark = pytest.mark.integration
@@ -112,7 +111,7 @@ def test_broker_outage_delays_but_never_loses_a_study(make_settings, tmp_path):
     worker = None
     try:
         wait_until(lambda: redis.Redis(port=port).ping(), timeout=10)
-        published = wait_until(lambda: monitor.sweep(utcnow() + timedelta(minutes=5)).published, timeout=10)
+        published = wait_until(lambda: monitor.sweep(T0 + timedelta(minutes=5)).published, timeout=10)
         assert published == 1
         worker = start_triage("worker", settings, tmp_path / "worker.log")
         wait_until(lambda: version_state(database) == StudyState.NOT_ANALYSED, timeout=60)

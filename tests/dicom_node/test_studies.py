@@ -147,6 +147,35 @@ def test_no_result_by_the_deadline_goes_conservative(database, monitor, settings
     assert monitor.sweep(T0 + timedelta(seconds=due)).expired == 1
     [(_, state, reason)] = versions(database)
     assert state == StudyState.NOT_ANALYSED and "no result before the result deadline" in reason
+    report = outbox(database)[-1]  # the PACS is told too: the NOT ANALYSED SR and summary image
+    assert report["reason"] == reason and len(report["instances"]) == 4
+
+
+def claim(database, at):
+    with database.session() as session:
+        [version] = queries.versions_in(session, StudyState.QUEUED)
+        assert store.transition(
+            session, version.id, StudyState.QUEUED, StudyState.ANALYSING, at, "claimed", claimed_at=at
+        )
+
+
+def test_a_study_whose_workers_keep_dying_is_not_analysed_after_the_bound(database, settings):
+    config = routing.RoutingConfig.load(settings.routing_file)
+    monitor = StudyMonitor(database, config, RecordingPublisher(), 60, analysis_max_attempts=3)
+    receive(database, [synthetic.dx()], T0)
+    monitor.sweep(T0 + timedelta(seconds=31))
+    at = T0 + timedelta(seconds=31)
+    for attempt in range(1, 4):
+        claim(database, at)
+        at += timedelta(seconds=61)  # the worker is killed: its lease runs out
+        swept = monitor.sweep(at)
+        if attempt < 3:
+            assert swept.requeued == 1 and versions(database)[0][1] == StudyState.QUEUED
+    assert swept.expired == 1
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.NOT_ANALYSED
+    assert reason.startswith("analysis failed: the worker was lost 3 times") and "normal reading" in reason
+    assert outbox(database)[-1]["reason"] == reason
 
 
 def test_abandoned_analysis_is_queued_again_after_the_lease(database, monitor):

@@ -14,6 +14,7 @@ from triage.records.tables import (
     Instance,
     OutboxMessage,
     PeerStatus,
+    StateChange,
     StudyState,
     StudyVersion,
 )
@@ -98,3 +99,15 @@ def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery
 def peer_status(session: Session, name: str) -> PeerStatus | None:
     """What the delivering process last found of a destination, if it ever looked."""
     return session.get(PeerStatus, name)
+
+
+def times_in(session: Session, version_id: int, state: StudyState) -> int:
+    """How many times a version entered ``state`` (for ANALYSING: how many times a worker claimed it)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(StateChange)
+            .where(StateChange.version_id == version_id, StateChange.state == state)
+        )
+        or 0
+    )
