@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -133,3 +134,53 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
     assert code == 0, log
     assert "DICOM listener stopped" in log
     assert "SYN0001" not in log and "Synthetic^Patient" not in log, "patient data must never be logged"
+
+
+def _child(parent: int, command: str) -> int | None:
+    """The pid of ``parent``'s child running ``triage COMMAND`` (None: none now)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if command.encode() in argv:
+            return int(pid)
+    return None
+
+
+@pytest.mark.integration
+def test_serve_restarts_a_child_that_dies_and_ingest_goes_on(make_settings, tmp_path):
+    settings = make_settings(dicom_port=free_port(), api_port=free_port())
+    serve = start_triage("serve", settings, tmp_path / "serve.log")
+    ready = f"http://127.0.0.1:{settings.api_port}/healthz"
+
+    def api_up():
+        try:
+            with urllib.request.urlopen(ready, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(
+            lambda: triage("echo", f"TRIAGE@127.0.0.1:{settings.dicom_port}").returncode == 0, timeout=60
+        )
+        wait_until(api_up, timeout=60)
+        api = _child(serve.pid, "api")
+        assert api is not None
+        os.kill(api, signal.SIGKILL)  # as the OOM killer would
+        trauma = synthetic.write(phantoms.trauma_study(False, seed=4, images=1), tmp_path / "trauma")
+        assert storescu(settings.dicom_port, *trauma).returncode == 0, "ingest does not wait for the API"
+        wait_until(lambda: _child(serve.pid, "api") not in (None, api) and api_up(), timeout=60)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(60)
+    log = (tmp_path / "serve.log").read_text()
+    assert code == 0, log
+    assert "the api stopped unexpectedly (exit -9); restarting it" in log
+
+
+def test_a_child_that_keeps_dying_exhausts_its_restart_budget():
+    from triage.cli.service import _Restarts
+
+    budget = _Restarts(limit=3, window_seconds=60)
+    assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
+    assert budget.allow(61.5), "restarts older than the window no longer count"

@@ -102,28 +102,52 @@ def api(config: ConfigOption = None) -> None:
     )
 
 
+class _Restarts:
+    """A child's restart budget: at most ``limit`` restarts within ``window_seconds``."""
+
+    def __init__(self, limit: int = 5, window_seconds: float = 600.0) -> None:
+        self._limit, self._window = limit, window_seconds
+        self._times: list[float] = []
+
+    def allow(self, now: float) -> bool:
+        self._times = [t for t in self._times if now - t < self._window]
+        if len(self._times) >= self._limit:
+            return False
+        self._times.append(now)
+        return True
+
+
 def serve(config: ConfigOption = None) -> None:
-    """Run listener, worker and API together on one machine; Ctrl-C stops all three."""
+    """Run listener, worker and API together on one machine, restarting any that exits (at most 5
+    times in 10 minutes each, then all stop); Ctrl-C stops all three. DICOM ingest goes on while
+    the API or the worker is restarted."""
     configure_logging()
     open_database(settings(config)).dispose()  # migrate once here, so the three do not race to it
     extra = ["--config", str(config)] if config else []
-    children = {
-        name: subprocess.Popen([sys.executable, "-m", "triage", name, *extra])
-        for name in ("listener", "worker", "api")
-    }
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "triage", name, *extra])
+
+    names = ("listener", "worker", "api")
+    children = {name: start(name) for name in names}
+    budgets = {name: _Restarts() for name in names}
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     failed = None
-    while not stopping.wait(0.5):
-        failed = next((name for name, child in children.items() if child.poll() is not None), None)
-        if failed:
-            logger.error(
-                "the %s stopped unexpectedly (exit %s); stopping the others",
-                failed,
-                children[failed].returncode,
-            )
-            break
+    while not stopping.wait(0.5) and failed is None:
+        for name, child in list(children.items()):
+            if child.poll() is None:
+                continue
+            if not budgets[name].allow(time.monotonic()):
+                logger.error(
+                    "the %s stopped again (exit %s): restarted too often; stopping the others",
+                    name, child.returncode,
+                )  # fmt: skip
+                failed = name
+                break
+            logger.error("the %s stopped unexpectedly (exit %s); restarting it", name, child.returncode)
+            children[name] = start(name)
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
