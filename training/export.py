@@ -70,9 +70,17 @@ INTENDED_USE = (
 )
 
 
+ADULTS = (
+    " Adults only (18 and over): FracAtlas publishes no ages, and children's fractures (growth plates,"
+    " greenstick and buckle fractures) are not what it learnt; a study whose age cannot be read is not"
+    " analysed."
+)
+
+
 def intended_use(pipeline: Pipeline) -> IntendedUse:
     """The intended use a newly trained model's card states, in words and as the gate's rules."""
-    return IntendedUse.model_validate({"statement": INTENDED_USE, **DEFAULT_INTENDED_USE[pipeline]})
+    statement = INTENDED_USE + (ADULTS if pipeline == Pipeline.FRACTURE else "")
+    return IntendedUse.model_validate({"statement": statement, **DEFAULT_INTENDED_USE[pipeline]})
 
 
 def save_weights(network: nn.Module, path: Path) -> str:
