@@ -9,7 +9,7 @@ from pathlib import Path
 
 from delivery.scu import Outgoing, client_tls_context, echo, store_objects
 from triage.periodic import PeriodicThread
-from triage.records import queries, results, store
+from triage.records import deliveries, queries, results
 from triage.records.db import Database, utcnow
 from triage.records.tables import PACS, PEER_CHECK_SECONDS, Delivery
 from triage.settings import DicomPeer, Settings
@@ -63,8 +63,8 @@ class Deliverer:
             for (delivery_id, _), result in zip(due, sent, strict=True):
                 status = f" (status 0x{result.status:04X})" if result.status is not None else ""
                 key = str(result.sent.relative_to(self._results_dir)) if result.ok and result.sent else ""
-                attempt = store.Attempt(result.ok, f"{result.detail}{status}", result.permanent, key)
-                store.record_delivery(
+                attempt = deliveries.Attempt(result.ok, f"{result.detail}{status}", result.permanent, key)
+                deliveries.record_delivery(
                     session, delivery_id, attempt, now, self._max_attempts, self._deadline_seconds
                 )
                 delivered += result.ok

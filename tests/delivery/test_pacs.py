@@ -16,12 +16,13 @@ from testkit import phantoms, synthetic
 from testkit.peers import free_port
 from tests.dicom_node.test_studies import T0, receive
 from triage.outcomes import FractureOutcome, ModelIdentity
+from triage.records import deliveries as delivered
 from triage.records import queries, results, store
 from triage.records.results import ResultObject
 from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
 from triage.settings import DicomPeer
 
-ACK, REFUSED = store.Attempt(True, sent_key="k"), store.Attempt(False, "association rejected")
+ACK, REFUSED = delivered.Attempt(True, sent_key="k"), delivered.Attempt(False, "association rejected")
 
 
 def analysed_version(database):
@@ -54,10 +55,10 @@ def test_reported_only_when_every_object_is_acknowledged(database):
     analysed_version(database)
     ids = {kind: d.id for kind, d in deliveries(database).items()}
     with database.session() as session:
-        store.record_delivery(session, ids["sc"], ACK, T0, max_attempts=3, deadline_seconds=60)
+        delivered.record_delivery(session, ids["sc"], ACK, T0, max_attempts=3, deadline_seconds=60)
     assert state(database).state == StudyState.ANALYSED
     with database.session() as session:
-        store.record_delivery(session, ids["sr"], ACK, T0, max_attempts=3, deadline_seconds=60)
+        delivered.record_delivery(session, ids["sr"], ACK, T0, max_attempts=3, deadline_seconds=60)
     assert state(database).state == StudyState.REPORTED
     assert {d.state for d in deliveries(database).values()} == {DeliveryState.DELIVERED}
 
@@ -67,7 +68,7 @@ def test_failures_back_off_then_fail_visibly_and_the_study_goes_conservative(dat
     sc_id = deliveries(database)["sc"].id
     for attempt in range(1, 4):
         with database.session() as session:
-            store.record_delivery(session, sc_id, REFUSED, T0, max_attempts=3, deadline_seconds=600)
+            delivered.record_delivery(session, sc_id, REFUSED, T0, max_attempts=3, deadline_seconds=600)
         delivery = deliveries(database)["sc"]
         if attempt < 3:
             assert delivery.state == DeliveryState.PENDING
@@ -89,10 +90,14 @@ def test_a_delivery_fails_at_its_deadline_whatever_the_count(database):
     analysed_version(database)
     sc_id = deliveries(database)["sc"].id
     with database.session() as session:
-        store.record_delivery(session, sc_id, REFUSED, T0 + timedelta(seconds=30), 100, deadline_seconds=60)
+        delivered.record_delivery(
+            session, sc_id, REFUSED, T0 + timedelta(seconds=30), 100, deadline_seconds=60
+        )
     assert deliveries(database)["sc"].state == DeliveryState.PENDING
     with database.session() as session:
-        store.record_delivery(session, sc_id, REFUSED, T0 + timedelta(seconds=61), 100, deadline_seconds=60)
+        delivered.record_delivery(
+            session, sc_id, REFUSED, T0 + timedelta(seconds=61), 100, deadline_seconds=60
+        )
     assert deliveries(database)["sc"].state == DeliveryState.FAILED
     assert state(database).state == StudyState.NOT_ANALYSED
 
@@ -101,8 +106,8 @@ def test_a_permanent_refusal_fails_at_once(database):
     analysed_version(database)
     sc_id = deliveries(database)["sc"].id
     with database.session() as session:
-        attempt = store.Attempt(False, "the peer accepts none of: Secondary Capture", permanent=True)
-        store.record_delivery(session, sc_id, attempt, T0, max_attempts=10, deadline_seconds=600)
+        attempt = delivered.Attempt(False, "the peer accepts none of: Secondary Capture", permanent=True)
+        delivered.record_delivery(session, sc_id, attempt, T0, max_attempts=10, deadline_seconds=600)
     assert deliveries(database)["sc"].state == DeliveryState.FAILED
     assert "refused for good" in state(database).reason
 
@@ -112,7 +117,7 @@ def test_the_sr_waits_for_its_summary_image(database):
     sc_id = deliveries(database)["sc"].id
     with database.session() as session:
         assert [d.kind for d in queries.due_deliveries(session, T0, 10)] == ["sc"]
-        store.record_delivery(session, sc_id, ACK, T0, 3, 60)
+        delivered.record_delivery(session, sc_id, ACK, T0, 3, 60)
     with database.session() as session:
         assert [d.kind for d in queries.due_deliveries(session, T0, 10)] == ["sr"]
 

@@ -7,10 +7,9 @@ Reads live in ``queries.py``.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,8 +19,6 @@ from sqlalchemy.orm import Session
 from triage.imaging import HeaderFacts
 from triage.records.tables import (
     AuditEvent,
-    Delivery,
-    DeliveryState,
     Instance,
     OutboxMessage,
     QuarantinedObject,
@@ -341,75 +338,3 @@ def defer_unpublished(session: Session, message_ids: Sequence[int], retry_at: da
         .where(OutboxMessage.id.in_(message_ids))
         .values(next_attempt_at=retry_at, attempts=OutboxMessage.attempts + 1, last_error=error)
     )
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one try to store a delivery's object at the PACS came to."""
-
-    ok: bool
-    error: str = ""
-    permanent: bool = False  # the PACS will never take it as it is (a SOP class it refuses)
-    sent_key: str = ""  # the file it acknowledged (the object's, or its alternate's)
-
-
-def record_delivery(
-    session: Session,
-    delivery_id: int,
-    attempt: Attempt,
-    now: datetime,
-    max_attempts: int,
-    deadline_seconds: float,
-) -> None:
-    """Record one attempt. On the version's last acknowledgement the study is REPORTED. A delivery
-    fails for good after ``max_attempts`` tries, after ``deadline_seconds`` since it was queued, or at
-    once when the refusal is permanent; then the version's other objects are not sent and an
-    ANALYSED study goes back to the conservative path."""
-    delivery = session.get_one(Delivery, delivery_id)
-    delivery.attempts += 1
-    if attempt.ok:
-        delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, ""
-        delivery.sent_storage_key = attempt.sent_key
-        remaining = session.scalar(
-            select(func.count()).where(
-                Delivery.version_id == delivery.version_id, Delivery.state != DeliveryState.DELIVERED
-            )
-        )
-        if remaining == 0:
-            reason = "results acknowledged by the PACS"
-            transition(session, delivery.version_id, StudyState.ANALYSED, StudyState.REPORTED, now, reason)
-        return
-    delivery.last_error = attempt.error
-    expired = now >= delivery.created_at + timedelta(seconds=deadline_seconds)
-    if not (attempt.permanent or expired or delivery.attempts >= max_attempts):
-        backoff = min(300.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-        delivery.next_attempt_at = now + timedelta(seconds=backoff)
-        return
-    why = "refused for good" if attempt.permanent else f"not accepted after {delivery.attempts} attempts"
-    _fail_version_deliveries(session, delivery, f"{why}: {attempt.error}", now)
-
-
-def _fail_version_deliveries(session: Session, delivery: Delivery, why: str, now: datetime) -> None:
-    """A delivery failed for good: the version's objects still waiting are not sent (a summary image
-    that failed must never leave its SR to act alone), and the study takes the conservative path."""
-    delivery.state = DeliveryState.FAILED
-    for sibling in session.scalars(
-        select(Delivery).where(
-            Delivery.version_id == delivery.version_id, Delivery.state == DeliveryState.PENDING
-        )
-    ):
-        sibling.state, sibling.last_error = DeliveryState.FAILED, f"not sent: the {delivery.kind} failed"
-    audit(
-        session,
-        actor=TRIAGE,
-        action="delivery.failed",
-        source=TRIAGE,
-        now=now,
-        study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],
-        detail=f"{delivery.kind} {delivery.sop_instance_uid} {why}",
-    )
-    transition(
-        session, delivery.version_id, StudyState.ANALYSED, StudyState.NOT_ANALYSED, now,
-        f"results could not be delivered to the PACS ({delivery.kind} {why}); read as if triage had not seen "
-        "the study",
-    )  # fmt: skip
