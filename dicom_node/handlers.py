@@ -26,7 +26,7 @@ from dicom_node.spool import Spools
 from dicom_node.status import Status
 from triage.imaging import header_facts
 from triage.logs import correlation_id
-from triage.records import queries, storage, store
+from triage.records import conflicts, queries, storage, store
 from triage.records.db import Database, utcnow
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class StorageHandlers:
             key = storage.quarantine_key(received.sop_instance_uid, received.sha256)
             storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
-                store.flag_conflict(session, received, key, now)
+                conflicts.flag_conflict(session, received, key, now)
             logger.warning(
                 "instance %s conflicts with the stored one; quarantined as %s",
                 received.sop_instance_uid,
@@ -258,7 +258,7 @@ class StorageHandlers:
                     study_instance_uid=rejected.study_instance_uid,
                 )
                 if rejected.study_instance_uid:
-                    store.flag_refused(session, rejected.study_instance_uid, sender, rejected.reason, now)
+                    conflicts.flag_refused(session, rejected.study_instance_uid, sender, rejected.reason, now)
         except (OSError, SQLAlchemyError) as error:
             logger.error("could not quarantine a rejected object: %s", type(error).__name__)
         logger.warning("rejected instance %s from %s: %s", sop_instance_uid, calling, rejected.reason)

@@ -66,7 +66,7 @@ def audit(
         )
 
 
-def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
+def study_for(session: Session, received: ReceivedInstance, now: datetime) -> Study:
     """The instance's study, created if new, and locked (on PostgreSQL) until the transaction ends.
 
     The lock serialises the receivers of one study, and they with the monitor that completes its
@@ -98,9 +98,7 @@ def _study_for(session: Session, received: ReceivedInstance, now: datetime) -> S
     return study
 
 
-def _receiving_version(
-    session: Session, study: Study, sender: tuple[str, str], now: datetime
-) -> StudyVersion:
+def receiving_version(session: Session, study: Study, sender: tuple[str, str], now: datetime) -> StudyVersion:
     """Return the study's open version, opening the next one if the last was already complete."""
     latest = session.scalar(
         select(StudyVersion)
@@ -137,9 +135,9 @@ def _receiving_version(
 
 def add_instance(session: Session, received: ReceivedInstance, now: datetime) -> StudyVersion:
     """Record a new durable instance in its study's open version (opening one if needed)."""
-    study = _study_for(session, received, now)
+    study = study_for(session, received, now)
     _check_patient(session, study, received, now)
-    version = _receiving_version(session, study, (received.calling_ae_title, received.peer_address), now)
+    version = receiving_version(session, study, (received.calling_ae_title, received.peer_address), now)
     version.last_instance_at = now
     session.add(
         Instance(
@@ -207,66 +205,6 @@ def add_quarantined(
             reason=reason,
             received_at=now,
         )
-    )
-
-
-def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: str, now: datetime) -> None:
-    """Keep a conflicting duplicate in quarantine and send the study down the conservative path.
-
-    The stored instance (what any result was computed from) is left untouched. A new version is
-    opened when needed so that the study's latest state shows the conflict.
-    """
-    add_quarantined(
-        session,
-        storage_key=quarantine_key,
-        sha256=received.sha256,
-        calling_ae_title=received.calling_ae_title,
-        reason="same SOP Instance UID as a stored instance, different content",
-        now=now,
-        sop_instance_uid=received.sop_instance_uid,
-        study_instance_uid=received.study_instance_uid,
-    )
-    study = _study_for(session, received, now)
-    study.conflict = True
-    version = _receiving_version(session, study, (received.calling_ae_title, received.peer_address), now)
-    version.last_instance_at = now
-
-
-def flag_refused(
-    session: Session, study_instance_uid: str, sender: tuple[str, str], reason: str, now: datetime
-) -> None:
-    """An instance of a study was refused (quarantined with a failure status): the study lacks an
-    image, so no verdict on it may clear a patient. A known study is flagged as conflicting and gets
-    a new version (its latest state shows it); an unknown one is flagged when it is created (from the
-    quarantine row, which names the study)."""
-    study = session.scalar(
-        select(Study).where(Study.study_instance_uid == study_instance_uid).with_for_update()
-    )
-    if study is None:
-        return
-    if not study.conflict:
-        audit(
-            session, actor=f"dicom:{sender[0]}", action="study.instance_refused", source=sender[1],
-            now=now, study_ids=[study.id], detail=reason,
-        )  # fmt: skip
-    study.conflict = True
-    version = _receiving_version(session, study, sender, now)
-    version.last_instance_at = now
-
-
-def clear_conflict(
-    session: Session, study: Study, *, actor: str, source: str, reason: str, now: datetime
-) -> None:
-    """An admin checked the quarantined object: versions received from now on are analysed again."""
-    study.conflict = False
-    audit(
-        session,
-        actor=actor,
-        action="conflict.resolved",
-        source=source,
-        now=now,
-        study_ids=[study.id],
-        detail=reason,
     )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
 
 from triage.imaging import UnreadableImage, png, read_image
-from triage.records import queries, readings, store
+from triage.records import conflicts, queries, readings
 from triage.records.db import utcnow
 from triage.records.tables import Study
 from worklist.deps import Admin, Radiologist, State, audit
@@ -111,7 +111,7 @@ def resolve_conflict(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
         if not found.conflict:
             raise HTTPException(status.HTTP_409_CONFLICT, "the study has no conflict to resolve")
-        store.clear_conflict(
+        conflicts.clear_conflict(
             session, found, actor=principal.name, source=principal.source, reason=body.reason, now=utcnow()
         )
     return ConflictResolved(study_id=study_id, conflict=False)
