@@ -22,6 +22,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
+from dicom_node.capacity import DiskGuard
 from dicom_node.spool import Spools
 from dicom_node.status import Status
 from triage.imaging import header_facts
@@ -154,11 +155,14 @@ def describe(ds: Dataset, *, sha256: str, size_bytes: int, calling: str, peer: s
 class StorageHandlers:
     """The bound C-ECHO and C-STORE handlers of the listener."""
 
-    def __init__(self, database: Database, paths: StoragePaths) -> None:
+    def __init__(
+        self, database: Database, paths: StoragePaths, guard: DiskGuard, max_instance_bytes: int | None = None
+    ) -> None:
         self._database = database
         self._paths = paths
+        self.guard = guard
         self._locks = _UidLocks()
-        self.spools = Spools(paths.incoming_dir)
+        self.spools = Spools(paths.incoming_dir, max_instance_bytes)
 
     def on_echo(self, event: Event) -> int:
         """Answer C-ECHO (PS3.4 A.4): the node is up."""
@@ -180,6 +184,12 @@ class StorageHandlers:
         calling = str(event.assoc.requestor.ae_title).strip()
         peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
         sop_instance_uid = str(request.AffectedSOPInstanceUID)
+        if failure := self.spools.failure(path):  # too large, or the disk filled while it came
+            self.spools.sha256(path)
+            logger.error("instance %s from %s refused: %s", sop_instance_uid, calling, failure)
+            return Status.OUT_OF_RESOURCES
+        if self.guard.low():  # before anything is made durable; the sender keeps it and retries
+            return Status.OUT_OF_RESOURCES
         try:
             ds = read_header(path)
         except Rejected as rejected:
@@ -216,6 +226,8 @@ class StorageHandlers:
             return Status.SUCCESS
         now = utcnow()
         if existing_sha256 is not None:
+            if not self.guard.quarantine_may_keep(received.size_bytes):
+                return Status.OUT_OF_RESOURCES  # a conflict we cannot keep is not acknowledged
             key = storage.quarantine_key(received.sop_instance_uid, received.sha256)
             storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
@@ -238,25 +250,28 @@ class StorageHandlers:
     def _quarantine_rejected(
         self, path: Path, sender: tuple[str, str], sop_instance_uid: str, rejected: Rejected
     ) -> Status:
-        """Keep a rejected object for inspection and answer its failure status; the study it names
-        (when its header could be read) goes down the conservative path."""
+        """Keep a rejected object for inspection (within the quarantine quota) and answer its failure
+        status; the study it names (when its header could be read) goes down the conservative path."""
         calling = sender[0]
         sha256 = self._sha256(path)
         key = storage.quarantine_key(sop_instance_uid, sha256)
+        keep = self.guard.quarantine_may_keep(path.stat().st_size)
         try:
-            storage.make_durable(path, self._paths.quarantine_dir, key)
+            if keep:
+                storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
                 now = utcnow()
-                store.add_quarantined(
-                    session,
-                    storage_key=key,
-                    sha256=sha256,
-                    calling_ae_title=calling,
-                    reason=rejected.reason,
-                    now=now,
-                    sop_instance_uid=sop_instance_uid[:64],
-                    study_instance_uid=rejected.study_instance_uid,
-                )
+                if keep:
+                    store.add_quarantined(
+                        session,
+                        storage_key=key,
+                        sha256=sha256,
+                        calling_ae_title=calling,
+                        reason=rejected.reason,
+                        now=now,
+                        sop_instance_uid=sop_instance_uid[:64],
+                        study_instance_uid=rejected.study_instance_uid,
+                    )
                 if rejected.study_instance_uid:
                     conflicts.flag_refused(session, rejected.study_instance_uid, sender, rejected.reason, now)
         except (OSError, SQLAlchemyError) as error:

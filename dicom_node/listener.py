@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import routing, scp
+from dicom_node.capacity import DiskGuard
 from dicom_node.handlers import StorageHandlers, StoragePaths
 from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
@@ -59,7 +60,15 @@ class Listener:
             settings.analysis_max_attempts,
         )
         self.handlers = StorageHandlers(
-            self.database, StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir)
+            self.database,
+            StoragePaths(settings.storage_dir, settings.quarantine_dir, settings.incoming_dir),
+            DiskGuard(
+                settings.storage_dir,
+                settings.storage_min_free_bytes,
+                settings.quarantine_dir,
+                settings.quarantine_quota_bytes,
+            ),
+            settings.max_instance_bytes,
         )
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None

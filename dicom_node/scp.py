@@ -92,7 +92,11 @@ def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAss
         (settings.dicom_host, settings.dicom_port),
         block=False,
         ssl_context=tls_context(settings),
-        evt_handlers=[(evt.EVT_C_ECHO, handlers.on_echo), (evt.EVT_C_STORE, handlers.on_store)],
+        evt_handlers=[
+            (evt.EVT_REQUESTED, handlers.guard.on_requested),
+            (evt.EVT_C_ECHO, handlers.on_echo),
+            (evt.EVT_C_STORE, handlers.on_store),
+        ],
     )
     assert server is not None, "start_server(block=False) returns the server"
     callers = "any calling AE" if settings.accepts_any_calling_ae else ", ".join(settings.allowed_calling_aes)

@@ -18,17 +18,44 @@ from pynetdicom import dimse_messages
 
 
 class HashingSpool:
-    """A named temporary file that keeps the SHA-256 of everything written to it."""
+    """A named temporary file that keeps the SHA-256 of everything written to it.
 
-    def __init__(self, folder: Path, **kwargs: Any) -> None:
+    A write that fails (the disk is full) or would pass ``max_bytes`` does not raise: pynetdicom
+    would lose the association's thread. The spool empties itself, takes no more bytes and says
+    why in ``failure``, so that the handler answers Out of Resources and the sender keeps the
+    instance.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int | None = None, **kwargs: Any) -> None:
         self._file = tempfile.NamedTemporaryFile(dir=folder, **kwargs)  # noqa: SIM115 - closed by pynetdicom
         self.name: str = self._file.name
         self.file: IO[bytes] = self._file.file
         self._digest = hashlib.sha256()
+        self._max_bytes = max_bytes
+        self._written = 0
+        self.failure = ""
 
     def write(self, data: bytes) -> int:
-        self._digest.update(data)
-        return self.file.write(data)
+        if self.failure:
+            return len(data)
+        self._written += len(data)
+        if self._max_bytes is not None and self._written > self._max_bytes:
+            limit = f"{self._max_bytes >> 20} MiB"
+            return self._fail(f"the instance is larger than the {limit} accepted", len(data))
+        try:
+            self._digest.update(data)
+            return self.file.write(data)
+        except OSError as error:
+            return self._fail(f"it could not be written: {error.strerror or type(error).__name__}", len(data))
+
+    def _fail(self, reason: str, size: int) -> int:
+        self.failure = reason
+        try:  # give the space back now, not when the association ends
+            self.file.seek(0)
+            self.file.truncate()
+        except OSError:
+            pass
+        return size
 
     def close(self) -> None:
         self._file.close()
@@ -43,12 +70,13 @@ class Spools:
     Spools are held weakly: one whose association was aborted goes away with its request.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
         self._folder = folder
+        self._max_bytes = max_bytes
         self._by_path: weakref.WeakValueDictionary[str, HashingSpool] = weakref.WeakValueDictionary()
 
     def __call__(self, **kwargs: Any) -> HashingSpool:
-        spool = HashingSpool(self._folder, **kwargs)
+        spool = HashingSpool(self._folder, self._max_bytes, **kwargs)
         self._by_path[spool.name] = spool
         return spool
 
@@ -59,6 +87,11 @@ class Spools:
                 "this pynetdicom no longer spools with NamedTemporaryFile; see dicom_node/spool.py"
             )
         dimse_messages.NamedTemporaryFile = self
+
+    def failure(self, path: Path) -> str:
+        """Why the spool behind a received file could not take it all ("" when it did)."""
+        spool = self._by_path.get(str(path))
+        return spool.failure if spool is not None else ""
 
     def sha256(self, path: Path) -> str | None:
         """The SHA-256 of a received file, if a spool of ours wrote it."""

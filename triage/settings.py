@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     network_timeout_seconds: float = Field(default=60.0, gt=0)
     maximum_pdu_bytes: int = Field(default=131072, ge=0)
 
+    # Below this much free space on storage the listener refuses new instances (transient), so that
+    # what it acknowledges can always be made durable; quarantine may use at most its quota.
+    storage_min_free_bytes: int = Field(default=2 << 30, ge=0)
+    max_instance_bytes: int = Field(default=2 << 30, ge=1)  # larger instances: 0xA700, never read whole
+    quarantine_quota_bytes: int = Field(default=10 << 30, ge=0)
+
     tls_certificate: Path | None = None
     tls_private_key: Path | None = None
     tls_client_ca: Path | None = None

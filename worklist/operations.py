@@ -12,7 +12,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from triage.records import queries
+from triage.records import queries, storage
 from triage.records.db import Database, utcnow
 from triage.records.tables import (
     PACS,
@@ -84,3 +84,11 @@ def pacs_state(
         if status is None or utcnow() - status.checked_at > timedelta(seconds=3 * PEER_CHECK_SECONDS):
             return "unknown"
         return "reachable" if status.reachable else "unreachable"
+
+
+def storage_degraded(settings: Settings) -> bool:
+    """Whether storage is below the free-space watermark at which the listener refuses instances."""
+    try:
+        return storage.free_bytes(settings.storage_dir) < settings.storage_min_free_bytes
+    except OSError:  # no storage folder yet: the listener has not started, nothing is degraded
+        return False

@@ -56,6 +56,9 @@ class Readiness(BaseModel):
         description="As the process that delivers results last found it; unknown: it has not looked lately"
     )
     studies_by_state: dict[str, int]
+    storage: Literal["ok", "degraded"] = Field(
+        description="degraded: free space is below the watermark and the listener refuses new instances"
+    )
 
 
 class SignIn(BaseModel):
@@ -80,6 +83,7 @@ class WorklistPage(BaseModel):
     items: list[views.WorklistItem]
     single_read_max_score: int = Field(description="The single-reading threshold in force now")
     revision: int
+    storage_degraded: bool = Field(description="The listener refuses new instances: storage is nearly full")
 
 
 class Revision(BaseModel):

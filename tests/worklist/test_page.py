@@ -5,6 +5,7 @@ with the AI's box drawn on it, marks a box of their own and records the reading;
 up a newly arrived study by itself. Screenshots land in test-artifacts/ (TRIAGE_TEST_ARTIFACTS).
 """
 
+import contextlib
 import os
 import urllib.request
 from pathlib import Path
@@ -33,7 +34,12 @@ def _answers(url):
 
 @pytest.fixture
 def served(make_settings, tmp_path):
-    settings = make_settings(api_port=free_port())
+    with serving(make_settings(api_port=free_port()), tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving(settings, tmp_path, **env):
     from triage.records.db import Database, migrate
 
     migrate(settings.resolved_database_url)
@@ -41,7 +47,7 @@ def served(make_settings, tmp_path):
     ids = seed.worklist_of_every_kind(database, settings)
     with database.session() as session:
         add_user(session, "dr.lund", PASSWORD, frozenset({Role.RADIOLOGIST}), actor="test")
-    process = start_triage("api", settings, tmp_path / "api.log")
+    process = start_triage("api", settings, tmp_path / "api.log", **env)
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
         wait_until(lambda: _answers(f"{url}/healthz") or process.poll() is not None, timeout=60)
@@ -88,6 +94,7 @@ def test_a_radiologist_reads_the_worklist_and_records_a_reading(served, browser)
     assert verdicts == ["FRACTURE", "DOUBT", "NO_FRACTURE", "NOT_ANALYSED"]
     expect(rows.nth(2)).to_contain_text("Eligible for discharge per local protocol")
     expect(rows.nth(3)).to_contain_text("FAILED")  # the delivery failure stands out
+    expect(page.locator("#storage-degraded")).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "worklist.png"), full_page=True)
 
     page.click("#queues button[data-queue=double_read]")
@@ -162,3 +169,18 @@ def test_an_admin_looks_up_who_accessed_a_patients_studies(served, browser):
     expect(viewed).to_have_count(1)
     expect(viewed).to_contain_text("local:dr.lund")
     expect(viewed).to_contain_text("ACC0003")
+
+
+def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser):
+    settings = make_settings(api_port=free_port())
+    settings.storage_dir.mkdir(parents=True)
+    # A watermark above any disk's free space: the listener would refuse images now.
+    with serving(settings, tmp_path, TRIAGE_STORAGE_MIN_FREE_BYTES=str(1 << 62)) as (url, *_):
+        page = browser.new_page()
+        page.goto(url)
+        page.fill("#sign-in input[name=username]", "dr.lund")
+        page.fill("#sign-in input[name=password]", PASSWORD)
+        page.click("#sign-in button[type=submit]")
+        expect(page.locator("#worklist tbody tr")).to_have_count(4)
+        expect(page.locator("#storage-degraded")).to_be_visible()
+        expect(page.locator("#storage-degraded")).to_contain_text("refusing new images")

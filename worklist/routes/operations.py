@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from triage import __version__
 from triage.records import queries
 from worklist.deps import State
-from worklist.operations import database_ready, pacs_state
+from worklist.operations import database_ready, pacs_state, storage_degraded
 from worklist.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -23,8 +23,9 @@ def healthz() -> Health:
 
 @router.get("/readyz", responses={503: {"model": Readiness}})
 def readyz(response: Response, state: State) -> Readiness:
-    """Ready when the database answers and the queue takes tasks; the PACS is reported (results
-    wait and retry while it is away, so it does not make triage unready)."""
+    """Ready when the database answers and the queue takes tasks; the PACS and storage are reported
+    (results wait and retry while the PACS is away; with storage degraded, senders retry later, and
+    the worklist must still serve radiologists, so neither makes triage unready)."""
     db_ok = database_ready(state.database)
     counts: dict[str, int] = {}
     pacs = pacs_state(state.settings, state.database) if db_ok else "unknown"
@@ -34,7 +35,13 @@ def readyz(response: Response, state: State) -> Readiness:
     queue_ok = state.queue_ready()
     if not (db_ok and queue_ok):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Readiness(database=db_ok, queue=queue_ok, pacs=pacs, studies_by_state=counts)
+    return Readiness(
+        database=db_ok,
+        queue=queue_ok,
+        pacs=pacs,
+        studies_by_state=counts,
+        storage="degraded" if storage_degraded(state.settings) else "ok",
+    )
 
 
 @router.get(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from triage.records.tables import StudyState
 from worklist import views
 from worklist.deps import Anyone, Radiologist, State, audit
+from worklist.operations import storage_degraded
 from worklist.schemas import AUTH, TEXT, Instant, Revision, WorklistPage
 
 router = APIRouter(prefix="/api/worklist", tags=["worklist"])
@@ -41,6 +42,7 @@ def worklist(
             items=items,
             single_read_max_score=state.settings.single_read_max_score,
             revision=views.revision(session),
+            storage_degraded=storage_degraded(state.settings),
         )
         audit(session, principal, "worklist.viewed", [item.study_id for item in items], f"queue {queue}")
     return page

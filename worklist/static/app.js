@@ -113,6 +113,7 @@ async function loadQueue() {
   state.revision = page.revision;
   $("#threshold").textContent = `Single reading: score ≤ ${page.single_read_max_score}`;
   $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  $("#storage-degraded").hidden = !page.storage_degraded;
   const body = $("#worklist tbody");
   body.replaceChildren();
   for (const item of page.items) {
