@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -92,9 +93,12 @@ def check_reachable(settings: Settings, database: Database) -> bool:
     return reachable
 
 
-def start(settings: Settings, database: Database) -> list[PeriodicThread]:
+def start(
+    settings: Settings, database: Database, leading: Callable[[], bool] = lambda: True
+) -> list[PeriodicThread]:
     """Start delivering results to the configured PACS, and checking that it answers, in background
-    threads (none without a PACS)."""
+    threads (none without a PACS). Only while ``leading()``: one process delivers, so two
+    listeners over one database never send the same object at once."""
     if settings.pacs is None:
         logger.warning("TRIAGE_PACS is not set: results stay in the database and are not sent anywhere")
         return []
@@ -109,7 +113,9 @@ def start(settings: Settings, database: Database) -> list[PeriodicThread]:
     )
     threads = [
         PeriodicThread(
-            "pacs-delivery", lambda: deliverer.deliver_due(utcnow()), settings.monitor_interval_seconds
+            "pacs-delivery",
+            lambda: deliverer.deliver_due(utcnow()) if leading() else 0,
+            settings.monitor_interval_seconds,
         ),
         PeriodicThread("pacs-check", lambda: check_reachable(settings, database), PEER_CHECK_SECONDS),
     ]

@@ -23,7 +23,7 @@ from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.capacity import DiskGuard
-from dicom_node.spool import Spools
+from dicom_node.spool import ReceiverFolder, Spools
 from dicom_node.status import Status
 from triage.imaging import header_facts
 from triage.logs import correlation_id
@@ -162,7 +162,8 @@ class StorageHandlers:
         self._paths = paths
         self.guard = guard
         self._locks = _UidLocks()
-        self.spools = Spools(paths.incoming_dir, max_instance_bytes)
+        self.receiving = ReceiverFolder(paths.incoming_dir)
+        self.spools = Spools(self.receiving.path, max_instance_bytes)
 
     def on_echo(self, event: Event) -> int:
         """Answer C-ECHO (PS3.4 A.4): the node is up."""

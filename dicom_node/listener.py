@@ -6,6 +6,7 @@ The process that runs it (``triage listener``) also runs PACS delivery (``delive
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,12 +15,14 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node import routing, scp
 from dicom_node.capacity import DiskGuard
 from dicom_node.handlers import StorageHandlers, StoragePaths
+from dicom_node.reconcile import Reconciler
 from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
 from triage.records import outbox
 from triage.records.db import Database, migrate
+from triage.records.leadership import Leadership
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,12 @@ def intended_uses(models_dir: Path) -> dict[Pipeline, IntendedUse]:
 
 
 class Listener:
-    """Everything the ``triage listener`` process runs; ``start`` returns once it is serving."""
+    """Everything the ``triage listener`` process runs; ``start`` returns once it is serving.
+
+    Every listener receives. One of those over a database leads (``Leadership``): it recovers
+    after a crash, runs the study monitor, reconciles leftovers and delivers results. A listener
+    that does not lead tries again at each pass, and takes over when the leader goes.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -70,6 +78,14 @@ class Listener:
             ),
             settings.max_instance_bytes,
         )
+        self.leadership = Leadership(self.database, settings.home / "leader.lock")
+        self.reconciler = Reconciler(
+            self.database,
+            (settings.incoming_dir, settings.storage_dir, settings.quarantine_dir, settings.results_dir),
+            settings.leftover_grace_seconds,
+        )
+        self._recovered = False
+        self._next_reconcile = 0.0
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None
 
@@ -78,20 +94,51 @@ class Listener:
         assert self._server is not None, "the listener is not started"
         return int(self._server.server_address[1])
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process leads now (cheap: no query; the monitor's pass checks the lock)."""
+        return self.leadership.held
+
     def start(self) -> None:
-        """Recover unfinished work, then serve DICOM and run the monitor in background threads."""
-        self.monitor.recover(self.settings.incoming_dir)
+        """Recover unfinished work if this process leads, then serve DICOM and run the monitor."""
+        if self.leadership.try_acquire():
+            self._recover()
+        else:
+            logger.info("another process leads over this database: this listener receives only")
         self._server = scp.start_listener(self.settings, self.handlers)
         self._monitor_thread = PeriodicThread(
-            "study-monitor", self.monitor.sweep, self.settings.monitor_interval_seconds
+            "study-monitor", self._lead, self.settings.monitor_interval_seconds
         )
         self._monitor_thread.start()
 
+    def _recover(self) -> None:
+        self.reconciler.receptions()
+        self.monitor.recover()
+        self._recovered = True
+
+    def _lead(self) -> None:
+        """One pass of the leader's work; nothing when another process leads."""
+        if not self.leadership.try_acquire():
+            self._recovered = False
+            return
+        if not self._recovered:
+            logger.info("this listener took over the lead: recovering")
+            self._recover()
+        self.monitor.sweep()
+        if time.monotonic() >= self._next_reconcile:
+            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_seconds
+            found = self.reconciler.run()
+            logger.info("reconciled leftovers: %s", found)
+        else:
+            self.reconciler.receptions()
+
     def stop(self) -> None:
-        """Stop accepting associations, finish the monitor's pass, close the database."""
+        """Stop accepting associations, finish the monitor's pass, give up the lead, close."""
         if self._server is not None:
             self._server.shutdown()
         if self._monitor_thread is not None:
             self._monitor_thread.stop()
+        self.handlers.receiving.close()
+        self.leadership.release()
         self.database.dispose()
         logger.info("DICOM listener stopped")

@@ -8,13 +8,68 @@ flight, which measured a third faster end to end than reading the file back to h
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import re
+import shutil
+import socket
 import tempfile
+import uuid
 import weakref
 from pathlib import Path
 from typing import IO, Any
 
 from pynetdicom import dimse_messages
+
+# The file a receiver holds locked (flock) for as long as it receives into its folder.
+LOCK_NAME = ".receiving"
+
+
+class ReceiverFolder:
+    """This process's own folder under ``incoming/``, locked while it receives.
+
+    Receivers may be several over one ``TRIAGE_HOME``; whoever recovers removes a folder only
+    when it can take its lock, that is when the process that received into it is gone, so no
+    one ever deletes another receiver's in-flight files.
+    """
+
+    def __init__(self, incoming_dir: Path) -> None:
+        host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:40]
+        name = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Made under a hidden name and locked before it gets its own, so that nobody ever finds
+        # it unlocked (recovery leaves hidden folders to the age rule).
+        making = incoming_dir / f".{name}"
+        making.mkdir(parents=True)
+        self._fd = os.open(making / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.path = making.rename(incoming_dir / name)
+
+    def partial_files(self) -> list[Path]:
+        """Files being received (or left by a reception that failed), the lock file aside."""
+        return [path for path in self.path.iterdir() if path.name != LOCK_NAME]
+
+    def close(self) -> None:
+        """Stop receiving here: the folder goes (what is in it was never acknowledged)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._fd)
+
+
+def remove_if_abandoned(folder: Path) -> bool:
+    """Remove a receiver's folder whose process is gone (its lock is free); True if removed."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:  # being created, or already removed
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live receiver
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 class HashingSpool:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -72,17 +71,14 @@ class StudyMonitor:
         self._max_attempts = analysis_max_attempts
         self._intended_uses = dict(intended_uses or {})
 
-    def recover(self, incoming_dir: Path, now: datetime | None = None) -> int:
-        """Pick up after a restart: drop never-acknowledged partial files, restart quiet periods,
-        re-queue queued work.
+    def recover(self, now: datetime | None = None) -> int:
+        """Pick up after a restart: restart quiet periods, re-queue queued work (partial receptions
+        are the reconciler's).
 
         Returns:
             How many queued versions were put back in the outbox.
         """
         now = now or utcnow()
-        for orphan in incoming_dir.glob("*"):
-            if orphan.is_file():  # a C-STORE interrupted before its durable rename: never acknowledged
-                orphan.unlink()
         with self._database.session() as session:
             # Senders could not send while we were down: that was no quiet period.
             store.restart_quiet_periods(session, now)

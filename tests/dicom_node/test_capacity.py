@@ -67,7 +67,7 @@ def test_below_the_watermark_associations_are_rejected_as_transient(make_setting
         )
         assert echo.returncode != 0, "a node that cannot store says so at association time"
         assert rows(node, Instance) == []
-        assert list(settings.incoming_dir.iterdir()) == []
+        assert node.handlers.receiving.partial_files() == []
         (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
         with TestClient(create_app(node.database, settings)) as client:
             ready = client.get("/readyz")
@@ -121,7 +121,7 @@ def test_a_burst_that_fills_the_disk_loses_nothing_and_resumes_when_space_return
         subprocess.run(["mount", "-o", "remount,size=64m", "tmpfs", str(small_disk)], check=True)
         assert send(node.port, refused) == [0] * len(refused), "the sender's retry is taken"
         assert_every_acknowledged_instance_is_durable(node, [ds.SOPInstanceUID for ds in burst])
-        assert list(settings.incoming_dir.iterdir()) == []
+        assert node.handlers.receiving.partial_files() == []
 
 
 def test_past_the_quarantine_quota_a_conflict_is_refused_not_acknowledged(make_settings, tmp_path):
@@ -153,7 +153,7 @@ def test_an_instance_that_fills_the_disk_while_it_arrives_is_refused_and_the_ass
     with running(settings) as node:
         assert send(node.port, [too_big, small]) == [Status.OUT_OF_RESOURCES, 0]
         assert [row.sop_instance_uid for row in rows(node, Instance)] == [small.SOPInstanceUID]
-        assert list(settings.incoming_dir.iterdir()) == [], "the partial file gave its space back"
+        assert node.handlers.receiving.partial_files() == [], "the partial file gave its space back"
 
 
 def test_an_instance_over_the_size_cap_is_refused_before_it_is_stored(make_settings):

@@ -204,19 +204,15 @@ def test_recover_requeues_queued_work_whose_message_was_lost(database, monitor, 
     with database.session() as session:  # the broker took the message, then lost it
         for message in session.scalars(select(OutboxMessage)):
             message.published_at = T0
-    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
-    orphan = settings.incoming_dir / "tmp123.dcm"
-    orphan.write_bytes(b"half a C-STORE")
-    assert monitor.recover(settings.incoming_dir, T0 + timedelta(seconds=3)) == 1
-    assert not orphan.exists()
+    assert monitor.recover(T0 + timedelta(seconds=3)) == 1
     assert len(outbox(database)) == 2
-    assert monitor.recover(settings.incoming_dir, T0 + timedelta(seconds=4)) == 0  # its message is pending
+    assert monitor.recover(T0 + timedelta(seconds=4)) == 0  # its message is pending
 
 
 def test_recover_restarts_the_quiet_period_of_receiving_studies(database, monitor, settings):
     receive(database, [synthetic.dx()], T0)
     restart = T0 + timedelta(minutes=5)  # the listener was down; nobody could send
-    monitor.recover(settings.incoming_dir, restart)
+    monitor.recover(restart)
     assert monitor.sweep(restart + timedelta(seconds=0.5)).completed == 0
     assert monitor.sweep(restart + timedelta(seconds=1)).completed == 1
 
@@ -239,9 +235,7 @@ def test_a_queued_study_no_longer_routed_after_a_rules_change_goes_conservative(
     no_trauma = config.model_copy(
         update={"rules": tuple(r for r in config.rules if r.pipeline != "fracture")}
     )
-    StudyMonitor(database, no_trauma, RecordingPublisher(), 60).recover(
-        settings.incoming_dir, T0 + timedelta(seconds=3)
-    )
+    StudyMonitor(database, no_trauma, RecordingPublisher(), 60).recover(T0 + timedelta(seconds=3))
     [(_, state, reason)] = versions(database)
     assert state == StudyState.NOT_ANALYSED and reason.startswith("routing changed while it was queued")
 

@@ -31,7 +31,7 @@ def listener(config: ConfigOption = None) -> None:
         node.start()
     except AllowListEmpty as error:
         fail(error)
-    senders = pacs.start(node.settings, node.database)
+    senders = pacs.start(node.settings, node.database, lambda: node.leading)
     wait_for_signal()
     for sender in senders:
         sender.stop()

@@ -1,0 +1,150 @@
+"""Leftovers of crashes settled by the leading listener, and never another receiver's files."""
+
+import contextlib
+import os
+import time
+
+import pytest
+from sqlalchemy import select, text
+
+from dicom_node.listener import Listener
+from dicom_node.reconcile import ORPHAN_REASON
+from testkit import synthetic
+from testkit.peers import free_port, storescu, wait_until
+from triage.records import storage
+from triage.records.tables import Instance, QuarantinedObject, StudyVersion
+
+pytestmark = pytest.mark.integration
+
+
+def rows(node, model):
+    with node.database.session() as session:
+        return list(session.scalars(select(model).order_by(model.id)))
+
+
+def aged(path, seconds=7200):
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+    return path
+
+
+@contextlib.contextmanager
+def running(settings):
+    node = Listener(settings)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def test_leftovers_are_adopted_into_quarantine_or_removed_and_fresh_files_kept(make_settings, tmp_path):
+    settings = make_settings(leftover_grace_seconds=60)
+    # What a crashed listener left: a durable file whose row never committed, a cross-device copy
+    # that never got its rename, a loose partial file, result staging, and a dead receiver's folder.
+    ds = synthetic.dx()
+    [source] = synthetic.write([ds], tmp_path / "in")
+    key = storage.instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    orphan = settings.storage_dir / key
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(source.read_bytes())
+    aged(orphan)
+    partial_copy = aged(_write(orphan.parent / f".{orphan.name}.partial"))
+    loose = aged(_write(settings.incoming_dir / "tmpabc"))
+    fresh = _write(settings.incoming_dir / "tmpnew")  # might be anyone's: younger than the grace
+    staging = aged(_write(settings.results_dir / "incoming" / "1.2.3.dcm"))
+    dead_receiver = settings.incoming_dir / "otherhost-123-deadbeef"
+    _write(dead_receiver / ".receiving")
+    _write(dead_receiver / "tmpxyz")
+
+    with running(settings) as node:
+        wait_until(lambda: rows(node, QuarantinedObject), timeout=10)
+        [kept] = rows(node, QuarantinedObject)
+        assert kept.reason == ORPHAN_REASON and kept.sop_instance_uid == ds.SOPInstanceUID
+        assert storage.sha256_of(settings.quarantine_dir / kept.storage_key) == storage.sha256_of(source)
+        assert not orphan.exists() and not partial_copy.exists()
+        assert not loose.exists() and not staging.exists() and not dead_receiver.exists()
+        assert fresh.exists()
+        assert rows(node, Instance) == []
+        # The sender, told to retry, sends it again: it is stored as any instance is.
+        assert storescu(node.port, source).returncode == 0
+        [instance] = rows(node, Instance)
+        assert storage.sha256_of(settings.storage_dir / instance.storage_key) == instance.sha256
+
+
+def _write(path, data=b"leftover"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_second_listener_on_the_same_home_neither_leads_nor_touches_the_first_ones_files(
+    make_settings, tmp_path
+):
+    first_settings = make_settings(dicom_port=free_port())
+    second_settings = make_settings(dicom_port=free_port())
+    with running(first_settings) as first:
+        assert first.leading
+        in_flight = _write(first.handlers.receiving.path / "tmpinflight", b"half an instance")
+        with running(second_settings) as second:
+            assert not second.leading, "one process leads over a database"
+            assert in_flight.exists(), "a live receiver's in-flight file is never removed"
+            # Both receive; only the leader completes and queues studies.
+            assert storescu(second.port, *synthetic.write([synthetic.dx()], tmp_path / "a")).returncode == 0
+            wait_until(
+                lambda: rows(first, StudyVersion) and rows(first, StudyVersion)[0].state != "RECEIVING"
+            )
+        assert in_flight.exists()
+    with running(second_settings) as second:
+        assert second.leading
+        assert not first.handlers.receiving.path.exists(), "a clean stop removes its own folder"
+
+
+def test_the_lead_passes_to_a_waiting_listener_when_the_leader_stops(make_settings):
+    first = Listener(make_settings(dicom_port=free_port()))
+    first.start()
+    second = Listener(make_settings(dicom_port=free_port()))
+    second.start()
+    try:
+        assert first.leading and not second.leading
+        dead_folder = first.handlers.receiving.path
+        first.stop()
+        wait_until(lambda: second.leading, timeout=10)
+        assert not dead_folder.exists()
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_one_leader_per_database_and_the_lead_passes_on(engine, settings, tmp_path, request):
+    from triage.records.db import Database, migrate
+    from triage.records.leadership import Leadership
+
+    url = settings.resolved_database_url if engine == "sqlite" else request.getfixturevalue("postgres_url")
+    migrate(url)
+    databases = [Database(url), Database(url)]
+    first, second = (Leadership(db, tmp_path / "leader.lock") for db in databases)
+    try:
+        assert first.try_acquire() and first.still_held()
+        assert not second.try_acquire()
+        first.release()
+        assert not first.held
+        assert second.try_acquire(), "released, the lock goes to the next who asks"
+        assert not first.try_acquire()
+        if engine == "postgresql":
+            # A leader whose process dies: the server ends its session and the lock with it.
+            with databases[0].engine.connect() as admin:
+                admin.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                )
+            wait_until(lambda: first.try_acquire(), timeout=10)
+            assert not second.still_held(), "the leader finds out it lost the lock"
+    finally:
+        first.release()
+        second.release()
+        for db in databases:
+            db.dispose()
