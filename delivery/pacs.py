@@ -11,7 +11,7 @@ from pathlib import Path
 from delivery.scu import Outgoing, client_tls_context, echo, store_objects
 from triage.periodic import PeriodicThread
 from triage.records import deliveries, queries, results
-from triage.records.db import Database, utcnow
+from triage.records.db import Database
 from triage.records.tables import PACS, PEER_CHECK_SECONDS, Delivery
 from triage.settings import DicomPeer, Settings
 
@@ -89,7 +89,7 @@ def check_reachable(settings: Settings, database: Database) -> bool:
         else f"C-ECHO status 0x{status:04X}"
     )
     with database.session() as session:
-        results.record_peer_status(session, PACS, reachable, detail, utcnow())
+        results.record_peer_status(session, PACS, reachable, detail, database.now())
     return reachable
 
 
@@ -114,7 +114,7 @@ def start(
     threads = [
         PeriodicThread(
             "pacs-delivery",
-            lambda: deliverer.deliver_due(utcnow()) if leading() else 0,
+            lambda: deliverer.deliver_due(database.now()) if leading() else 0,
             settings.monitor_interval_seconds,
         ),
         PeriodicThread("pacs-check", lambda: check_reachable(settings, database), PEER_CHECK_SECONDS),

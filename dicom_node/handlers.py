@@ -28,7 +28,7 @@ from dicom_node.status import Status
 from triage.imaging import header_facts
 from triage.logs import correlation_id
 from triage.records import conflicts, queries, storage, store
-from triage.records.db import Database, utcnow
+from triage.records.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class StorageHandlers:
                 received.sop_instance_uid,
             )
             return Status.SUCCESS
-        now = utcnow()
+        now = self._database.now()
         if existing_sha256 is not None:
             if not self.guard.quarantine_may_keep(received.size_bytes):
                 return Status.OUT_OF_RESOURCES  # a conflict we cannot keep is not acknowledged
@@ -261,7 +261,7 @@ class StorageHandlers:
             if keep:
                 storage.make_durable(path, self._paths.quarantine_dir, key)
             with self._database.session() as session:
-                now = utcnow()
+                now = self._database.now()
                 if keep:
                     store.add_quarantined(
                         session,

@@ -22,7 +22,7 @@ from triage.cards import IntendedUse
 from triage.imaging import HeaderFacts
 from triage.pipelines import Pipeline
 from triage.records import outbox, queries, store
-from triage.records.db import Database, utcnow
+from triage.records.db import Database
 from triage.records.tables import StudyState, StudyVersion
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class StudyMonitor:
         Returns:
             How many queued versions were put back in the outbox.
         """
-        now = now or utcnow()
+        now = now or self._database.now()
         with self._database.session() as session:
             # Senders could not send while we were down: that was no quiet period.
             store.restart_quiet_periods(session, now)
@@ -95,7 +95,7 @@ class StudyMonitor:
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
         """One pass: complete due versions, expire late ones, reclaim abandoned ones, publish."""
-        now = now or utcnow()
+        now = now or self._database.now()
         completed = self._complete_due(now)
         expired, requeued = self._expire_and_reclaim(now)
         published = self._publisher.publish_due(now)

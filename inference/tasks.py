@@ -25,7 +25,7 @@ from triage.messages import AnalyseStudy, ReportNotAnalysed
 from triage.outcomes import Analysed, BreastOutcome, FractureOutcome, ModelIdentity, Skipped, not_analysed
 from triage.pipelines import Pipeline
 from triage.records import queries, results, store
-from triage.records.db import Database, utcnow
+from triage.records.db import Database
 from triage.records.results import ResultObject
 from triage.records.tables import StudyState
 
@@ -78,7 +78,7 @@ class AnalyseStudyTask:
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
         payload = AnalyseStudy.model_validate(raw_payload)
-        now = utcnow()
+        now = self._database.now()
         with self._database.session() as session:
             claimed = store.transition(
                 session, payload.study_version_id, StudyState.QUEUED, StudyState.ANALYSING, now,
@@ -112,7 +112,7 @@ class AnalyseStudyTask:
         summary = result.summary if isinstance(result, Analysed) else result.reason
         with self._database.session() as session:
             results.add_shadow_result(
-                session, payload.study_version_id, result.outcome, result.model, summary, utcnow()
+                session, payload.study_version_id, result.outcome, result.model, summary, self._database.now()
             )
 
     def analyse(self, payload: AnalyseStudy, study: StudyImages) -> Analysed | Skipped:
@@ -154,7 +154,7 @@ class AnalyseStudyTask:
 
     def record(self, payload: AnalyseStudy, study: StudyImages | None, result: Analysed | Skipped) -> str:
         """Store the result, unless the version left ANALYSING meanwhile (its deadline passed)."""
-        now = utcnow()
+        now = self._database.now()
         new = StudyState.ANALYSED if isinstance(result, Analysed) else StudyState.NOT_ANALYSED
         reason = result.summary if isinstance(result, Analysed) else result.reason
         if result.model is not None:
@@ -215,7 +215,7 @@ class ReportNotAnalysedTask:
             except Exception as failure:  # process boundary: the failure must be visible, not lost
                 logger.exception("the not-analysed report of version %d failed", payload.study_version_id)
                 error = f"{type(failure).__name__}: {failure}"
-        now = utcnow()
+        now = self._database.now()
         with self._database.session() as session:
             for written in objects:
                 results.add_delivery(session, payload.study_version_id, written, now)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.records import queries, storage
-from triage.records.db import Database, utcnow
+from triage.records.db import Database
 from triage.records.tables import (
     PACS,
     PEER_CHECK_SECONDS,
@@ -81,7 +81,7 @@ def pacs_state(
         return "not configured"
     with database.session() as session:
         status = queries.peer_status(session, PACS)
-        if status is None or utcnow() - status.checked_at > timedelta(seconds=3 * PEER_CHECK_SECONDS):
+        if status is None or database.now() - status.checked_at > timedelta(seconds=3 * PEER_CHECK_SECONDS):
             return "unknown"
         return "reachable" if status.reachable else "unreachable"
 

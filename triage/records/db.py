@@ -6,25 +6,72 @@ and the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import JSON, DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+logger = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Clock:
+    """The system of record's time: a reference read now and then, monotonic time in between.
+
+    Quiet periods, leases and deadlines compare times that different processes wrote. On
+    PostgreSQL the reference is the database server's clock, read every minute, so a worker host
+    two hours behind claims and is judged in the same time as the listener. On SQLite (one host)
+    it is this host's wall clock read once at start: a step of the wall clock afterwards (an NTP
+    jump, an operator) moves no deadline of a running process.
+    """
+
+    def __init__(self, reference: Callable[[], datetime], recalibrate_seconds: float | None) -> None:
+        self._reference = reference
+        self._recalibrate = recalibrate_seconds
+        self._lock = threading.Lock()
+        self._anchor: tuple[datetime, float] | None = None
+
+    def now(self) -> datetime:
+        with self._lock:
+            mono = time.monotonic()
+            anchor = self._anchor
+            if anchor is None or (self._recalibrate is not None and mono - anchor[1] > self._recalibrate):
+                anchor = self._calibrate(mono, anchor)
+            return anchor[0] + timedelta(seconds=mono - anchor[1])
+
+    def _calibrate(self, mono: float, old: tuple[datetime, float] | None) -> tuple[datetime, float]:
+        try:
+            reference = self._reference()
+        except SQLAlchemyError as error:
+            if old is not None:
+                return old  # keep counting from the last reading; try again next time
+            logger.warning(
+                "the database clock could not be read (%s): using this host's", type(error).__name__
+            )
+            return (utcnow(), mono)  # not kept: the next call reads the database again
+        if old is not None:
+            drift = (reference - (old[0] + timedelta(seconds=mono - old[1]))).total_seconds()
+            if abs(drift) > 5:
+                logger.warning("the database clock moved by %.0f s against this process's count", drift)
+        self._anchor = (reference, mono)
+        return self._anchor
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -105,6 +152,19 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.engine.dialect.name == "postgresql":
+            self.clock = Clock(self._server_time, recalibrate_seconds=60.0)
+        else:
+            self.clock = Clock(utcnow, recalibrate_seconds=None)
+
+    def _server_time(self) -> datetime:
+        with self.engine.connect() as connection:
+            value: datetime = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
+
+    def now(self) -> datetime:
+        """The time every deadline, lease and quiet period is measured in (see ``Clock``)."""
+        return self.clock.now()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
