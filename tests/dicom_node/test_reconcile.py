@@ -1,41 +1,26 @@
 """Leftovers of crashes settled by the leading listener, and never another receiver's files."""
 
-import contextlib
 import os
 import time
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from dicom_node.listener import Listener
 from dicom_node.reconcile import ORPHAN_REASON
 from testkit import synthetic
 from testkit.peers import free_port, storescu, wait_until
+from tests.dicom_node.test_capacity import rows, running
 from triage.records import storage
 from triage.records.tables import Instance, QuarantinedObject, StudyVersion
 
 pytestmark = pytest.mark.integration
 
 
-def rows(node, model):
-    with node.database.session() as session:
-        return list(session.scalars(select(model).order_by(model.id)))
-
-
 def aged(path, seconds=7200):
     past = time.time() - seconds
     os.utime(path, (past, past))
     return path
-
-
-@contextlib.contextmanager
-def running(settings):
-    node = Listener(settings)
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
 
 
 def test_leftovers_are_adopted_into_quarantine_or_removed_and_fresh_files_kept(make_settings, tmp_path):
