@@ -127,11 +127,11 @@ class Spools:
 
     def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
         self._folder = folder
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._by_path: weakref.WeakValueDictionary[str, HashingSpool] = weakref.WeakValueDictionary()
 
     def __call__(self, **kwargs: Any) -> HashingSpool:
-        spool = HashingSpool(self._folder, self._max_bytes, **kwargs)
+        spool = HashingSpool(self._folder, self.max_bytes, **kwargs)
         self._by_path[spool.name] = spool
         return spool
 

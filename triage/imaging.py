@@ -30,6 +30,12 @@ _VIEW_CODES = {
 }
 
 
+# The largest single frame triage decodes: a 4096 x 4096 image at 32 bits is 64 MiB; a full-field
+# mammogram (about 4000 x 3300 at 16 bits) is a third of that. Checked from the header before any
+# decoding, so that a small RLE or JPEG-LS object cannot expand into gigabytes in a worker or the API.
+MAX_DECODED_BYTES = 64 << 20
+
+
 class UnreadableImage(Exception):
     """The pixels cannot be turned into display values; a study holding it takes the conservative path."""
 
@@ -209,8 +215,10 @@ def display_values(ds: Dataset) -> np.ndarray:
     """Decode a parsed data set's pixel data into 0-1 floats (bright = dense).
 
     Raises:
-        UnreadableImage: the pixel data cannot be decoded, or is not one 2-D image.
+        UnreadableImage: the pixel data cannot be decoded, is not one 2-D image, or would decode to
+            more than ``MAX_DECODED_BYTES`` (checked from the header, before decoding).
     """
+    check_decoded_size(ds)
     try:
         stored = ds.pixel_array
     except (AttributeError, ValueError, RuntimeError, NotImplementedError, OSError) as error:
@@ -221,6 +229,33 @@ def display_values(ds: Dataset) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         pixels = 1.0 - pixels
     return pixels
+
+
+def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES) -> None:
+    """Refuse, before decoding, pixel data that is not one frame or that would decode past ``limit``.
+
+    Raises:
+        UnreadableImage: more than one frame, a size attribute missing or malformed, or too large.
+    """
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise UnreadableImage(
+            f"the image size cannot be read from the header: {type(error).__name__}"
+        ) from error
+    if frames != 1:
+        raise UnreadableImage(f"expected one 2-D frame, the header announces {frames} frames")
+    if min(rows, columns, samples, bits) <= 0:
+        raise UnreadableImage(f"the header announces an empty image ({rows} x {columns})")
+    size = rows * columns * samples * ((bits + 7) // 8)
+    if size > limit:
+        raise UnreadableImage(
+            f"the image would decode to {size >> 20} MiB ({rows} x {columns} x {samples} at {bits} bits), "
+            f"more than the {limit >> 20} MiB triage decodes"
+        )
 
 
 def read_image(source: Path | BinaryIO) -> DecodedImage:

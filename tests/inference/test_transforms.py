@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from pydicom.uid import RLELossless
 
 from inference.transforms import prepare
 from testkit import synthetic
-from triage.imaging import HeaderFacts, UnreadableImage, read_image
+from triage.imaging import HeaderFacts, UnreadableImage, check_decoded_size, read_image
 
 
 def read_dicom(path):
@@ -128,3 +129,39 @@ def test_sigmoid_voi_function_takes_pydicoms_general_path(tmp_path):
     d = dcmread(write(ds, tmp_path))
     pixels = window(d, d.pixel_array)
     assert pixels.min() >= 0.0 and pixels.max() <= 1.0 and 0.3 < pixels.mean() < 0.7
+
+
+def pixel_bomb(tmp_path, **header):
+    """A small RLE object whose header announces far more pixels than it carries."""
+    ds = synthetic.dx(rows=64, columns=64)
+    ds.compress(RLELossless)
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    path = write(ds, tmp_path)
+    assert path.stat().st_size < 64 << 10
+    return path
+
+
+def test_a_pixel_bomb_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    """20000 x 20000 at 16 bits would decode to 762 MiB: refused without a decoder being called."""
+    import pydicom.dataset
+
+    def no_decoding(self):
+        raise AssertionError("the pixel data was decoded")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoding))
+    with pytest.raises(UnreadableImage, match=r"would decode to 762 MiB .* more than the 64 MiB"):
+        read_image(pixel_bomb(tmp_path, Rows=20000, Columns=20000))
+
+
+def test_a_multi_frame_image_is_refused_before_its_frames_decode(tmp_path):
+    with pytest.raises(UnreadableImage, match="expected one 2-D frame, the header announces 40 frames"):
+        read_image(pixel_bomb(tmp_path, NumberOfFrames=40))
+
+
+def test_an_image_at_the_decoded_limit_still_reads(tmp_path):
+    ds = synthetic.dx(rows=64, columns=64)
+    [path] = synthetic.write([ds], tmp_path)
+    check_decoded_size(read_image(path).dataset, limit=64 * 64 * 2)
+    with pytest.raises(UnreadableImage, match="would decode"):
+        check_decoded_size(read_image(path).dataset, limit=64 * 64 * 2 - 1)

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 _CHUNK_BYTES = 1 << 20
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# PS3.5 9.1: digits and dots, no leading zero in a component, at most 64 characters. Matched
+# whole (``fullmatch``): ``re.match`` with ``$`` would let a trailing newline through.
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def is_uid(value: str) -> bool:
+    """True when ``value`` is a valid DICOM UID, exactly: no whitespace, no padding, no newline."""
+    return len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def sha256_of(path: Path) -> str:
@@ -31,7 +38,7 @@ def sha256_of(path: Path) -> str:
 def instance_key(study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str) -> str:
     """Return ``<study>/<series>/<sop>.dcm``, refusing anything that is not a UID (no path tricks)."""
     for uid in (study_instance_uid, series_instance_uid, sop_instance_uid):
-        if not _UID.match(uid) or len(uid) > 64:
+        if not is_uid(uid):
             raise ValueError(f"{uid!r} is not a DICOM UID and cannot name a stored file")
     return f"{study_instance_uid}/{series_instance_uid}/{sop_instance_uid}.dcm"
 
@@ -39,7 +46,7 @@ def instance_key(study_instance_uid: str, series_instance_uid: str, sop_instance
 def quarantine_key(sop_instance_uid: str, sha256: str) -> str:
     """Return a unique key in quarantine for one received object."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    uid = sop_instance_uid if _UID.match(sop_instance_uid) else "unknown"
+    uid = sop_instance_uid if is_uid(sop_instance_uid) else "unknown"
     return f"{stamp}_{uid}_{sha256[:12]}.dcm"
 
 
