@@ -21,7 +21,7 @@ from triage import messages
 from triage.cards import IntendedUse
 from triage.imaging import HeaderFacts
 from triage.pipelines import Pipeline
-from triage.records import outbox, queries, store
+from triage.records import outbox, queries, store, withdrawals
 from triage.records.db import Database
 from triage.records.tables import StudyState, StudyVersion
 
@@ -94,9 +94,12 @@ class StudyMonitor:
         return requeued
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
-        """One pass: complete due versions, expire late ones, reclaim abandoned ones, publish."""
+        """One pass: complete due versions, withdraw verdicts a later version replaces, expire late
+        ones, reclaim abandoned ones, publish."""
         now = now or self._database.now()
         completed = self._complete_due(now)
+        with self._database.session() as session:
+            withdrawals.supersede_older_versions(session, now)
         expired, requeued = self._expire_and_reclaim(now)
         published = self._publisher.publish_due(now)
         return SweepResult(completed, expired, requeued, published)

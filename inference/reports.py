@@ -171,9 +171,11 @@ def _document(
     version: int,
     notes: Sequence[hd.sr.TextContentItem] = (),
     sr_class: type[hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR] = hd.sr.Comprehensive3DSR,
+    supersedes: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     study_uid = str(sources[0].StudyInstanceUID)
-    kind = f"sr:{sr_class.__name__}"  # the same result in another SOP class is another object
+    # The same result in another SOP class is another object; so is the report that withdraws one.
+    kind = f"{'withdrawal' if supersedes is not None else 'sr'}:{sr_class.__name__}"
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model),
         procedure_reported=procedure,
@@ -192,6 +194,7 @@ def _document(
         is_complete=True,
         is_final=False,
         is_verified=False,
+        previous_versions=[supersedes] if supersedes is not None else None,
         series_description=SERIES_DESCRIPTION,
         contributing_equipment=[
             hd.ContributingEquipment(
@@ -214,6 +217,7 @@ def fracture_report(
     version: int,
     reason: str = "",
     sr_class: SrClass = hd.sr.Comprehensive3DSR,
+    supersedes: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
@@ -224,7 +228,7 @@ def fracture_report(
     )  # fmt: skip
     groups = [*_region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
     notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes, sr_class)
+    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes, sr_class, supersedes)
 
 
 def breast_report(
@@ -234,6 +238,7 @@ def breast_report(
     version: int,
     reason: str = "",
     sr_class: SrClass = hd.sr.Comprehensive3DSR,
+    supersedes: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     """TID 1500: lesion marks per view, the 1-10 score, the reading route and HIGH_RISK, coded."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
@@ -248,21 +253,22 @@ def breast_report(
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
     groups = [*_region_groups(by_uid, outcome.marks, LESION, LESION_SCORE, model), study]
     notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.Mammography, model, version, notes, sr_class)
+    return _document(sources, groups, codes.SCT.Mammography, model, version, notes, sr_class, supersedes)
 
 
 class ReportWriter:
     """Builds a result's SR and summary image and makes them durable under the results folder."""
 
     def __init__(self, results_dir: Path) -> None:
-        self._results_dir = results_dir
+        self.results_dir = results_dir
 
-    def _keep(self, study_instance_uid: str, dataset: Dataset) -> str:
+    def keep(self, study_instance_uid: str, dataset: Dataset) -> str:
+        """Make one result object durable under the results folder; returns its key."""
         key = f"{study_instance_uid}/{dataset.SOPInstanceUID}.dcm"
-        staging = self._results_dir / "incoming" / f"{dataset.SOPInstanceUID}.dcm"
+        staging = self.results_dir / "incoming" / f"{dataset.SOPInstanceUID}.dcm"
         staging.parent.mkdir(parents=True, exist_ok=True)
         dataset.save_as(staging, enforce_file_format=True)
-        make_durable(staging, self._results_dir, key)
+        make_durable(staging, self.results_dir, key)
         return key
 
     def write(
@@ -288,7 +294,7 @@ class ReportWriter:
             for kind in ("sc-series", "sc")
         ]
         sc = summary_image(study, render(study, outcome, reason, f"{model.name} {model.version}"), *uids)
-        keys = [self._keep(payload.study_instance_uid, ds) for ds in (sc, *reports)]
+        keys = [self.keep(payload.study_instance_uid, ds) for ds in (sc, *reports)]
         return [
             ResultObject("sc", str(sc.SOPInstanceUID), keys[0]),
             ResultObject("sr", str(reports[0].SOPInstanceUID), keys[1], alternate_key=keys[2]),

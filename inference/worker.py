@@ -18,7 +18,8 @@ from inference.fracture import FracturePipeline
 from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
 from inference.tasks import AnalyseStudyTask, PipelineRun, ReportNotAnalysedTask
-from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED
+from inference.withdrawal import WithdrawResultTask
+from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
 from triage.pipelines import Pipeline
 from triage.records.db import Database
 from triage.records.outbox import make_celery
@@ -166,6 +167,12 @@ def make_worker_app(
     @app.task(name=REPORT_NOT_ANALYSED)  # type: ignore[untyped-decorator]
     def report_not_analysed(payload: dict[str, Any]) -> str:
         return report_body(payload)
+
+    withdraw_body = WithdrawResultTask(database, settings.storage_dir, reports)
+
+    @app.task(name=WITHDRAW_RESULT)  # type: ignore[untyped-decorator]
+    def withdraw_result(payload: dict[str, Any]) -> str:
+        return withdraw_body(payload)
 
     logger.info(
         "worker: device %s, %d process(es), %d torch thread(s) each", pick_device(), concurrency, threads

@@ -11,7 +11,7 @@ from delivery import pacs as delivery
 from dicom_node.listener import Listener
 from inference.networks import CentrePointDetector
 from testkit import phantoms, synthetic
-from testkit.peers import Orthanc, free_port, start_triage, stop, wait_until
+from testkit.peers import Orthanc, dciodvfy_errors, free_port, start_triage, stop, wait_until
 from tests.inference.test_pipelines import DECILES, phantom_model
 from training.export import write_model
 from triage.records.tables import Delivery, StudyState, StudyVersion
@@ -156,3 +156,85 @@ def test_an_incomplete_screen_is_reported_as_not_analysed_for_double_reading(loo
     texts = [item.TextValue for item in sr_of(pacs, study).ContentSequence if "TextValue" in item]
     assert state_code(pacs, study) == "NOT-ANALYSED"
     assert "incomplete screen: missing R-CC, R-MLO; double reading" in texts
+
+
+def instances_of_modality(pacs, study, modality, folder):
+    """Every instance of a modality in a study, fetched from Orthanc as files."""
+    found = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for series in pacs.get(f"/studies/{study}/series"):
+        if series["MainDicomTags"]["Modality"] != modality:
+            continue
+        for instance in series["Instances"]:
+            url = f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                path = folder / f"{instance}.dcm"
+                path.write_bytes(r.read())
+                found.append(path)
+    return found
+
+
+def test_a_verdict_that_late_images_replace_is_superseded_and_rejected_at_the_pacs(loop, tmp_path):
+    pacs, listener = loop
+    first = phantoms.trauma_study(False, seed=7, images=2)
+    study = push(pacs, first, tmp_path / "first")
+    wait_until(lambda: states(listener) == [StudyState.REPORTED], timeout=180)
+    [original_sr] = [dcmread(p) for p in instances_of_modality(pacs, study, "SR", tmp_path / "sr-before")]
+    assert state_code(pacs, study) == "NO-FRACTURE"
+
+    late = phantoms.trauma_study(False, seed=8, images=1)[0]
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "PatientBirthDate", "AccessionNumber"):
+        setattr(late, keyword, getattr(first[0], keyword))
+    [path] = synthetic.write([late], tmp_path / "late")
+    instance = pacs.upload(path)["ID"]
+    job = pacs.request("POST", "/modalities/triage/store", {"Resources": [instance], "Synchronous": True})
+    assert job["FailedInstancesCount"] == 0
+
+    def withdrawn_and_reanalysed():
+        with listener.database.session() as session:
+            rows = session.execute(select(StudyVersion.number, StudyVersion.state, StudyVersion.reason))
+            found = {number: (state, reason) for number, state, reason in rows}
+            kinds = {d.kind: d.state for d in session.scalars(select(Delivery))}
+        return (
+            found
+            if found.get(2, (None,))[0] == StudyState.REPORTED and kinds.get("kos") == "DELIVERED"
+            else None
+        )
+
+    found = wait_until(withdrawn_and_reanalysed, timeout=240)
+    assert found[1][0] == StudyState.NOT_ANALYSED and found[1][1].startswith(
+        "result withdrawn: images arrived"
+    )
+
+    [note] = instances_of_modality(pacs, study, "KO", tmp_path / "ko")
+    assert dciodvfy_errors(note) == []
+    kos = dcmread(note)
+    assert kos.ConceptNameCodeSequence[0].CodeValue == "113037"
+    assert kos.ConceptNameCodeSequence[0].CodingSchemeDesignator == "DCM"
+    rejected = {
+        ref.ReferencedSOPInstanceUID
+        for item in kos.ContentSequence
+        if "ReferencedSOPSequence" in item
+        for ref in item.ReferencedSOPSequence
+    }
+    assert original_sr.SOPInstanceUID in rejected and len(rejected) == 2, "the SR and the summary image"
+
+    srs = [dcmread(p) for p in instances_of_modality(pacs, study, "SR", tmp_path / "sr-after")]
+    [superseding] = [sr for sr in srs if "PredecessorDocumentsSequence" in sr]
+    predecessor = superseding.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == original_sr.SOPInstanceUID
+    path = tmp_path / "superseding.dcm"
+    superseding.save_as(path)
+    assert dciodvfy_errors(path) == []
+    codes = []
+
+    def walk(items):
+        for item in items:
+            name = item.get("ConceptNameCodeSequence")
+            if name and name[0].get("CodeValue") == "STATE" and "ConceptCodeSequence" in item:
+                codes.append(item.ConceptCodeSequence[0].CodeValue)
+            walk(item.get("ContentSequence", []))
+
+    walk(superseding.ContentSequence)
+    assert codes == ["NOT-ANALYSED"]
+    assert len(srs) == 3, "the withdrawn SR, the one that supersedes it, and version 2's"

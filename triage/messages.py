@@ -12,6 +12,7 @@ from triage.pipelines import Pipeline
 
 ANALYSE_STUDY = "triage.analyse_study"
 REPORT_NOT_ANALYSED = "triage.report_not_analysed"
+WITHDRAW_RESULT = "triage.withdraw_result"
 QUEUE = "triage"
 
 
@@ -42,4 +43,15 @@ class AnalyseStudy(BaseModel):
 class ReportNotAnalysed(AnalyseStudy):
     """Payload of ``triage.report_not_analysed``: a routed study the intended-use gate stopped."""
 
+    reason: str
+
+
+class WithdrawResult(BaseModel):
+    """Payload of ``triage.withdraw_result``: the objects of this version that reached the PACS are
+    superseded by a NOT ANALYSED SR and rejected by an IOCM note. Which objects those are, the
+    worker reads from the database, never from the message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_version_id: int
     reason: str
