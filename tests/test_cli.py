@@ -185,3 +185,25 @@ def test_a_child_that_keeps_dying_exhausts_its_restart_budget():
     budget = _Restarts(limit=3, window_seconds=60)
     assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert budget.allow(61.5), "restarts older than the window no longer count"
+
+
+def test_results_retract_withdraws_the_verdict_that_acts(settings, database):
+    from tests.worklist import seed
+    from triage.records.tables import AuditEvent, Study
+
+    ids = seed.worklist_of_every_kind(database, settings)
+    with database.session() as session:
+        uid = session.get(Study, ids["no_fracture"]).study_instance_uid
+    env = triage_env(settings)
+    assert triage("results", "retract", uid, "--reason", "", env=env).returncode == 2
+    retracted = triage("results", "retract", uid, "--reason", "wrong patient on the request", env=env)
+    assert retracted.returncode == 0, retracted.stderr
+    assert "retracted version 1; the PACS gets a superseding SR and a rejection note" in retracted.stdout
+    again = triage("results", "retract", uid, "--reason", "wrong patient on the request", env=env)
+    assert again.returncode == 1 and "no AI verdict acts on this study" in again.stderr
+    assert "no study 1.2.3" in triage("results", "retract", "1.2.3", "--reason", "why", env=env).stderr
+    with database.session() as session:
+        [version] = session.scalars(select(StudyVersion).where(StudyVersion.study_id == ids["no_fracture"]))
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "result.withdrawn"))
+    assert version.state == StudyState.NOT_ANALYSED and "wrong patient on the request" in version.reason
+    assert event.actor.startswith("cli:") and event.source == "cli" and event.study_id == ids["no_fracture"]

@@ -125,6 +125,20 @@ class ConflictResolved(BaseModel):
     conflict: bool
 
 
+class Retraction(BaseModel):
+    reason: str = Field(
+        min_length=3, max_length=500, pattern=TEXT, description="Why the AI result must not act"
+    )
+
+
+class Retracted(BaseModel):
+    study_id: int
+    version: int = Field(description="The study version whose verdict was withdrawn")
+    superseded_at_pacs: bool = Field(
+        description="The PACS had the result: a superseding NOT ANALYSED SR and an IOCM rejection note follow"
+    )
+
+
 class UserIn(BaseModel):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f,]*$")
     password: str = Field(min_length=12, max_length=1024, pattern=r"^[^\x00]*$")

@@ -421,12 +421,55 @@ def test_an_admin_resolves_a_conflicting_duplicate_and_it_is_audited(client, any
     ]
 
 
+def test_an_admin_retracts_a_verdict_and_the_study_goes_conservative(client, any_database, radiologist, ids):
+    from triage.messages import WITHDRAW_RESULT
+    from triage.records.tables import Delivery, DeliveryState, OutboxMessage, StudyState, StudyVersion
+
+    admin = signed_in(client, any_database, "adm", Role.ADMIN)
+    body = {"reason": "model 0.1.0 found to miss scaphoid fractures"}
+    path = f"/api/studies/{ids['no_fracture']}/result/retract"
+    assert client.post(path, json=body, headers=radiologist).status_code == 403
+    assert client.post(path, json={"reason": ""}, headers=admin).status_code == 422
+    retracted = client.post(path, json=body, headers=admin)
+    assert retracted.status_code == 200, retracted.text
+    assert retracted.json() == {"study_id": ids["no_fracture"], "version": 1, "superseded_at_pacs": True}
+    assert client.post(path, json=body, headers=admin).status_code == 409, "nothing acts any more"
+    assert client.post("/api/studies/999999/result/retract", json=body, headers=admin).status_code == 404
+    pending = client.post(f"/api/studies/{ids['high_risk']}/result/retract", json=body, headers=admin)
+    assert pending.json()["superseded_at_pacs"] is False, "the PACS had nothing of it yet"
+    with any_database.session() as session:
+        versions = {
+            v.study_id: v for v in session.scalars(select(StudyVersion)) if v.study_id in ids.values()
+        }
+        tasks = [m.payload for m in session.scalars(select(OutboxMessage)) if m.task_name == WITHDRAW_RESULT]
+        not_sent = [
+            d for d in session.scalars(select(Delivery)) if d.version_id == versions[ids["high_risk"]].id
+        ]
+    for name in ("no_fracture", "high_risk"):
+        assert versions[ids[name]].state == StudyState.NOT_ANALYSED
+        assert versions[ids[name]].reason == f"result withdrawn: retracted by local:adm: {body['reason']}"
+    assert tasks == [
+        {
+            "study_version_id": versions[ids["no_fracture"]].id,
+            "reason": versions[ids["no_fracture"]].reason[len("result withdrawn: ") :],
+        }
+    ]
+    assert [d.state for d in not_sent] == [DeliveryState.FAILED] and "withdrawn" in not_sent[0].last_error
+    items = {item["study_id"]: item for item in queue(client, radiologist, "not_analysed")["items"]}
+    assert ids["no_fracture"] in items and ids["high_risk"] in items
+    assert [row[:3] for row in audit_rows(any_database, "result.withdrawn")] == [
+        ("local:adm", ids["no_fracture"], "testclient"),
+        ("local:adm", ids["high_risk"], "testclient"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
         ("POST", "/api/users"),
         ("POST", "/api/studies/1/feedback"),
         ("POST", "/api/studies/1/conflict/resolve"),
+        ("POST", "/api/studies/1/result/retract"),
     ],
 )
 def test_a_stranger_learns_nothing_from_a_malformed_body(any_database, settings, method, path):

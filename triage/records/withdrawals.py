@@ -10,6 +10,7 @@ a worker from the ``triage.withdraw_result`` task and delivered like any result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -23,13 +24,23 @@ WITHDRAWABLE = (StudyState.ANALYSED, StudyState.REPORTED)
 WITHDRAWAL_KINDS = ("withdrawal-sr", "kos")
 
 
-def withdraw(session: Session, version_id: int, reason: str, now: datetime, actor: str = TRIAGE) -> bool:
-    """Withdraw a version's verdict; False when it had none that acts (already conservative)."""
+@dataclass(frozen=True)
+class Withdrawn:
+    """A verdict withdrawn: which version, and whether the PACS had objects to supersede."""
+
+    version_number: int
+    superseded_at_pacs: bool
+
+
+def withdraw(
+    session: Session, version_id: int, reason: str, now: datetime, actor: str = TRIAGE, source: str = ""
+) -> Withdrawn | None:
+    """Withdraw a version's verdict; None when it had none that acts (already conservative)."""
     version = session.get_one(StudyVersion, version_id)
     if not transition(
         session, version_id, WITHDRAWABLE, StudyState.NOT_ANALYSED, now, f"result withdrawn: {reason}"
     ):
-        return False
+        return None
     delivered = False
     for delivery in session.scalars(select(Delivery).where(Delivery.version_id == version_id)):
         if delivery.state == DeliveryState.PENDING:
@@ -42,12 +53,29 @@ def withdraw(session: Session, version_id: int, reason: str, now: datetime, acto
         session,
         actor=actor,
         action="result.withdrawn",
-        source=actor,
+        source=source or actor,
         now=now,
         study_ids=[version.study_id],
         detail=f"version {version.number}: {reason}" + ("; superseded at the PACS" if delivered else ""),
     )
-    return True
+    return Withdrawn(version.number, delivered)
+
+
+def retract(
+    session: Session, study_id: int, reason: str, now: datetime, actor: str, source: str
+) -> Withdrawn | None:
+    """An admin withdraws the verdict that acts on a study (its latest ANALYSED or REPORTED
+    version); None when none acts. The study is read as if triage had not seen it."""
+    version = session.scalars(
+        select(StudyVersion)
+        .where(StudyVersion.study_id == study_id, StudyVersion.state.in_(WITHDRAWABLE))
+        .order_by(StudyVersion.number.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if version is None:
+        return None
+    return withdraw(session, version.id, f"retracted by {actor}: {reason}", now, actor, source)
 
 
 def supersede_older_versions(session: Session, now: datetime) -> int:
@@ -66,5 +94,5 @@ def supersede_older_versions(session: Session, now: datetime) -> int:
     count = 0
     for version in older:
         reason = f"images arrived after it was judged; version {version.number + 1} replaces it"
-        count += withdraw(session, version.id, reason, now)
+        count += withdraw(session, version.id, reason, now) is not None
     return count

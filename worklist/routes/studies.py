@@ -8,12 +8,21 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
 
 from triage.imaging import UnreadableImage, png, read_image
-from triage.records import conflicts, queries, readings
+from triage.records import conflicts, queries, readings, withdrawals
 from triage.records.db import utcnow
 from triage.records.tables import Study
 from worklist.deps import Admin, Radiologist, State, audit
 from worklist.detail import FeedbackView, StudyDetail, study_detail
-from worklist.schemas import UID, ConflictResolution, ConflictResolved, FeedbackIn, StudyId, problems
+from worklist.schemas import (
+    UID,
+    ConflictResolution,
+    ConflictResolved,
+    FeedbackIn,
+    Retracted,
+    Retraction,
+    StudyId,
+    problems,
+)
 
 router = APIRouter(prefix="/api/studies", tags=["worklist"])
 
@@ -115,3 +124,21 @@ def resolve_conflict(
             session, found, actor=principal.name, source=principal.source, reason=body.reason, now=utcnow()
         )
     return ConflictResolved(study_id=study_id, conflict=False)
+
+
+@router.post("/{study_id}/result/retract", tags=["admin"], responses=problems(400, 401, 403, 404, 409, 422))
+def retract_result(study_id: StudyId, body: Retraction, principal: Admin, state: State) -> Retracted:
+    """Withdraw the AI verdict that acts on a study (a model found faulty, a wrong patient): the
+    study goes NOT ANALYSED (read as usual, double read), objects not yet sent are not sent, and
+    what the PACS has is superseded by a NOT ANALYSED SR and rejected by an IOCM note."""
+    with state.database.session() as session:
+        if session.get(Study, study_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+        withdrawn = withdrawals.retract(
+            session, study_id, body.reason, state.database.now(), principal.name, principal.source
+        )
+        if withdrawn is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "no AI verdict acts on this study")
+    return Retracted(
+        study_id=study_id, version=withdrawn.version_number, superseded_at_pacs=withdrawn.superseded_at_pacs
+    )
