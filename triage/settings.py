@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="forbid", frozen=True)
 
     home: Path = Path("var")
+    # Hosts that share storage between accounts name the group that may read TRIAGE_HOME; unset,
+    # only the service's own user may.
+    home_group: str | None = None
     ae_title: str = "TRIAGE"
     dicom_host: str = "127.0.0.1"
     dicom_port: int = Field(default=11112, ge=0, le=65535)

@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from triage.home import InsecureHome, secure_home
 from triage.records.db import Database, migrate
 from triage.settings import DicomPeer, Settings, load_settings
 
@@ -32,8 +33,20 @@ def settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from error
 
 
+def secure(found: Settings) -> Settings:
+    """Check and tighten TRIAGE_HOME before anything is written under it, or exit saying why."""
+    try:
+        secure_home(found.home, found.home_group)
+    except InsecureHome as error:
+        fail(f"refusing to start: {error}")
+    except KeyError:
+        fail(f"TRIAGE_HOME_GROUP {found.home_group!r} is not a group of this host")
+    return found
+
+
 def open_database(found: Settings) -> Database:
-    """The database of these settings, migrated to the newest schema."""
+    """The database of these settings (TRIAGE_HOME secured first), migrated to the newest schema."""
+    secure(found)
     migrate(found.resolved_database_url)
     return Database(found.resolved_database_url)
 

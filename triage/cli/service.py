@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from triage.cli.common import ConfigOption, fail, open_database, settings, wait_for_signal
+from triage.cli.common import ConfigOption, fail, open_database, secure, settings, wait_for_signal
 from triage.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def listener(config: ConfigOption = None) -> None:
     from dicom_node.scp import AllowListEmpty
 
     configure_logging()
-    node = Listener(settings(config))
+    node = Listener(secure(settings(config)))
     try:
         node.start()
     except AllowListEmpty as error:
