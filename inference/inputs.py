@@ -18,7 +18,7 @@ from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
 from triage.cards import IntendedUse
-from triage.imaging import HeaderFacts, UnreadableImage, display_values, header_facts
+from triage.imaging import HeaderFacts, UnreadableImage, blank_malformed_dates, display_values, header_facts
 from triage.messages import AnalyseStudy, InstanceRef
 
 # Decoding and hashing release the GIL for most of their time: read a study's images at once.
@@ -90,6 +90,7 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
     except (InvalidDicomError, AttributeError, ValueError, EOFError) as error:
         return _unreadable(ref, f"instance {ref.sop_instance_uid} cannot be parsed: {type(error).__name__}")
     facts = header_facts(ds)
+    blank_malformed_dates(ds)  # after the facts (age) are read; before any result copies the header
     try:
         pixels = display_values(ds)
     except UnreadableImage as error:

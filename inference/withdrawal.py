@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from inference.reports import SR_CLASSES, ReportWriter, breast_report, fracture_report, report_uid
 from triage import __version__
+from triage.imaging import blank_malformed_dates
 from triage.messages import WithdrawResult
 from triage.outcomes import ModelIdentity, not_analysed
 from triage.pipelines import Pipeline
@@ -111,6 +112,8 @@ class WithdrawResultTask:
         previous_sr = next((ds for kind, ds in withdrawn if kind == "sr"), None)
         if previous_sr is not None:  # the PACS has a verdict: a newer document says "not analysed"
             sources = [dcmread(self._storage_dir / key, stop_before_pixels=True) for key in source_keys]
+            for source in sources:
+                blank_malformed_dates(source)
             build = fracture_report if pipeline is Pipeline.FRACTURE else breast_report
             outcome = not_analysed(pipeline, f"result withdrawn: {reason}")
             srs = [

@@ -17,8 +17,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 from pydicom import Dataset, dcmread
+from pydicom import config as pydicom_config
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.valuerep import validate_value
 
 # View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
 # retired SNOMED-RT codes that older modalities still send.
@@ -229,6 +231,26 @@ def display_values(ds: Dataset) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         pixels = 1.0 - pixels
     return pixels
+
+
+_DATE_TIME_VRS = frozenset({"DA", "TM", "DT", "AS"})
+
+
+def blank_malformed_dates(ds: Dataset) -> list[str]:
+    """Empty each top-level date, time or age whose value breaks its VR's rules; returns their
+    keywords. A result copies the patient and study modules from its sources, and a birth date
+    sent as ``1980-01-01`` would otherwise make the SR impossible to build (and its error message
+    would quote the date). Empty is what the standard allows for these Type 2 attributes."""
+    blanked = []
+    for element in ds:
+        if element.VR not in _DATE_TIME_VRS or element.value in (None, ""):
+            continue
+        try:
+            validate_value(element.VR, element.value, pydicom_config.RAISE)
+        except ValueError:
+            element.value = ""
+            blanked.append(element.keyword or str(element.tag))
+    return blanked
 
 
 def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES) -> None:
