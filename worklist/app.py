@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -32,16 +33,24 @@ from worklist.routes import labels as label_routes
 
 logger = logging.getLogger(__name__)
 _STATIC = Path(__file__).resolve().parent / "static"
-_CSP = "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'"
+_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def create_app(database: Database, settings: Settings) -> FastAPI:
     """Build the app over an open database."""
+    # Interactive docs (docs_url, redoc_url) load their scripts from a CDN, which the CSP and a
+    # hospital network refuse: off. The OpenAPI document stays at /openapi.json for clients.
     app = FastAPI(
         title="triage",
         version=__version__,
         description="Worklist, feedback and operations API of triage. Sign in at POST /api/session "
         "(or bring an OIDC bearer token) and send 'Authorization: Bearer <token>'.",
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = CollectorRegistry(auto_describe=True)
     metrics.register(DatabaseCollector(database, settings))
@@ -63,9 +72,52 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     app.add_exception_handler(DataError, _data_error)
     app.get("/", include_in_schema=False)(_page)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    app.middleware("http")(_refuse(refused_as_not_json))  # after the gate: a stranger gets 401 first
     deps.install_gate(app, app.state.api_routes)
+    app.middleware("http")(_refuse(refused_as_cross_site))  # before the gate: cross-site learns nothing
     app.middleware("http")(_headers_and_log)  # outermost: also wraps what the gate answers
+    app.state.hsts = settings.api_tls_certificate is not None
     return app
+
+
+def refused_as_cross_site(request: Request) -> tuple[int, str] | None:
+    """Why an unsafe request is refused as cross-site (None: it may go on). Browsers send
+    Sec-Fetch-Site and Origin with every unsafe request; a page on another site cannot make them
+    name this server."""
+    if request.method not in _UNSAFE_METHODS:
+        return None
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return 403, f"cross-site request refused (Sec-Fetch-Site: {site})"
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        return 403, "cross-origin request refused: Origin is not this server"
+    return None
+
+
+def refused_as_not_json(request: Request) -> tuple[int, str] | None:
+    """An unsafe request's body must be JSON: an HTML form, the one cross-site request that needs
+    no CORS preflight, cannot send application/json."""
+    if request.method not in _UNSAFE_METHODS:
+        return None
+    has_body = int(request.headers.get("content-length") or 0) > 0 or "transfer-encoding" in request.headers
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and media_type != "application/json":
+        return 415, "request bodies must be application/json"
+    return None
+
+
+Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+
+
+def _refuse(check: Callable[[Request], tuple[int, str] | None]) -> Middleware:
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        refused = check(request)
+        if refused is None:
+            return await call_next(request)
+        return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+
+    return middleware
 
 
 async def _headers_and_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -74,6 +126,8 @@ async def _headers_and_log(request: Request, call_next: Callable[[Request], Awai
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Content-Security-Policy"] = _CSP
+    if request.app.state.hsts:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
     if request.url.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     logger.info(  # the path only: query strings may hold a patient's name

@@ -482,3 +482,19 @@ def test_a_stranger_learns_nothing_from_a_malformed_body(any_database, settings,
             headers={"Authorization": "Bearer ", "Content-Type": "application/json"},
         )
     assert response.status_code == 401, response.text
+
+
+def test_cross_site_and_non_json_unsafe_requests_are_refused_and_the_csp_is_tight(client, radiologist, ids):
+    path = f"/api/studies/{ids['doubt']}/feedback"
+    body = {"kind": "FRACTURE", "value": True}
+    cross = client.post(path, json=body, headers={**radiologist, "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    other = client.post(path, json=body, headers={**radiologist, "Origin": "https://evil.example"})
+    assert other.status_code == 403
+    form = client.post(path, content=b"kind=FRACTURE", headers={**radiologist, "Content-Type": "text/plain"})
+    assert form.status_code == 415
+    same = client.post(path, json=body, headers={**radiologist, "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 201
+    csp = client.get("/").headers["Content-Security-Policy"]
+    assert "base-uri 'none'" in csp and "form-action 'self'" in csp and "object-src 'none'" in csp
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 200
