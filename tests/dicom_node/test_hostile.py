@@ -13,7 +13,7 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation, Verification
 from sqlalchemy import select
 
-from dicom_node.handlers import MAX_SEQUENCE_DEPTH
+from dicom_node.headers import MAX_SEQUENCE_DEPTH
 from dicom_node.status import Status
 from testkit import synthetic
 from testkit.peers import storescu
