@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -89,3 +91,22 @@ def test_mlflow_store_defaults_under_home_and_follows_mlflow_tracking_uri(make_s
     assert home_store.startswith("sqlite:///") and home_store.endswith("/home/mlflow/mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.org:5000")
     assert make_settings().resolved_mlflow_tracking_uri == "http://mlflow.example.org:5000"
+
+
+def test_settings_shown_to_operators_mask_every_credential(tmp_path):
+    settings = load_settings(
+        home=tmp_path,
+        database_url="postgresql://triage:db-pass@db/triage",
+        broker_url="amqp://guest:broker-pass@mq//",
+        mlflow_tracking_uri="https://ml-user:ml-pass@mlflow.example/?token=ml-token&view=1",
+        oidc_jwks_url="https://idp.example/jwks?api_key=jwks-key",
+        oidc_issuer="https://idp.example",
+        oidc_audience="triage",
+    )
+    shown = json.dumps(settings.shown())
+    for secret in ("db-pass", "broker-pass", "ml-user", "ml-pass", "ml-token", "jwks-key"):
+        assert secret not in shown
+    values = settings.shown()
+    assert values["mlflow_tracking_uri"] == "https://**********@mlflow.example/?token=**********&view=1"
+    assert values["oidc_issuer"] == "https://idp.example" and values["oidc_audience"] == "triage"
+    assert values["ae_title"] == "TRIAGE"

@@ -29,6 +29,21 @@ def bundled(name: str) -> Path:
     return source_tree if source_tree.is_dir() else Path(sys.prefix) / "share" / "triage" / name
 
 
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;](?:[^=&;#]*(?:password|passwd|pwd|secret|token|key|credential|signature)[^=&;#]*)=)[^&;#]*",
+    re.IGNORECASE,
+)
+MASK = "**********"
+
+
+def mask_credentials(value: str) -> str:
+    """``value`` with a URL's userinfo (a user name can be a token) and secret-looking query values
+    masked."""
+    unmasked = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", value)
+    return _SECRET_QUERY.sub(lambda m: f"{m['name']}{MASK}", unmasked)
+
+
 def check_ae_title(value: str) -> str:
     """Return an AE title that PS3.5 allows: 1-16 characters, no backslash or control characters."""
     stripped = value.strip()
@@ -176,6 +191,12 @@ class Settings(BaseSettings):
         if not self.routing_file.is_file():
             raise ValueError(f"the routing file {self.routing_file} does not exist: set TRIAGE_ROUTING_FILE")
         return self
+
+    def shown(self) -> dict[str, object]:
+        """The settings as operators may see them: secrets masked, and any URL's password or
+        credential-like query parameter masked too (an MLflow or OIDC URL can carry them)."""
+        values: dict[str, object] = self.model_dump(mode="json")
+        return {name: mask_credentials(v) if isinstance(v, str) else v for name, v in values.items()}
 
     @property
     def accepts_any_calling_ae(self) -> bool:

@@ -498,3 +498,24 @@ def test_cross_site_and_non_json_unsafe_requests_are_refused_and_the_csp_is_tigh
     csp = client.get("/").headers["Content-Security-Policy"]
     assert "base-uri 'none'" in csp and "form-action 'self'" in csp and "object-src 'none'" in csp
     assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 200
+
+
+def test_the_settings_an_admin_sees_hold_no_credential(database, make_settings):
+    settings = make_settings(
+        database_url="sqlite:///unused-secret-path.db",
+        mlflow_tracking_uri="https://ml-user:ml-pass@mlflow.example/",
+    )
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(database, settings)) as client:
+        admin = signed_in(client, database, "adm", Role.ADMIN)
+        response = client.get("/api/settings", headers=admin)
+        assert (
+            client.get(
+                "/api/settings", headers=signed_in(client, database, "rad", Role.RADIOLOGIST)
+            ).status_code
+            == 403
+        )
+    assert response.status_code == 200, response.text
+    assert "ml-pass" not in response.text and "ml-user" not in response.text
+    assert "unused-secret-path" not in response.text
+    assert response.json()["mlflow_tracking_uri"] == "https://**********@mlflow.example/"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
@@ -94,6 +94,5 @@ def remove_user(
 @router.get("/settings", responses=AUTH)
 def service_settings(principal: Admin, state: State) -> dict[str, JsonValue]:
     """The settings in force (read-only: they come from the environment and the YAML file); every
-    secret (database and broker URLs) is shown masked."""
-    values: dict[str, JsonValue] = state.settings.model_dump(mode="json")
-    return values
+    secret (database and broker URLs, passwords and keys inside any other URL) is shown masked."""
+    return cast(dict[str, JsonValue], state.settings.shown())
