@@ -75,8 +75,12 @@ def read_study(payload: AnalyseStudy, storage_dir: Path) -> StudyImages:
 
 
 def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
+    root = storage_dir.resolve()
+    path = (root / ref.storage_key).resolve()
+    if not path.is_relative_to(root):  # a key from anywhere but the listener's own records
+        return _unreadable(ref, f"instance {ref.sop_instance_uid} has a storage key outside storage")
     try:
-        data = (storage_dir / ref.storage_key).read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         return _unreadable(ref, f"instance {ref.sop_instance_uid} is missing from storage")
     except OSError as error:

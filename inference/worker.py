@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_process_init
 
 from inference import registry
@@ -22,7 +22,7 @@ from inference.withdrawal import WithdrawResultTask
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
 from triage.pipelines import Pipeline
 from triage.records.db import Database
-from triage.records.outbox import make_celery
+from triage.records.outbox import make_celery, recorded_payload
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,19 @@ def threads_per_process(settings: Settings, concurrency: int, cpus: int | None =
     return max(1, (cpus or os.cpu_count() or 1) // concurrency)
 
 
+def _from_the_outbox(
+    database: Database, name: str, run: Callable[[dict[str, Any]], str]
+) -> Callable[..., str]:
+    """A task that acts on the outbox's record of its message, not on what the broker delivered."""
+
+    def task(self: Task, payload: dict[str, Any]) -> str:
+        recorded = recorded_payload(database, self.request.id, name, payload)
+        return "refused" if recorded is None else run(recorded)
+
+    task.__name__ = name.rsplit(".", 1)[-1]
+    return task
+
+
 def make_worker_app(
     settings: Settings, database: Database, pipelines: Mapping[Pipeline, PipelineRun], concurrency: int = 1
 ) -> Celery:
@@ -158,21 +171,15 @@ def make_worker_app(
             except ModelUnavailable as error:
                 logger.warning("%s studies will not be analysed: %s", name, error)
 
-    @app.task(name=ANALYSE_STUDY)  # type: ignore[untyped-decorator]
-    def analyse_study(payload: dict[str, Any]) -> str:
-        return body(payload)
-
     report_body = ReportNotAnalysedTask(database, settings.storage_dir, reports)
-
-    @app.task(name=REPORT_NOT_ANALYSED)  # type: ignore[untyped-decorator]
-    def report_not_analysed(payload: dict[str, Any]) -> str:
-        return report_body(payload)
-
     withdraw_body = WithdrawResultTask(database, settings.storage_dir, reports)
-
-    @app.task(name=WITHDRAW_RESULT)  # type: ignore[untyped-decorator]
-    def withdraw_result(payload: dict[str, Any]) -> str:
-        return withdraw_body(payload)
+    bodies: dict[str, Callable[[dict[str, Any]], str]] = {
+        ANALYSE_STUDY: body,
+        REPORT_NOT_ANALYSED: report_body,
+        WITHDRAW_RESULT: withdraw_body,
+    }
+    for task_name, run in bodies.items():
+        app.task(name=task_name, bind=True, shared=False)(_from_the_outbox(database, task_name, run))
 
     logger.info(
         "worker: device %s, %d process(es), %d torch thread(s) each", pick_device(), concurrency, threads

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -23,6 +26,36 @@ logger = logging.getLogger(__name__)
 
 _EMBEDDED_POLL_SECONDS = 0.05  # kombu's server-less transports poll; 1 s by default is 1 s per study
 _MAX_BACKOFF_SECONDS = 60.0
+_TASK_ID = re.compile(r"outbox-(?P<id>[1-9][0-9]{0,17})")
+
+
+def task_id(message_id: int) -> str:
+    """The Celery task id of an outbox message: how a worker finds the message's record again."""
+    return f"outbox-{message_id}"
+
+
+def recorded_payload(
+    database: Database, received_task_id: str | None, task_name: str, received: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The payload a worker acts on: the outbox's record of the task, never the message's own.
+
+    With an external broker others may be able to write to, a message is only a pointer: a forged
+    one naming another patient's images, or a study's instances left out, changes nothing, because
+    the ids, storage keys and hashes come from the row the monitor wrote in the transaction that
+    queued the study. None: no such task was ever written (the message is refused, and logged).
+    """
+    match = _TASK_ID.fullmatch(received_task_id or "")
+    recorded = None
+    if match is not None:
+        with database.session() as session:
+            recorded = queries.recorded_payload(session, int(match["id"]), task_name)
+    if recorded is None:
+        logger.warning("refused a %s message that no outbox record stands behind (task id %r)", task_name,
+                       (received_task_id or "")[:64])  # fmt: skip
+        return None
+    if dict(received) != recorded:
+        logger.warning("a %s message differs from its outbox record; the record is used", task_name)
+    return recorded
 
 
 def make_celery(settings: Settings, name: str = "triage") -> Celery:
@@ -88,7 +121,7 @@ class OutboxPublisher:
                 self._app.send_task(
                     task_name,
                     kwargs={"payload": payload},
-                    task_id=f"outbox-{message_id}",
+                    task_id=task_id(message_id),
                     queue=QUEUE,
                     retry=False,
                 )

@@ -56,6 +56,16 @@ def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, An
     )
 
 
+def recorded_payload(session: Session, message_id: int, task_name: str) -> dict[str, Any] | None:
+    """The payload the outbox holds for message ``message_id`` of ``task_name``, if there is one."""
+    payload = session.scalar(
+        select(OutboxMessage.payload).where(
+            OutboxMessage.id == message_id, OutboxMessage.task_name == task_name
+        )
+    )
+    return None if payload is None else dict(payload)
+
+
 def due_messages(session: Session, now: datetime, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
     """Outbox messages due for publishing, oldest first: (id, task name, payload)."""
     rows = session.execute(
