@@ -13,7 +13,8 @@ from triage.periodic import PeriodicThread
 from triage.records import deliveries, queries, results
 from triage.records.db import Database
 from triage.records.tables import PACS, PEER_CHECK_SECONDS, Delivery
-from triage.settings import DicomPeer, Settings
+from triage.settings import Settings
+from triage.values import DicomPeer
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from pydicom.uid import UID
 from pynetdicom import AE, VerificationPresentationContexts, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from triage.settings import DicomPeer, Settings
+from triage.settings import Settings
+from triage.values import DicomPeer
 
 logger = logging.getLogger(__name__)
 

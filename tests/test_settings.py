@@ -3,7 +3,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from triage.settings import DicomPeer, load_settings
+from triage.settings import load_settings
+from triage.values import DicomPeer
 
 
 def test_defaults_match_the_documentation(monkeypatch):

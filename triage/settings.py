@@ -5,12 +5,11 @@ Built once by the entry point and passed down; nothing reads the environment any
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,7 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-_PEER = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+from triage.values import DicomPeer, check_ae_title, mask_credentials, parse_bindings
 
 
 def bundled(name: str) -> Path:
@@ -27,58 +26,6 @@ def bundled(name: str) -> Path:
     wheel installed them (``<prefix>/share/triage/``)."""
     source_tree = Path(__file__).resolve().parent.parent / name
     return source_tree if source_tree.is_dir() else Path(sys.prefix) / "share" / "triage" / name
-
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#]*@")
-_SECRET_QUERY = re.compile(
-    r"(?P<name>[?&;](?:[^=&;#]*(?:password|passwd|pwd|secret|token|key|credential|signature)[^=&;#]*)=)[^&;#]*",
-    re.IGNORECASE,
-)
-MASK = "**********"
-
-
-def mask_credentials(value: str) -> str:
-    """``value`` with a URL's userinfo (a user name can be a token) and secret-looking query values
-    masked."""
-    unmasked = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", value)
-    return _SECRET_QUERY.sub(lambda m: f"{m['name']}{MASK}", unmasked)
-
-
-def check_ae_title(value: str) -> str:
-    """Return an AE title that PS3.5 allows: 1-16 characters, no backslash or control characters."""
-    stripped = value.strip()
-    if not 1 <= len(stripped) <= 16 or "\\" in stripped or not stripped.isprintable():
-        raise ValueError(
-            f"{value!r} is not a valid AE title: use 1 to 16 printable characters without a backslash"
-        )
-    return stripped
-
-
-class DicomPeer(BaseModel):
-    """A remote DICOM application entity, written ``AE@host:port``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ae_title: str
-    host: str
-    port: int = Field(ge=1, le=65535)
-
-    @classmethod
-    def parse(cls, text: str) -> DicomPeer:
-        """Parse ``AE@host:port`` (an IPv6 host in brackets), failing with a full sentence."""
-        match = _PEER.match(text.strip())
-        if match is None:
-            raise ValueError(
-                f"{text!r} is not a DICOM peer: write it as AE@host:port, e.g. PACS@10.0.0.5:104"
-            )
-        return cls(
-            ae_title=check_ae_title(match["ae"]),
-            host=match["host"].strip("[]"),
-            port=int(match["port"]),
-        )
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 class Settings(BaseSettings):
@@ -94,6 +41,10 @@ class Settings(BaseSettings):
     dicom_host: str = "127.0.0.1"
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     allowed_calling_aes: Annotated[tuple[str, ...], NoDecode] = ()
+    # Optional bindings of a calling AE to where it sits (networks) and, with DICOM TLS, to the
+    # certificate it presents (subject CN or a DNS/URI subjectAltName). Env: AE=a;b,AE2=c.
+    calling_ae_addresses: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    calling_ae_certificates: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     pacs: Annotated[DicomPeer | None, NoDecode] = None
     # Secrets: they may hold passwords, and are shown masked wherever settings are shown.
     database_url: SecretStr | None = None
@@ -104,6 +55,13 @@ class Settings(BaseSettings):
     api_tls_certificate: Path | None = None
     api_tls_private_key: Path | None = None
     api_session_hours: float = Field(default=12.0, gt=0, le=168)
+    # Refused sign-ins per account in the window before sign-in answers 429 (per source: 4x).
+    sign_in_max_failures: int = Field(default=5, ge=1)
+    sign_in_window_seconds: float = Field(default=900.0, gt=0)
+    # Largest request body the API reads (a sign-in, a reading, a retraction are small).
+    api_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # A Prometheus scrape is answered from this recent a reading of the database.
+    metrics_cache_seconds: float = Field(default=10.0, ge=0)
     # OIDC bearer tokens (issuer and audience both, or neither); local accounts keep working beside it.
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -170,6 +128,11 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple):
             return tuple(part if part == "*" else check_ae_title(str(part)) for part in value)
         return value
+
+    @field_validator("calling_ae_addresses", "calling_ae_certificates", mode="before")
+    @classmethod
+    def _bindings(cls, value: object, info: ValidationInfo) -> object:
+        return parse_bindings(value, networks=info.field_name == "calling_ae_addresses")
 
     @field_validator("pacs", mode="before")
     @classmethod

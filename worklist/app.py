@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.exc import DataError
 from starlette.routing import Match
 
@@ -27,7 +27,7 @@ from triage.settings import Settings
 from worklist import deps, labels
 from worklist.auth import Authenticator
 from worklist.metrics import DatabaseCollector
-from worklist.operations import CachedCheck, queue_check
+from worklist.operations import Cached, CachedCheck, queue_check
 from worklist.routes import admin, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
 
@@ -59,7 +59,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         settings=settings,
         authenticator=Authenticator(settings, database),
         label_key=labels.label_key(settings.home),
-        metrics=metrics,
+        metrics=Cached(lambda: generate_latest(metrics), settings.metrics_cache_seconds),
         queue_ready=CachedCheck(queue_check(settings)),
     )
     routers = [module.router for module in (operations, session, worklist, studies, label_routes, admin)]
@@ -75,6 +75,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     app.middleware("http")(_refuse(refused_as_not_json))  # after the gate: a stranger gets 401 first
     deps.install_gate(app, app.state.api_routes)
     app.middleware("http")(_refuse(refused_as_cross_site))  # before the gate: cross-site learns nothing
+    app.middleware("http")(_refuse(body_cap(settings.api_max_body_bytes)))  # before anything reads it
     app.middleware("http")(_headers_and_log)  # outermost: also wraps what the gate answers
     app.state.hsts = settings.api_tls_certificate is not None
     return app
@@ -93,6 +94,21 @@ def refused_as_cross_site(request: Request) -> tuple[int, str] | None:
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
         return 403, "cross-origin request refused: Origin is not this server"
     return None
+
+
+def body_cap(limit: int) -> Callable[[Request], tuple[int, str] | None]:
+    """Refuse a body larger than ``limit`` by its Content-Length, before anything reads it; a
+    chunked body (no length to judge by) is refused as such: every client of this API sends one."""
+
+    def check(request: Request) -> tuple[int, str] | None:
+        if "transfer-encoding" in request.headers:
+            return 411, "send the request body with a Content-Length"
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return 413, f"request bodies are limited to {limit} bytes"
+        return None
+
+    return check
 
 
 def refused_as_not_json(request: Request) -> tuple[int, str] | None:

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import socket
+import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,14 +23,24 @@ from typing import Any
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from triage.records import store
 from triage.records.accounts import DUMMY_HASH, HASHER, active_accounts
 from triage.records.db import Database, utcnow
 from triage.records.tables import ApiSession, Role, User
 from triage.settings import Settings
+from worklist.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
+
+
+class Throttled(Exception):
+    """Too many refused sign-ins lately; ``retry_after`` seconds until the next may be tried."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many refused sign-ins; try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
 
 
 class Unprotected(Exception):
@@ -96,19 +107,36 @@ class Authenticator:
         self._settings = settings
         self._database = database
         self._jwks: jwt.PyJWKClient | None = None
+        self._throttle = SignInThrottle(settings.sign_in_max_failures, settings.sign_in_window_seconds)
 
     def sign_in(self, username: str, password: str, source: str) -> tuple[str, datetime, User] | None:
-        """Check a local account's password; return a new session token, its expiry and the user."""
+        """Check a local account's password; return a new session token, its expiry and the user.
+
+        The password is verified outside any transaction (argon2 takes a while), so sign-ins never
+        hold the write lock ingest commits wait for.
+
+        Raises:
+            Throttled: too many refused sign-ins for this account or from this source lately.
+        """
         now = utcnow()
-        with self._database.session() as session:
+        wait = self._throttle.retry_after(username, source, time.monotonic())
+        if wait > 0:
+            self._refused(username, source, now, "throttled")
+            raise Throttled(wait)
+        with self._database.reading() as session:
             user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
-            try:
-                HASHER.verify(user.password_hash if user else DUMMY_HASH, password)
-            except (VerificationError, InvalidHashError):
-                user = None
-            if user is None:
-                store.audit(session, actor="anonymous", action="session.refused", source=source, now=now)
+            user_id, stored = (user.id, user.password_hash) if user else (None, DUMMY_HASH)
+        try:
+            HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            user_id = None
+        with self._database.session() as session:
+            user = session.get(User, user_id) if user_id is not None else None
+            if user is None or not user.active:
+                self._throttle.failed(username, source, time.monotonic())
+                self._refused(username, source, now, "wrong password or unknown user", session)
                 return None
+            self._throttle.succeeded(username)
             if HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = HASHER.hash(password)
             token = secrets.token_urlsafe(32)
@@ -128,6 +156,19 @@ class Authenticator:
             )
             return token, expires, user
 
+    def _refused(
+        self, username: str, source: str, now: datetime, why: str, session: Session | None = None
+    ) -> None:
+        """Audit a refused sign-in with the name tried (in the audit log only, never a log line)."""
+        if session is None:
+            with self._database.session() as own:
+                self._refused(username, source, now, why, own)
+            return
+        detail = f"{why}; name tried: {username[:64]}"
+        store.audit(
+            session, actor="anonymous", action="session.refused", source=source, now=now, detail=detail
+        )
+
     def sign_out(self, token: str) -> None:
         with self._database.session() as session:
             session.execute(delete(ApiSession).where(ApiSession.token_sha256 == _token_hash(token)))
@@ -136,7 +177,7 @@ class Authenticator:
         """Who holds ``token``: a live local session, or (OIDC configured) a valid JWT; else None."""
         if token.count(".") == 2 and self._settings.oidc_enabled:
             return self._oidc_principal(token, source)
-        with self._database.session() as session:
+        with self._database.reading() as session:
             row = session.scalar(
                 select(ApiSession).where(
                     ApiSession.token_sha256 == _token_hash(token), ApiSession.expires_at > utcnow()

@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
@@ -25,7 +24,7 @@ from triage.records.db import Database, utcnow
 from triage.records.tables import Role
 from triage.settings import Settings
 from worklist.auth import Authenticator, Principal
-from worklist.operations import CachedCheck
+from worklist.operations import Cached, CachedCheck
 
 _SIGNED_IN = "signed in"
 bearer = HTTPBearer(auto_error=False)
@@ -39,7 +38,7 @@ class AppState:
     settings: Settings
     authenticator: Authenticator
     label_key: bytes
-    metrics: CollectorRegistry
+    metrics: Cached[bytes]  # the exposition text, rendered at most every metrics_cache_seconds
     queue_ready: CachedCheck
 
 

@@ -100,7 +100,7 @@ class DatabaseCollector(Collector):
         self._settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        with self._database.session() as session:
+        with self._database.reading() as session:
             for family in (_versions, _backlog, _deliveries, _latency, _scores):
                 yield family(session)
         pacs = pacs_state(self._settings, self._database)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,29 +21,34 @@ from triage.records.tables import (
 from triage.settings import Settings
 
 _CHECK_CACHE_SECONDS = 15.0
+T = TypeVar("T")
 
 
-class CachedCheck:
-    """A slow check (C-ECHO to the PACS, a broker connection) run at most every ``ttl`` seconds."""
+class Cached(Generic[T]):
+    """A slow answer (C-ECHO to the PACS, a broker connection, a metrics scrape that reads the
+    database) computed at most every ``ttl`` seconds, however often it is asked for."""
 
-    def __init__(self, check: Callable[[], bool], ttl_seconds: float = _CHECK_CACHE_SECONDS) -> None:
-        self._check = check
+    def __init__(self, compute: Callable[[], T], ttl_seconds: float = _CHECK_CACHE_SECONDS) -> None:
+        self._compute = compute
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
-        self._value: bool | None = None
+        self._value: T | None = None
         self._at = 0.0
 
-    def __call__(self) -> bool:
+    def __call__(self) -> T:
         with self._lock:
             if self._value is None or time.monotonic() - self._at > self._ttl:
-                self._value = self._check()
+                self._value = self._compute()
                 self._at = time.monotonic()
             return self._value
 
 
+CachedCheck = Cached[bool]
+
+
 def database_ready(database: Database) -> bool:
     try:
-        with database.session() as session:
+        with database.reading() as session:
             session.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return False
@@ -79,7 +84,7 @@ def pacs_state(
     for a while (the listener's process is not running)."""
     if settings.pacs is None:
         return "not configured"
-    with database.session() as session:
+    with database.reading() as session:
         status = queries.peer_status(session, PACS)
         if status is None or database.now() - status.checked_at > timedelta(seconds=3 * PEER_CHECK_SECONDS):
             return "unknown"

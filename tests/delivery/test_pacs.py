@@ -20,7 +20,7 @@ from triage.records import deliveries as delivered
 from triage.records import queries, results, store
 from triage.records.results import ResultObject
 from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyState, StudyVersion
-from triage.settings import DicomPeer
+from triage.values import DicomPeer
 
 ACK, REFUSED = delivered.Attempt(True, sent_key="k"), delivered.Attempt(False, "association rejected")
 

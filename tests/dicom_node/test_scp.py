@@ -27,7 +27,7 @@ from testkit import synthetic
 from testkit.peers import PEER_ENV, require_tool, storescu, wait_until
 from triage.records import storage
 from triage.records.tables import Instance, QuarantinedObject, Study, StudyState, StudyVersion
-from triage.settings import DicomPeer
+from triage.values import DicomPeer
 
 pytestmark = pytest.mark.integration
 

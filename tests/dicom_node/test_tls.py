@@ -139,7 +139,7 @@ def test_results_can_be_sent_to_a_pacs_over_tls_with_our_client_certificate(
 ):
     from delivery import scu
     from testkit import synthetic
-    from triage.settings import DicomPeer
+    from triage.values import DicomPeer
 
     settings = make_settings(
         tls_certificate=pki / "client.crt", tls_private_key=pki / "client.key", pacs_tls_ca=pki / "ca.crt"

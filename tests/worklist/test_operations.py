@@ -30,7 +30,7 @@ def pacs(tmp_path):
 
 def test_readyz_reports_a_pacs_that_answers_and_one_that_does_not(make_settings, database, pacs):
     port, process = pacs
-    settings = make_settings(pacs=f"PACS@127.0.0.1:{port}")
+    settings = make_settings(pacs=f"PACS@127.0.0.1:{port}", metrics_cache_seconds=0)
     (settings.queue_dir / "messages").mkdir(parents=True)
     with TestClient(create_app(database, settings)) as client:
         assert client.get("/readyz").json()["pacs"] == "unknown", "nothing has looked at the PACS yet"

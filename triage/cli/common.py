@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from triage.home import InsecureHome, secure_home
 from triage.records.db import Database, migrate
-from triage.settings import DicomPeer, Settings, load_settings
+from triage.settings import Settings, load_settings
+from triage.values import DicomPeer
 
 ConfigOption = Annotated[
     Path | None,

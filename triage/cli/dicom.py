@@ -9,7 +9,7 @@ import typer
 
 from triage.cli.common import peer
 from triage.logs import configure_logging
-from triage.settings import check_ae_title
+from triage.values import check_ae_title
 
 CallingAe = Annotated[str, typer.Option("--calling-ae", help="Our AE title in the association.")]
 

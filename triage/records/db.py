@@ -106,10 +106,17 @@ def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+_READ_ONLY = "triage_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
     # A deferred transaction that turns into a write fails at once with "database is locked",
-    # ignoring busy_timeout; IMMEDIATE takes the write lock up front and waits for it.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # ignoring busy_timeout; IMMEDIATE takes the write lock up front and waits for it. Reads
+    # (Database.reading) begin deferred: in WAL mode they take no lock a writer waits for.
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -152,6 +159,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         if self.engine.dialect.name == "postgresql":
             self.clock = Clock(self._server_time, recalibrate_seconds=60.0)
         else:
@@ -171,6 +181,21 @@ class Database:
         """A session in one transaction: committed on success, rolled back on error."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads, in one transaction that is always rolled back.
+
+        On SQLite it begins deferred, so a flood of reads (page polls, metric scrapes, token checks)
+        never holds the write lock that the listener's C-STORE commits wait for; anything a read
+        must write (its audit row) goes in its own short ``session()`` afterwards.
+        """
+        session = self._readers()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

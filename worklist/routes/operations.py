@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from triage import __version__
 from triage.records import queries
@@ -30,7 +30,7 @@ def readyz(response: Response, state: State) -> Readiness:
     counts: dict[str, int] = {}
     pacs = pacs_state(state.settings, state.database) if db_ok else "unknown"
     if db_ok:
-        with state.database.session() as session:
+        with state.database.reading() as session:
             counts = queries.count_by_state(session)
     queue_ok = state.queue_ready()
     if not (db_ok and queue_ok):
@@ -49,4 +49,4 @@ def readyz(response: Response, state: State) -> Readiness:
 )
 def metrics(state: State) -> Response:
     """Prometheus metrics (no patient data)."""
-    return Response(generate_latest(state.metrics), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics(), media_type=CONTENT_TYPE_LATEST)

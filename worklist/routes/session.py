@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
+from worklist.auth import Throttled
 from worklist.deps import Anyone, State, bearer, source
 from worklist.schemas import AUTH, Me, SignedIn, SignIn, problems
 
 router = APIRouter(prefix="/api", tags=["session"])
 
 
-@router.post("/session", responses=problems(400, 401))
+@router.post("/session", responses=problems(400, 401, 429))
 def sign_in(body: SignIn, request: Request, state: State) -> SignedIn:
-    """Sign in with a local account; the token lasts ``api_session_hours``."""
-    session = state.authenticator.sign_in(body.username, body.password, source(request))
+    """Sign in with a local account; the token lasts ``api_session_hours``. After
+    ``sign_in_max_failures`` refusals in ``sign_in_window_seconds`` (per account; four times as
+    many per source) the answer is 429 with Retry-After until the window moves on."""
+    try:
+        session = state.authenticator.sign_in(body.username, body.password, source(request))
+    except Throttled as error:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(error),
+            headers={"Retry-After": f"{math.ceil(error.retry_after)}"},
+        ) from error
     if session is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -30,10 +30,11 @@ router = APIRouter(prefix="/api/studies", tags=["worklist"])
 @router.get("/{study_id}", responses=problems(401, 403, 404))
 def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetail:
     """One study: patient, versions with their history, results, deliveries, images, readings."""
-    with state.database.session() as session:
+    with state.database.reading() as session:
         detail = study_detail(session, study_id, state.settings.reporting)
-        if detail is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+    if detail is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+    with state.database.session() as session:
         audit(session, principal, "study.viewed", [study_id])
     return detail
 
@@ -55,12 +56,13 @@ def image(
 ) -> Response:
     """One image of the study rendered from its DICOM (Modality LUT, VOI LUT or window,
     MONOCHROME1 inverted). Headers X-Source-Columns/Rows give the source size that boxes use."""
-    with state.database.session() as session:
+    with state.database.reading() as session:
         instance = queries.find_instance(session, sop_instance_uid, study_id)
-        if instance is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+        key = None if instance is None else instance.storage_key
+    if key is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+    with state.database.session() as session:
         audit(session, principal, "image.viewed", [study_id], sop_instance_uid)
-        key = instance.storage_key
     try:
         pixels = read_image(state.settings.storage_dir / key).pixels
     except UnreadableImage as error:

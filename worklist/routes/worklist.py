@@ -35,7 +35,7 @@ def worklist(
         search=search,
         limit=limit,
     )
-    with state.database.session() as session:
+    with state.database.reading() as session:
         items = views.worklist(session, filters, state.settings.reporting)
         page = WorklistPage(
             queue=queue,
@@ -44,6 +44,7 @@ def worklist(
             revision=views.revision(session),
             storage_degraded=storage_degraded(state.settings),
         )
+    with state.database.session() as session:  # the audit row alone holds the write lock
         audit(session, principal, "worklist.viewed", [item.study_id for item in items], f"queue {queue}")
     return page
 
@@ -51,5 +52,5 @@ def worklist(
 @router.get("/revision", responses=AUTH)
 def worklist_revision(principal: Anyone, state: State) -> Revision:
     """Cheap to poll, no patient data: the page reloads its queue only when this changes."""
-    with state.database.session() as session:
+    with state.database.reading() as session:
         return Revision(revision=views.revision(session))
