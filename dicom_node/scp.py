@@ -7,9 +7,11 @@ import ssl
 
 from pydicom import uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node.access import AccessGuard, start_server, warn_if_exposed
 from dicom_node.handlers import StorageHandlers
 from triage.settings import Settings
 
@@ -88,12 +90,19 @@ def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAss
     """Start serving in background threads; stop with ``server.shutdown()``."""
     ae = build_ae(settings)
     handlers.spools.install()
-    server = ae.start_server(
-        (settings.dicom_host, settings.dicom_port),
-        block=False,
-        ssl_context=tls_context(settings),
-        evt_handlers=[
-            (evt.EVT_REQUESTED, handlers.guard.on_requested),
+    guard = AccessGuard(settings)
+
+    def on_requested(event: Event) -> None:
+        if not guard.refused(event):
+            handlers.guard.on_requested(event)
+
+    warn_if_exposed(settings)
+    server = start_server(
+        ae,
+        settings,
+        tls_context(settings),
+        [
+            (evt.EVT_REQUESTED, on_requested),
             (evt.EVT_C_ECHO, handlers.on_echo),
             (evt.EVT_C_STORE, handlers.on_store),
         ],
