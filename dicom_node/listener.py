@@ -20,7 +20,7 @@ from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
-from triage.records import outbox
+from triage.records import audit_chain, outbox
 from triage.records.db import Database, migrate
 from triage.records.leadership import Leadership
 from triage.settings import Settings
@@ -86,6 +86,7 @@ class Listener:
         )
         self._recovered = False
         self._next_reconcile = 0.0
+        self._next_seal = 0.0
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None
 
@@ -131,6 +132,16 @@ class Listener:
             logger.info("reconciled leftovers: %s", found)
         else:
             self.reconciler.receptions()
+        if time.monotonic() >= self._next_seal:
+            self._next_seal = time.monotonic() + audit_chain.SEAL_INTERVAL_SECONDS
+            self._seal_audit()
+
+    def _seal_audit(self) -> None:
+        """Seal the audit events that are ready into the chain (a batch per pass)."""
+        with self.database.session() as session:
+            sealed = audit_chain.seal(session, self.database.now())
+        if sealed is not None:
+            logger.debug("sealed audit events %d..%d", sealed.first_event_id, sealed.last_event_id)
 
     def stop(self) -> None:
         """Stop accepting associations, finish the monitor's pass, give up the lead, close."""

@@ -174,6 +174,33 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class AuditSeal(Base):
+    """One batch of audit events sealed into the chain: the digest covers the previous seal's
+    digest and every event with an id in ``first_event_id``..``last_event_id`` (see audit_chain)."""
+
+    __tablename__ = "audit_seals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sealed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_event_id: Mapped[int] = mapped_column(unique=True)
+    last_event_id: Mapped[int] = mapped_column(unique=True)
+    events: Mapped[int]
+    previous_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCursor(Base):
+    """How far a consumer of the audit log (the syslog forwarder) has got: the last event it
+    delivered. Events after it are the spool."""
+
+    __tablename__ = "audit_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 class Result(Base):
     """What a model said about one study version, and everything needed to trust or redo it."""
 
