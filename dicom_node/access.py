@@ -20,6 +20,7 @@ from pynetdicom import AE
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
+from triage.records.security import SecurityLog
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ CALLING_AE_NOT_RECOGNISED = (0x01, 0x01, 0x03)
 class HandshakeInThread(ThreadedAssociationServer):
     """pynetdicom's server with the TLS handshake moved from the single accept thread into each
     connection's own thread, bounded by the ACSE timeout: an idle TCP connection to a TLS port
-    would otherwise block every association that comes after it."""
+    would otherwise block every association that comes after it. A failed handshake is audited."""
+
+    security: SecurityLog | None = None
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
@@ -47,14 +50,23 @@ class HandshakeInThread(ThreadedAssociationServer):
                 request = context.wrap_socket(request, server_side=True)
                 request.settimeout(None)  # as pynetdicom's own accepted sockets: it polls with select
             except (OSError, ssl.SSLError, ValueError) as error:
-                logger.warning("TLS handshake from %s failed: %s", client_address[0], type(error).__name__)
+                why = str(getattr(error, "reason", None) or type(error).__name__)
+                logger.warning("TLS handshake from %s failed: %s", client_address[0], why)
+                if self.security is not None:
+                    self.security.record(
+                        actor="dicom:?", action="tls.failed", source=str(client_address[0]), detail=why
+                    )
                 self.shutdown_request(request)
                 return
         super().process_request_thread(request, client_address)
 
 
 def start_server(
-    ae: AE, settings: Settings, ssl_context: ssl.SSLContext | None, handlers: list[Any]
+    ae: AE,
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+    handlers: list[Any],
+    security: SecurityLog,
 ) -> HandshakeInThread:
     """``ae.start_server(block=False)`` with ``HandshakeInThread`` as the server."""
     server = ae.make_server(
@@ -64,6 +76,7 @@ def start_server(
         server_class=HandshakeInThread,
     )
     assert isinstance(server, HandshakeInThread)
+    server.security = security
     thread = threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True)
     thread.start()
     ae._servers.append(server)
@@ -80,9 +93,12 @@ def peer_names(certificate: dict[str, Any] | None) -> set[str]:
 
 
 class AccessGuard:
-    """EVT_REQUESTED: refuse a calling AE from an address or with a certificate it is not bound to."""
+    """EVT_REQUESTED: refuse a calling AE from an address or with a certificate it is not bound to;
+    EVT_REJECTED: audit what pynetdicom itself rejected (calling or called AE title, the limit)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, security: SecurityLog) -> None:
+        self._security = security
+        self._called = settings.ae_title
         self._networks = {
             ae: tuple(ipaddress.ip_network(n, strict=False) for n in networks)
             for ae, networks in settings.calling_ae_addresses.items()
@@ -117,8 +133,28 @@ class AccessGuard:
             event.assoc.acse.send_reject(*CALLING_AE_NOT_RECOGNISED)
             event.assoc.kill()
             logger.warning("association refused: %s", why)
+            self._security.record(
+                actor=f"dicom:{calling}", action="association.refused", source=address, detail=why
+            )
             return True
         return False
+
+    def rejected(self, event: Event) -> None:
+        """EVT_REJECTED: pynetdicom rejected an association during negotiation; say why."""
+        request = event.assoc.requestor.primitive
+        calling = str(request.calling_ae_title).strip() if request is not None else ""
+        called = str(request.called_ae_title).strip() if request is not None else ""
+        allowed = [title.strip() for title in event.assoc.ae.require_calling_aet]
+        if allowed and calling not in allowed:
+            why = f"calling AE {calling} is not allowed to send"
+        elif called != self._called:
+            why = f"called AE {called} is not this node's ({self._called})"
+        else:
+            why = "the association limit was reached, or the user identity was not accepted"
+        self._security.record(
+            actor=f"dicom:{calling}", action="association.rejected",
+            source=str(event.assoc.requestor.address), detail=why,
+        )  # fmt: skip
 
 
 def warn_if_exposed(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from triage.pipelines import Pipeline
 from triage.records import audit_chain, outbox
 from triage.records.db import Database, migrate
 from triage.records.leadership import Leadership
+from triage.records.security import SecurityLog
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Listener:
             ),
             settings.max_instance_bytes,
         )
+        self.security = SecurityLog(self.database)
         self.leadership = Leadership(self.database, settings.home / "leader.lock")
         self.reconciler = Reconciler(
             self.database,
@@ -106,7 +108,7 @@ class Listener:
             self._recover()
         else:
             logger.info("another process leads over this database: this listener receives only")
-        self._server = scp.start_listener(self.settings, self.handlers)
+        self._server = scp.start_listener(self.settings, self.handlers, self.security)
         self._monitor_thread = PeriodicThread(
             "study-monitor", self._lead, self.settings.monitor_interval_seconds
         )
@@ -150,6 +152,7 @@ class Listener:
         if self._monitor_thread is not None:
             self._monitor_thread.stop()
         self.handlers.receiving.close()
+        self.security.close()
         self.leadership.release()
         self.database.dispose()
         logger.info("DICOM listener stopped")

@@ -13,6 +13,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.access import AccessGuard, start_server, warn_if_exposed
 from dicom_node.handlers import StorageHandlers
+from triage.records.security import SecurityLog
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,14 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAssociationServer:
-    """Start serving in background threads; stop with ``server.shutdown()``."""
+def start_listener(
+    settings: Settings, handlers: StorageHandlers, security: SecurityLog
+) -> ThreadedAssociationServer:
+    """Start serving in background threads; stop with ``server.shutdown()``. Refused associations
+    and failed TLS handshakes go to ``security`` (the audit log)."""
     ae = build_ae(settings)
     handlers.spools.install()
-    guard = AccessGuard(settings)
+    guard = AccessGuard(settings, security)
 
     def on_requested(event: Event) -> None:
         if not guard.refused(event):
@@ -103,9 +107,11 @@ def start_listener(settings: Settings, handlers: StorageHandlers) -> ThreadedAss
         tls_context(settings),
         [
             (evt.EVT_REQUESTED, on_requested),
+            (evt.EVT_REJECTED, guard.rejected),
             (evt.EVT_C_ECHO, handlers.on_echo),
             (evt.EVT_C_STORE, handlers.on_store),
         ],
+        security,
     )
     assert server is not None, "start_server(block=False) returns the server"
     callers = "any calling AE" if settings.accepts_any_calling_ae else ", ".join(settings.allowed_calling_aes)

@@ -23,6 +23,7 @@ from starlette.routing import Match
 
 from triage import __version__
 from triage.records.db import Database
+from triage.records.security import SecurityLog
 from triage.settings import Settings
 from worklist import deps, labels
 from worklist.auth import Authenticator
@@ -61,6 +62,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         label_key=labels.label_key(settings.home),
         metrics=Cached(lambda: generate_latest(metrics), settings.metrics_cache_seconds),
         queue_ready=CachedCheck(queue_check(settings)),
+        security=SecurityLog(database),
     )
     routers = [module.router for module in (operations, session, worklist, studies, label_routes, admin)]
     for router in routers:

@@ -56,6 +56,13 @@ class Principal:
     source: str
 
 
+@dataclass(frozen=True)
+class Refused:
+    """Why a bearer token was not accepted (audited as ``token.refused``)."""
+
+    reason: str
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or a name) only ever means this machine."""
     if host == "localhost":
@@ -173,8 +180,8 @@ class Authenticator:
         with self._database.session() as session:
             session.execute(delete(ApiSession).where(ApiSession.token_sha256 == _token_hash(token)))
 
-    def principal(self, token: str, source: str) -> Principal | None:
-        """Who holds ``token``: a live local session, or (OIDC configured) a valid JWT; else None."""
+    def principal(self, token: str, source: str) -> Principal | Refused:
+        """Who holds ``token``: a live local session, or (OIDC configured) a valid JWT; else why not."""
         if token.count(".") == 2 and self._settings.oidc_enabled:
             return self._oidc_principal(token, source)
         with self._database.reading() as session:
@@ -183,8 +190,10 @@ class Authenticator:
                     ApiSession.token_sha256 == _token_hash(token), ApiSession.expires_at > utcnow()
                 )
             )
-            if row is None or not row.user.active:
-                return None
+            if row is None:
+                return Refused("no live session holds this token (unknown, signed out or expired)")
+            if not row.user.active:
+                return Refused(f"the account local:{row.user.username} is deactivated")
             return Principal(f"local:{row.user.username}", row.user.role_set, source)
 
     def _jwks_client(self) -> jwt.PyJWKClient:
@@ -198,7 +207,7 @@ class Authenticator:
             self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=10)
         return self._jwks
 
-    def _oidc_principal(self, token: str, source: str) -> Principal | None:
+    def _oidc_principal(self, token: str, source: str) -> Principal | Refused:
         try:
             key = self._jwks_client().get_signing_key_from_jwt(token)
             claims = jwt.decode(
@@ -212,7 +221,7 @@ class Authenticator:
             )
         except (jwt.PyJWTError, OSError, KeyError, ValueError) as error:
             logger.info("bearer token refused: %s", type(error).__name__)
-            return None
+            return Refused(f"OIDC token refused: {type(error).__name__}")
         raw = _claim(claims, self._settings.oidc_roles_claim)
         names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         known = {role.value for role in Role}

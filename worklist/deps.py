@@ -21,9 +21,10 @@ from starlette.routing import Match
 
 from triage.records import store
 from triage.records.db import Database, utcnow
+from triage.records.security import SecurityLog
 from triage.records.tables import Role
 from triage.settings import Settings
-from worklist.auth import Authenticator, Principal
+from worklist.auth import Authenticator, Principal, Refused
 from worklist.operations import Cached, CachedCheck
 
 _SIGNED_IN = "signed in"
@@ -40,6 +41,7 @@ class AppState:
     label_key: bytes
     metrics: Cached[bytes]  # the exposition text, rendered at most every metrics_cache_seconds
     queue_ready: CachedCheck
+    security: SecurityLog  # refused tokens and 403s, written to the audit log in batches
 
 
 def _state(request: Request) -> AppState:
@@ -56,9 +58,15 @@ def source(request: Request) -> str:
 
 
 def authenticate(request: Request, token: str | None) -> Principal:
-    """The principal behind a bearer token; HTTPException 401 without a valid one."""
-    principal = _state(request).authenticator.principal(token, source(request)) if token else None
-    if principal is None:
+    """The principal behind a bearer token; HTTPException 401 without a valid one (a token that was
+    sent and refused is audited; no token at all is the page before sign-in, and is not)."""
+    state = _state(request)
+    principal = state.authenticator.principal(token, source(request)) if token else None
+    if isinstance(principal, Refused):
+        state.security.record(
+            actor="anonymous", action="token.refused", source=source(request), detail=principal.reason
+        )
+    if not isinstance(principal, Principal):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "sign in first: POST /api/session, then send 'Authorization: Bearer <token>'",
@@ -82,10 +90,22 @@ def signed_in(
 signed_in.triage_requires = _SIGNED_IN  # type: ignore[attr-defined]
 
 
-def _role(required: Role) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+def forbidden(request: Request, principal: Principal, required: Role) -> str:
+    """Audit a signed-in caller refused for want of a role; the 403's reason. The path is recorded,
+    never the query string (a search may hold a patient's name)."""
+    _state(request).security.record(
+        actor=principal.name,
+        action="access.forbidden",
+        source=principal.source,
+        detail=f"{request.method} {request.url.path} needs the {required} role",
+    )
+    return f"this needs the {required} role"
+
+
+def _role(required: Role) -> Callable[..., Principal]:
+    def check(request: Request, principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
         if required not in principal.roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {required} role")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, forbidden(request, principal, required))
         return principal
 
     check.triage_requires = required  # type: ignore[attr-defined]
@@ -152,7 +172,7 @@ def install_gate(app: FastAPI, routes: list[APIRoute]) -> None:
             )
         request.state.caller = caller
         if isinstance(need, Role) and need not in caller.roles:
-            return JSONResponse({"detail": f"this needs the {need} role"}, status_code=403)
+            return JSONResponse({"detail": forbidden(request, caller, need)}, status_code=403)
         return None
 
     async def guarded(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -4,9 +4,11 @@ listener off loopback without TLS says so. Each attack ends with C-ECHO answered
 stored."""
 
 import logging
+import re
 import socket
 
 import pytest
+from pynetdicom import AE
 from sqlalchemy import select
 
 from dicom_node.access import AccessGuard, peer_names, warn_if_exposed
@@ -14,7 +16,8 @@ from dicom_node.listener import Listener
 from testkit import synthetic
 from testkit.peers import storescu
 from tests.dicom_node.test_tls import echoscu_tls
-from triage.records.tables import Instance
+from triage.records.security import SecurityLog
+from triage.records.tables import AuditEvent, Instance
 
 pytestmark = pytest.mark.integration
 
@@ -88,11 +91,12 @@ def test_a_calling_ae_bound_to_a_certificate_needs_that_certificate(started, pki
     assert echoscu_tls(bound_here.port, pki, with_client_certificate=True).returncode == 0
 
 
-def test_the_guard_reads_names_and_networks_as_documented(make_settings):
+def test_the_guard_reads_names_and_networks_as_documented(make_settings, database):
     guard = AccessGuard(
         make_settings(
             calling_ae_addresses="CT1=10.1.2.0/24;10.1.3.4", calling_ae_certificates="CT1=ct1.example"
-        )
+        ),
+        SecurityLog(database),
     )
     cert = {"subject": ((("commonName", "ct1.example"),),), "subjectAltName": (("DNS", "ct1.alt"),)}
     assert peer_names(cert) == {"ct1.example", "ct1.alt"}
@@ -111,3 +115,52 @@ def test_a_listener_off_loopback_without_tls_warns(make_settings, caplog):
         assert "clear text" not in caplog.text
         warn_if_exposed(make_settings(dicom_host="0.0.0.0"))
     assert "bound to 0.0.0.0 without TLS" in caplog.text
+
+
+def security_events(node):
+    node.security.flush()
+    with node.database.session() as session:
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        return [(e.action, e.actor, e.source, e.detail) for e in rows if e.action != "study.received"]
+
+
+def test_refused_and_rejected_associations_and_failed_handshakes_are_audited(started, pki, tmp_path):
+    plain = started(calling_ae_addresses={"STORESCU": ["10.9.9.0/24"]})
+    [path] = synthetic.write([synthetic.dx()], tmp_path / "in")
+    assert storescu(plain.port, path).returncode != 0  # from the wrong network
+    assert storescu(plain.port, path, calling="INTRUDER").returncode != 0  # not allowed to send at all
+    events = security_events(plain)
+    assert ("association.refused", "dicom:STORESCU", "127.0.0.1",
+            "calling AE STORESCU is not allowed from 127.0.0.1") in events  # fmt: skip
+    assert ("association.rejected", "dicom:INTRUDER", "127.0.0.1",
+            "calling AE INTRUDER is not allowed to send") in events  # fmt: skip
+
+    secured = started(**tls_options(pki))
+    assert echoscu_tls(secured.port, pki, with_client_certificate=False).returncode != 0
+    [(actor, source, detail)] = [e[1:] for e in security_events(secured) if e[0] == "tls.failed"]
+    assert (actor, source) == ("dicom:?", "127.0.0.1") and "CERTIFICATE" in detail.upper()
+    assert echoscu_tls(secured.port, pki, with_client_certificate=True).returncode == 0
+
+
+def times(detail):
+    found = re.search(r"\((\d+) times from ", detail)
+    return int(found.group(1)) if found else 1
+
+
+def test_a_flood_of_rejected_associations_is_counted_in_a_few_audit_rows_and_storage_goes_on(
+    started, tmp_path
+):
+    """Identical events are counted into one row a second: 40 probes are a handful of writes."""
+    node = started()
+    prober = AE(ae_title="PROBE")
+    prober.add_requested_context("1.2.840.10008.1.1")
+    for _ in range(40):
+        association = prober.associate("127.0.0.1", node.port, ae_title="TRIAGE")
+        assert association.is_rejected
+    [path] = synthetic.write([synthetic.dx()], tmp_path / "in")
+    assert storescu(node.port, path).returncode == 0
+    events = security_events(node)
+    assert {(action, actor) for action, actor, _, _ in events} == {("association.rejected", "dicom:PROBE")}
+    assert sum(times(detail) for *_, detail in events) == 40
+    assert len(events) <= 10
+    assert stored(node) == 1

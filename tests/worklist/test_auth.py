@@ -156,3 +156,14 @@ def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
         assert session.scalars(select(AuditEvent.action)).all() == ["user.created"]
     refused = users_add(settings, "x", "--role", "surgeon")
     assert refused.returncode == 2 and "'surgeon' is not a role" in refused.stderr
+
+
+def test_a_refused_oidc_token_is_audited_with_the_reason(oidc_client, identity_provider, database):
+    from tests.worklist.test_security_audit import security_rows
+
+    key, _ = identity_provider
+    expired = token(key, exp=1, realm_access={"roles": ["radiologist"]})
+    assert oidc_client.get("/api/worklist", headers=bearer(expired)).status_code == 401
+    assert security_rows(oidc_client, database, "token.refused") == [
+        ("anonymous", "testclient", "OIDC token refused: ExpiredSignatureError")
+    ]

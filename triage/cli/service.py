@@ -91,8 +91,9 @@ def api(config: ConfigOption = None) -> None:
             "serving plain HTTP on %s: put a TLS proxy in front or set TRIAGE_API_TLS_CERTIFICATE",
             found.api_host,
         )
+    app = create_app(database, found)
     uvicorn.run(
-        create_app(database, found),
+        app,
         host=found.api_host,
         port=found.api_port,
         log_config=None,
@@ -100,6 +101,7 @@ def api(config: ConfigOption = None) -> None:
         ssl_certfile=found.api_tls_certificate,
         ssl_keyfile=found.api_tls_private_key,
     )
+    app.state.triage.security.close()  # the refused tokens and 403s of the last second
 
 
 class _Restarts:
