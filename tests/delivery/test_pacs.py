@@ -61,6 +61,16 @@ def test_reported_only_when_every_object_is_acknowledged(database):
         delivered.record_delivery(session, ids["sr"], ACK, T0, max_attempts=3, deadline_seconds=60)
     assert state(database).state == StudyState.REPORTED
     assert {d.state for d in deliveries(database).values()} == {DeliveryState.DELIVERED}
+    with database.session() as session:
+        acknowledged = session.scalars(
+            select(AuditEvent.detail)
+            .where(AuditEvent.action == "delivery.acknowledged")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert acknowledged == [
+        f"{kind} {uid} acknowledged by the PACS after 1 attempt(s)"
+        for kind, uid in (("sc", "1.2.3.2"), ("sr", "1.2.3.1"))
+    ]
 
 
 def test_failures_back_off_then_fail_visibly_and_the_study_goes_conservative(database):

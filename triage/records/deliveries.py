@@ -44,6 +44,16 @@ def record_delivery(
     if attempt.ok:
         delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, ""
         delivery.sent_storage_key = attempt.sent_key
+        as_alternate = (
+            bool(delivery.alternate_storage_key) and attempt.sent_key == delivery.alternate_storage_key
+        )
+        alternate = " (as its alternate SOP class)" if as_alternate else ""
+        audit(
+            session, actor=TRIAGE, action="delivery.acknowledged", source=TRIAGE, now=now,
+            study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],
+            detail=f"{delivery.kind} {delivery.sop_instance_uid} acknowledged by the PACS after "
+            f"{delivery.attempts} attempt(s){alternate}",
+        )  # fmt: skip
         remaining = session.scalar(
             select(func.count()).where(
                 Delivery.version_id == delivery.version_id, Delivery.state != DeliveryState.DELIVERED
