@@ -106,6 +106,7 @@ class FeedbackIn(BaseModel):
 
 
 class AuditEntry(BaseModel):
+    id: int = Field(description="Pass as before_id to read the page after this one")
     at: datetime
     actor: str
     action: str

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 
 from tests.worklist.test_api import account, signed_in
 from tests.worklist.test_auth import bearer
+from triage.records import store
 from triage.records.tables import AuditEvent, Role, User
 from worklist.app import create_app
 
@@ -47,3 +48,24 @@ def test_many_refused_tokens_are_a_few_rows(database, settings):
         rows = security_rows(client, database, "token.refused")
     assert 1 <= len(rows) <= 9  # identical events in one second share a row
     assert sum(int(d.split("(")[2].split(" ")[0]) if "times from" in d else 1 for *_, d in rows) == 30
+
+
+def test_the_audit_log_pages_with_a_next_link(database, settings):
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(database, settings)) as client:
+        admin = signed_in(client, database, "adm", Role.ADMIN)
+        with database.session() as session:
+            for number in range(7):
+                store.audit(session, actor="anonymous", action="token.refused", source=f"10.0.0.{number}",
+                            now=database.now(), detail="unknown")  # fmt: skip
+        seen, url = [], "/api/audit?action=token.refused&limit=3"
+        while url:
+            page = client.get(url, headers=admin)
+            assert page.status_code == 200, page.text
+            assert len(page.json()) <= 3
+            seen += [entry["id"] for entry in page.json()]
+            link = page.headers.get("link")
+            url = link.split(";")[0].strip("<>") if link else ""
+            assert not link or 'rel="next"' in link
+        assert len(seen) == len(set(seen)) == 7 and seen == sorted(seen, reverse=True)
+        assert client.get("/api/audit?action=DROP TABLE", headers=admin).status_code == 422

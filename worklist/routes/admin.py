@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from pydantic import JsonValue
 from sqlalchemy import select
@@ -19,26 +19,39 @@ router = APIRouter(prefix="/api", tags=["admin"])
 
 @router.get("/audit", responses=AUTH)
 def audit_log(
+    request: Request,
+    response: Response,
     principal: Admin,
     state: State,
     patient_id: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
     study_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntry]:
-    """Who accessed a patient's (or a study's) data, newest first; this lookup is audited too."""
+    """Who accessed a patient's (or a study's) data, newest first; this lookup is audited too.
+
+    Pages of ``limit``: while older entries remain, the ``Link`` header names the next page
+    (``rel="next"``, the same filters with ``before_id``)."""
     with state.database.session() as session:
         query = (
             select(AuditEvent, Study)
             .outerjoin(Study, Study.id == AuditEvent.study_id)
             .order_by(AuditEvent.id.desc())
-            .limit(limit)
+            .limit(limit + 1)
         )
+        if action is not None:
+            query = query.where(AuditEvent.action == action)
+        if before_id is not None:
+            query = query.where(AuditEvent.id < before_id)
         if patient_id is not None:
             query = query.where(Study.patient_id == patient_id)
         if study_id is not None:
             query = query.where(AuditEvent.study_id == study_id)
+        rows = session.execute(query).all()
         entries = [
             AuditEntry(
+                id=event.id,
                 at=event.at,
                 actor=event.actor,
                 action=event.action,
@@ -48,10 +61,13 @@ def audit_log(
                 patient_id=study.patient_id if study else "",
                 accession_number=study.accession_number if study else "",
             )
-            for event, study in session.execute(query).all()
+            for event, study in rows[:limit]
         ]
         seen = sorted({e.study_id for e in entries if e.study_id is not None})
         audit(session, principal, "audit.viewed", list(seen) or None)
+    if len(rows) > limit:
+        following = request.url.include_query_params(before_id=entries[-1].id)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
     return entries
 
 
