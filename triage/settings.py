@@ -18,7 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from triage.values import DicomPeer, check_ae_title, mask_credentials, parse_bindings
+from triage.values import DicomPeer, check_ae_title, mask_credentials, parse_bindings, syslog_address
 
 
 def bundled(name: str) -> Path:
@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
     pacs_tls_ca: Path | None = None
+    # DICOM audit messages (PS3.15 A.5) to a syslog collector (an ATNA audit record repository):
+    # tcp://host:port (RFC 6587 octet counting) or tls://host:port (RFC 5425, verified against
+    # audit_syslog_ca or the system's CAs; tls_certificate presented when set). Unset: the audit log
+    # stays in the database only. Events wait in the database while the collector is down.
+    audit_syslog_url: str | None = None
+    audit_syslog_ca: Path | None = None
+    audit_site_id: str = Field(default="", max_length=64)  # AuditEnterpriseSiteID: the hospital
 
     max_associations: int = Field(default=16, ge=1)
     acse_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -114,6 +121,13 @@ class Settings(BaseSettings):
     # settled (longer than any reception or write may pause), and how often storage is walked.
     leftover_grace_seconds: float = Field(default=3600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("audit_syslog_url")
+    @classmethod
+    def _syslog_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            syslog_address(value)
+        return value
 
     @field_validator("ae_title")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,3 +89,17 @@ def parse_bindings(value: object, *, networks: bool) -> object:
                     raise ValueError(f"{network!r} (for {ae}) is not an IP network or address") from error
         bound[check_ae_title(str(ae))] = cleaned if networks else cleaned[0]
     return bound
+
+
+def syslog_address(url: str) -> tuple[str, str, int]:
+    """``tcp://host:port`` or ``tls://host:port`` as (scheme, host, port); ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"a syslog collector is tcp://host:port or tls://host:port, not {url!r}")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"the port of {url!r} is not a port") from error
+    if port is None:
+        raise ValueError(f"name the collector's port in {url!r} (syslog over TLS is usually 6514)")
+    return parts.scheme, parts.hostname, port

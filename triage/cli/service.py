@@ -21,7 +21,7 @@ _STOP_GRACE_SECONDS = 30.0
 
 def listener(config: ConfigOption = None) -> None:
     """Run the DICOM listener, study monitor and outbox publisher, and PACS delivery."""
-    from delivery import pacs
+    from delivery import audit_syslog, pacs
     from dicom_node.listener import Listener
     from dicom_node.scp import AllowListEmpty
 
@@ -32,6 +32,7 @@ def listener(config: ConfigOption = None) -> None:
     except AllowListEmpty as error:
         fail(error)
     senders = pacs.start(node.settings, node.database, lambda: node.leading)
+    senders += audit_syslog.start(node.settings, node.database, lambda: node.leading)
     wait_for_signal()
     for sender in senders:
         sender.stop()

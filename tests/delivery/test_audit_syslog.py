@@ -1,0 +1,212 @@
+"""The audit log forwarded as DICOM audit messages (PS3.15 A.5) over RFC 5424 syslog, to a
+collector run in the test process over TCP and over TLS: every event arrives in order, none is
+lost while the collector is down, none is sent twice after a restart, and every action triage
+audits is a DICOM audit event."""
+
+import re
+import socketserver
+import ssl
+import threading
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from sqlalchemy import select
+
+from delivery import audit_syslog
+from testkit import synthetic
+from testkit.peers import REPO, free_port
+from tests.dicom_node.test_studies import T0, receive
+from triage.records import store
+from triage.records.tables import AuditCursor, AuditEvent
+
+FRAME = re.compile(
+    rb"^<85>1 (\S+) (\S+) triage - DICOM\+RFC3881 \[meta sequenceId=\"(\d+)\"\] \xef\xbb\xbf(.*)$", re.S
+)
+
+
+class Collector:
+    """A syslog collector: reads octet-counted frames (RFC 6587 / RFC 5425) off each connection."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.frames: list[bytes] = []
+        collector = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                connection = self.request
+                if tls is not None:
+                    try:
+                        connection = tls.wrap_socket(connection, server_side=True)
+                    except (ssl.SSLError, OSError):
+                        return
+                buffer = b""
+                while chunk := connection.recv(65536):
+                    buffer += chunk
+                    while b" " in buffer:
+                        length, _, rest = buffer.partition(b" ")
+                        if len(rest) < int(length):
+                            break
+                        collector.frames.append(rest[: int(length)])
+                        buffer = rest[int(length) :]
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def messages(self):
+        parsed = []
+        for frame in self.frames:
+            found = FRAME.match(frame)
+            assert found, frame[:200]
+            parsed.append((int(found.group(3)), ET.fromstring(found.group(4))))
+        return parsed
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def study(database):
+    dataset = synthetic.dx()
+    receive(database, [dataset], T0)
+    return dataset
+
+
+@pytest.fixture
+def study_events(database, study):
+    with database.session() as session:
+        store.audit(
+            session, actor="local:rad", action="study.viewed", source="10.1.2.3", now=T0, study_ids=[1]
+        )
+        store.audit(
+            session, actor="anonymous", action="token.refused", source="10.6.6.6", now=T0, detail="unknown"
+        )
+    with database.session() as session:
+        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def cursor(database):
+    with database.session() as session:
+        found = session.get(AuditCursor, audit_syslog.CURSOR)
+        return (found.last_event_id, found.detail) if found else (0, "")
+
+
+def test_events_arrive_as_dicom_audit_messages_in_order(make_settings, database, study, study_events):
+    port = free_port()
+    collector = Collector(port)
+    try:
+        settings = make_settings(audit_syslog_url=f"tcp://127.0.0.1:{port}", audit_site_id="Region H")
+        forwarder = audit_syslog.AuditForwarder(settings, database, "node-1")
+        assert forwarder.forward() == len(study_events)
+        _wait_for(lambda: len(collector.frames) == len(study_events))
+    finally:
+        collector.stop()
+    messages = collector.messages()
+    assert [number for number, _ in messages] == [event.id for event in study_events]
+    by_action = {event.action: xml for event, (_, xml) in zip(study_events, messages, strict=True)}
+    viewed = by_action["study.viewed"]
+    assert viewed.find("EventIdentification/EventID").get("csd-code") == "110103"
+    assert viewed.find("EventIdentification").get("EventOutcomeIndicator") == "0"
+    participant = viewed.find("ActiveParticipant")
+    assert (participant.get("UserID"), participant.get("NetworkAccessPointID")) == ("local:rad", "10.1.2.3")
+    objects = {o.find("ParticipantObjectIDTypeCode").get("csd-code"): o.get("ParticipantObjectID")
+               for o in viewed.findall("ParticipantObjectIdentification")}  # fmt: skip
+    assert objects == {"2": study.PatientID, "110180": study.StudyInstanceUID}
+    assert viewed.find("AuditSourceIdentification").get("AuditEnterpriseSiteID") == "Region H"
+    assert study.PatientName.family_name not in ET.tostring(
+        viewed, encoding="unicode"
+    )  # the ID, never the name
+    refused = by_action["token.refused"]
+    assert refused.find("EventIdentification/EventID").get("csd-code") == "110114"
+    assert refused.find("EventIdentification").get("EventOutcomeIndicator") == "4"
+    assert refused.find("ParticipantObjectIdentification") is None
+    assert cursor(database) == (study_events[-1].id, "")
+
+
+def test_nothing_is_lost_while_the_collector_is_down_or_sent_twice_after_a_restart(
+    make_settings, database, study_events
+):
+    port = free_port()
+    settings = make_settings(audit_syslog_url=f"tcp://127.0.0.1:{port}")
+    assert audit_syslog.AuditForwarder(settings, database).forward() == 0  # nobody listens
+    assert cursor(database) == (0, "not reachable: ConnectionRefusedError")
+    collector = Collector(port)
+    try:
+        assert audit_syslog.AuditForwarder(settings, database).forward() == len(study_events)
+        with database.session() as session:
+            store.audit(
+                session, actor="local:rad", action="image.viewed", source="10.1.2.3", now=T0, study_ids=[1]
+            )
+        assert audit_syslog.AuditForwarder(settings, database).forward() == 1  # a restarted forwarder
+        _wait_for(lambda: len(collector.frames) == len(study_events) + 1)
+    finally:
+        collector.stop()
+    numbers = [number for number, _ in collector.messages()]
+    assert numbers == sorted(set(numbers)) and len(numbers) == len(study_events) + 1
+
+
+def test_over_tls_the_collector_is_verified_and_a_stranger_gets_nothing(
+    make_settings, database, study_events, pki
+):
+    port = free_port()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pki / "server.crt", pki / "server.key")
+    collector = Collector(port, server)
+    try:
+        untrusted = make_settings(audit_syslog_url=f"tls://127.0.0.1:{port}")  # the system's CAs only
+        assert audit_syslog.AuditForwarder(untrusted, database).forward() == 0
+        assert cursor(database)[0] == 0 and "SSL" in cursor(database)[1]
+        trusted = make_settings(audit_syslog_url=f"tls://127.0.0.1:{port}", audit_syslog_ca=pki / "ca.crt")
+        assert audit_syslog.AuditForwarder(trusted, database).forward() == len(study_events)
+        _wait_for(lambda: len(collector.frames) == len(study_events))
+    finally:
+        collector.stop()
+    assert [number for number, _ in collector.messages()] == [event.id for event in study_events]
+
+
+def test_every_action_triage_audits_is_a_dicom_audit_event():
+    written = set()
+    for path in [*Path(REPO).glob("*/**/*.py")]:
+        if ".venv" in path.parts or "tests" in path.parts:
+            continue
+        text = path.read_text()
+        written |= set(re.findall(r'action="([a-z_]+\.[a-z_]+)"', text))
+        written |= set(re.findall(r'audit\(\s*session,\s*principal,\s*"([a-z_]+\.[a-z_]+)"', text))
+    assert len(written) > 15
+    assert written - set(audit_syslog.EVENTS) == set()
+
+
+def _wait_for(condition, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert condition()
+
+
+def test_a_collector_address_is_checked_at_start(make_settings):
+    for wrong in ("udp://host:514", "tls://host", "collector:6514", "tcp://host:99999"):
+        with pytest.raises(ValueError, match=r"collector|port"):
+            make_settings(audit_syslog_url=wrong)
+
+
+def test_the_listeners_forwarding_thread_sends_only_while_leading(make_settings, database, study_events):
+    port = free_port()
+    collector = Collector(port)
+    leading = threading.Event()
+    settings = make_settings(audit_syslog_url=f"tcp://127.0.0.1:{port}")
+    assert audit_syslog.start(make_settings(), database, leading.is_set) == []  # no collector: no thread
+    [thread] = audit_syslog.start(settings, database, leading.is_set)
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert collector.frames == []  # another process leads
+        leading.set()
+        _wait_for(lambda: len(collector.frames) == len(study_events))
+    finally:
+        thread.stop()
+        collector.stop()
