@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_roles_claim: str = "roles"  # a dotted path for nested claims, e.g. realm_access.roles
     oidc_jwks_url: str | None = None  # unset: read from the issuer's /.well-known/openid-configuration
+    # The label export takes an image only when its BurnedInAnnotation says NO; CR may leave it out
+    # (Type 3). A site that knows its CR units never burn names into pixels allows those here.
+    labels_export_unflagged_images: bool = False
     routing_file: Path = Field(default_factory=lambda: bundled("configs") / "routing.yaml")
     models_dir: Path = Field(default_factory=lambda: bundled("models"))
     single_read_max_score: int = Field(default=5, ge=0, le=10)

@@ -10,22 +10,22 @@ is the label's own opaque id.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hmac
 import io
 import json
 import os
 import secrets
-from copy import deepcopy
 from hashlib import sha256
 from pathlib import Path
 
 from pydantic import BaseModel
-from pydicom import Dataset, dcmread
-from pydicom.uid import UID
+from pydicom import dcmread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from triage.deidentification import deidentify
 from triage.imaging import HeaderFacts
 from triage.outcomes import BreastOutcome, Verdict
 from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
@@ -56,18 +56,46 @@ class Label(BaseModel):
     deidentification_method: str = DEIDENTIFICATION
 
 
+KEY_BYTES = 32
+
+
+class WeakLabelKey(ValueError):
+    """The label key on disk is too short to keep identities out of reach."""
+
+
 def label_key(home: Path) -> bytes:
-    """This installation's hashing key, made on first use and readable by the service user only."""
+    """This installation's hashing key, made on first use and readable by the service user only.
+
+    Made whole or not at all: written to a temporary file, synced, then linked into place (a link
+    never replaces a key another process made first); a crash leaves no empty or partial key that
+    a later start would take. A key shorter than 32 bytes is refused: hashes under it could be
+    reversed by trying every patient ID."""
     path = home / "label-key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".label-key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(32))
-    return path.read_bytes()
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(KEY_BYTES))
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(temporary, path)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        finally:
+            temporary.unlink(missing_ok=True)
+    key = path.read_bytes()
+    if len(key) < KEY_BYTES:
+        raise WeakLabelKey(
+            f"{path} holds {len(key)} bytes; a label key needs {KEY_BYTES} or more. If no export was "
+            "made with it, remove it and a new one is made; otherwise restore it from backup"
+        )
+    return key
 
 
 def _opaque(key: bytes, kind: str, value: str) -> str:
@@ -135,93 +163,13 @@ def to_csv(labels: list[Label]) -> str:
     return out.getvalue()
 
 
-_REMOVED_VRS = {"PN", "DA", "DT", "TM"}  # names, dates, times: PS3.15 E.1-1 removes or blanks them all
-_REMOVED = {  # identifying attributes of PS3.15 Table E.1-1 that are not names, dates or UIDs
-    "PatientID",
-    "IssuerOfPatientID",
-    "OtherPatientIDs",
-    "OtherPatientIDsSequence",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "PatientAge",
-    "PatientSex",
-    "PatientSize",
-    "PatientWeight",
-    "EthnicGroup",
-    "Occupation",
-    "AdditionalPatientHistory",
-    "PatientComments",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDescription",
-    "SeriesDescription",
-    "InstitutionName",
-    "InstitutionAddress",
-    "InstitutionalDepartmentName",
-    "StationName",
-    "DeviceSerialNumber",
-    "RequestAttributesSequence",
-    "ReferencedStudySequence",
-    "ReferencedPatientSequence",
-    "ImageComments",
-    "RequestedProcedureDescription",
-    "PerformedProcedureStepDescription",
-    "PerformedProcedureStepID",
-    "ScheduledProcedureStepID",
-}
-
-
-def _replace_uid(key: bytes, value: str) -> str:
-    """A registered (standard) UID stays; an instance UID becomes 2.25.<keyed hash>, the same every time."""
-    if UID(value).name != value:
-        return value
-    return "2.25." + str(int(hmac.new(key, f"uid:{value}".encode(), sha256).hexdigest()[:30], 16))
-
-
-def deidentify(ds: Dataset, key: bytes, patient_key: str) -> Dataset:
-    """Apply the PS3.15 E.1 Basic Application Level Confidentiality Profile to a copy of ``ds``.
-
-    Empties names, dates, times and identifying attributes, removes private elements, replaces instance
-    UIDs consistently, puts ``patient_key`` as the Patient ID, and marks the result as such.
-    Raises ``ValueError`` for an image with burned-in annotation (its pixels may name the patient).
-    """
-    if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
-        raise ValueError("burned-in annotation: the pixels may identify the patient")
-    copy = deepcopy(ds)
-    copy.remove_private_tags()
-
-    def clean(dataset: Dataset) -> None:
-        for element in list(dataset):
-            if element.VR == "SQ" and element.keyword in _REMOVED:
-                del dataset[element.tag]
-            elif element.VR in _REMOVED_VRS or element.keyword in _REMOVED:
-                element.value = None  # zero length (Z): the object stays valid where they are Type 2
-            elif element.VR == "UI" and element.value:
-                values = element.value if element.VM > 1 else [element.value]
-                replaced = [_replace_uid(key, str(v)) for v in values]
-                element.value = replaced if element.VM > 1 else replaced[0]
-            elif element.VR == "SQ":
-                for item in element.value:
-                    clean(item)
-
-    clean(copy)
-    if getattr(copy, "file_meta", None) is not None:
-        copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
-    copy.PatientID = patient_key
-    copy.PatientName = "ANONYMOUS"
-    copy.PatientIdentityRemoved = "YES"
-    copy.DeidentificationMethod = "PS3.15 E.1 Basic Profile (triage)"
-    method = Dataset()
-    method.CodeValue, method.CodingSchemeDesignator = "113100", "DCM"
-    method.CodeMeaning = "Basic Application Confidentiality Profile"
-    copy.DeidentificationMethodCodeSequence = [method]
-    return copy
-
-
-def export_folder(session: Session, key: bytes, storage_dir: Path, out: Path) -> tuple[int, list[str]]:
-    """Write every reading with its study's images, de-identified, into ``out``: ``images/`` and
-    ``labels.json`` (read by training's ``worklist_feedback`` adapter). Returns the number of
-    labels written and the images left out, with why."""
+def export_folder(
+    session: Session, key: bytes, storage_dir: Path, out: Path, allow_unflagged: bool = False
+) -> tuple[int, list[str]]:
+    """Write every reading with its study's images, de-identified (``triage.deidentification``),
+    into ``out``: ``images/`` and ``labels.json`` (read by training's ``worklist_feedback``
+    adapter). Returns the number of labels written and the images left out, with why; an image
+    without BurnedInAnnotation NO is left out unless ``allow_unflagged``."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, left_out = [], []
     study_of = dict(session.execute(select(Feedback.label_id, Feedback.study_id)).tuples().all())
@@ -235,7 +183,8 @@ def export_folder(session: Session, key: bytes, storage_dir: Path, out: Path) ->
             try:
                 if not target.exists():
                     ds = dcmread(storage_dir / instance.storage_key)
-                    deidentify(ds, key, label.patient_key).save_as(target, enforce_file_format=True)
+                    clean = deidentify(ds, key, label.patient_key, allow_unflagged)
+                    clean.save_as(target, enforce_file_format=True)
             except (ValueError, OSError) as error:
                 left_out.append(f"{image_key}: {error}")
                 continue

@@ -46,11 +46,17 @@ def labels_export(
     from triage.manifests import write_manifest
     from triage.records import store
     from triage.records.db import utcnow
-    from worklist.labels import export_folder, label_key
+    from worklist.labels import WeakLabelKey, export_folder, label_key
 
     found = settings(config)
+    try:
+        key = label_key(found.home)
+    except WeakLabelKey as error:
+        fail(error)
     with open_database(found).session() as session:
-        count, left_out = export_folder(session, label_key(found.home), found.storage_dir, out)
+        count, left_out = export_folder(
+            session, key, found.storage_dir, out, found.labels_export_unflagged_images
+        )
         store.audit(
             session,
             actor=f"cli:{getpass.getuser()}",

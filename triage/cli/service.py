@@ -92,7 +92,10 @@ def api(config: ConfigOption = None) -> None:
             "serving plain HTTP on %s: put a TLS proxy in front or set TRIAGE_API_TLS_CERTIFICATE",
             found.api_host,
         )
-    app = create_app(database, found)
+    try:
+        app = create_app(database, found)
+    except ValueError as error:  # a label key too short to keep identities out of reach
+        fail(error)
     uvicorn.run(
         app,
         host=found.api_host,
