@@ -20,6 +20,7 @@ from pydicom import Dataset, dcmread
 from pydicom import config as pydicom_config
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
 from pydicom.valuerep import validate_value
 
 # View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
@@ -213,16 +214,20 @@ class DecodedImage:
     pixels: np.ndarray
 
 
-def display_values(ds: Dataset) -> np.ndarray:
-    """Decode a parsed data set's pixel data into 0-1 floats (bright = dense).
+def display_values(ds: Dataset, first_frame: bool = False) -> np.ndarray:
+    """Decode a parsed data set's pixel data into 0-1 floats (bright = dense). ``first_frame``: of
+    a multi-frame image (tomosynthesis), decode frame 0 alone, as a page shows it.
 
     Raises:
         UnreadableImage: the pixel data cannot be decoded, is not one 2-D image, or would decode to
             more than ``MAX_DECODED_BYTES`` (checked from the header, before decoding).
     """
-    check_decoded_size(ds)
+    check_decoded_size(ds, one_frame_of_many=first_frame)
     try:
-        stored = ds.pixel_array
+        if first_frame and int(ds.get("NumberOfFrames") or 1) > 1:
+            stored = pixel_array(ds, index=0)  # only that frame is decoded
+        else:
+            stored = ds.pixel_array
     except (AttributeError, ValueError, RuntimeError, NotImplementedError, OSError) as error:
         raise UnreadableImage(f"pixel data cannot be decoded: {type(error).__name__}: {error}") from error
     if stored.ndim != 2:
@@ -253,8 +258,9 @@ def blank_malformed_dates(ds: Dataset) -> list[str]:
     return blanked
 
 
-def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES) -> None:
-    """Refuse, before decoding, pixel data that is not one frame or that would decode past ``limit``.
+def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES, one_frame_of_many: bool = False) -> None:
+    """Refuse, before decoding, pixel data that is not one frame or that would decode past ``limit``
+    (``one_frame_of_many``: any number of frames, of which one will be decoded, under ``limit``).
 
     Raises:
         UnreadableImage: more than one frame, a size attribute missing or malformed, or too large.
@@ -268,7 +274,7 @@ def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES) -> None:
         raise UnreadableImage(
             f"the image size cannot be read from the header: {type(error).__name__}"
         ) from error
-    if frames != 1:
+    if frames < 1 or (frames != 1 and not one_frame_of_many):
         raise UnreadableImage(f"expected one 2-D frame, the header announces {frames} frames")
     if min(rows, columns, samples, bits) <= 0:
         raise UnreadableImage(f"the header announces an empty image ({rows} x {columns})")
@@ -280,8 +286,9 @@ def check_decoded_size(ds: Dataset, limit: int = MAX_DECODED_BYTES) -> None:
         )
 
 
-def read_image(source: Path | BinaryIO) -> DecodedImage:
-    """Read one stored instance (a path or an open file): header facts and display values.
+def read_image(source: Path | BinaryIO, first_frame: bool = False) -> DecodedImage:
+    """Read one stored instance (a path or an open file): header facts and display values
+    (``first_frame``: frame 0 of a multi-frame image; see ``display_values``).
 
     Raises:
         UnreadableImage: the file is not DICOM, or its pixel data cannot be decoded.
@@ -290,7 +297,7 @@ def read_image(source: Path | BinaryIO) -> DecodedImage:
         ds = dcmread(source)
     except (InvalidDicomError, AttributeError, ValueError, OSError, EOFError) as error:
         raise UnreadableImage(f"the file cannot be read as DICOM: {type(error).__name__}: {error}") from error
-    pixels = display_values(ds)
+    pixels = display_values(ds, first_frame)
     del ds.PixelData  # the header stays for reports; the pixels live on as display values
     return DecodedImage(ds, header_facts(ds), pixels)
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     sign_in_window_seconds: float = Field(default=900.0, gt=0)
     # Largest request body the API reads (a sign-in, a reading, a retraction are small).
     api_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Rendered images (PNG) the API keeps in memory for the study page; 0: none.
+    api_image_cache_bytes: int = Field(default=128 << 20, ge=0)
     # A Prometheus scrape is answered from this recent a reading of the database.
     metrics_cache_seconds: float = Field(default=10.0, ge=0)
     # OIDC bearer tokens (issuer and audience both, or neither); local accounts keep working beside it.

@@ -27,6 +27,7 @@ from triage.records.security import SecurityLog
 from triage.settings import Settings
 from worklist import deps, labels
 from worklist.auth import Authenticator
+from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
 from worklist.operations import Cached, CachedCheck, queue_check
 from worklist.routes import admin, operations, session, studies, worklist
@@ -63,6 +64,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         metrics=Cached(lambda: generate_latest(metrics), settings.metrics_cache_seconds),
         queue_ready=CachedCheck(queue_check(settings)),
         security=SecurityLog(database),
+        renders=RenderCache(settings.api_image_cache_bytes),
     )
     routers = [module.router for module in (operations, session, worklist, studies, label_routes, admin)]
     for router in routers:

@@ -25,6 +25,7 @@ from triage.records.security import SecurityLog
 from triage.records.tables import Role
 from triage.settings import Settings
 from worklist.auth import Authenticator, Principal, Refused
+from worklist.images import RenderCache
 from worklist.operations import Cached, CachedCheck
 
 _SIGNED_IN = "signed in"
@@ -42,6 +43,7 @@ class AppState:
     metrics: Cached[bytes]  # the exposition text, rendered at most every metrics_cache_seconds
     queue_ready: CachedCheck
     security: SecurityLog  # refused tokens and 403s, written to the audit log in batches
+    renders: RenderCache  # the PNGs of images shown lately
 
 
 def _state(request: Request) -> AppState:

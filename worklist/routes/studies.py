@@ -13,6 +13,7 @@ from triage.records.db import utcnow
 from triage.records.tables import Study
 from worklist.deps import Admin, Radiologist, State, audit
 from worklist.detail import FeedbackView, StudyDetail, study_detail
+from worklist.images import Rendered
 from worklist.schemas import (
     UID,
     ConflictResolution,
@@ -55,7 +56,8 @@ def image(
     size: Annotated[int, Query(ge=64, le=4096, description="Longest side in pixels")] = 1024,
 ) -> Response:
     """One image of the study rendered from its DICOM (Modality LUT, VOI LUT or window,
-    MONOCHROME1 inverted). Headers X-Source-Columns/Rows give the source size that boxes use."""
+    MONOCHROME1 inverted); of a multi-frame image, frame 0 alone. Headers X-Source-Columns/Rows
+    give the source size that boxes use, X-Frames how many frames the image has."""
     with state.database.reading() as session:
         instance = queries.find_instance(session, sop_instance_uid, study_id)
         key = None if instance is None else instance.storage_key
@@ -63,15 +65,21 @@ def image(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
     with state.database.session() as session:
         audit(session, principal, "image.viewed", [study_id], sop_instance_uid)
+    path = state.settings.storage_dir / key
+
+    def render() -> Rendered:
+        decoded = read_image(path, first_frame=True)
+        rows, columns = decoded.pixels.shape
+        frames = int(decoded.dataset.get("NumberOfFrames") or 1)
+        return Rendered(png(decoded.pixels, size), rows, columns, frames)
+
     try:
-        pixels = read_image(state.settings.storage_dir / key).pixels
+        rendered = state.renders.get(key, size, render)
     except UnreadableImage as error:
         raise HTTPException(422, f"the stored image cannot be shown: {error}") from error
-    rows, columns = pixels.shape
+    headers = {"X-Source-Columns": str(rendered.columns), "X-Source-Rows": str(rendered.rows)}
     return Response(
-        png(pixels, size),
-        media_type="image/png",
-        headers={"X-Source-Columns": str(columns), "X-Source-Rows": str(rows)},
+        rendered.png, media_type="image/png", headers={**headers, "X-Frames": str(rendered.frames)}
     )
 
 

@@ -1,0 +1,81 @@
+"""Images on the study page (issue 13, part 3): frame 0 of a multi-frame image alone, decoded under
+the cap for one frame; rendered once and answered from memory after that, audited every time."""
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from testkit import synthetic
+from tests.worklist import seed
+from tests.worklist.test_api import audit_rows, signed_in
+from triage.records.db import utcnow
+from triage.records.tables import Instance, Role, StudyState
+from worklist.app import create_app
+from worklist.images import RenderCache, Rendered
+
+
+def tomosynthesis_like(frames):
+    """A DX instance with ``frames`` frames: one is small, all of them are past the decoding cap."""
+    ds = synthetic.dx()
+    frame = ds.pixel_array
+    ds.NumberOfFrames = frames
+    ds.PixelData = np.repeat(frame[np.newaxis], frames, axis=0).tobytes()
+    return ds
+
+
+@pytest.fixture
+def page(database, make_settings):
+    settings = make_settings()
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(database, settings)) as client:
+        yield client, settings, signed_in(client, database, "rad", Role.RADIOLOGIST)
+
+
+def test_a_multi_frame_image_shows_its_first_frame_within_the_cap_for_one(page, database, monkeypatch):
+    client, settings, headers = page
+    frames = 600  # 64 x 64 x 2 bytes x 600 = 4.7 MiB; the cap below is 1 MiB
+    monkeypatch.setattr("triage.imaging.MAX_DECODED_BYTES", 1 << 20)
+    monkeypatch.setattr("triage.imaging.check_decoded_size.__defaults__", (1 << 20, False))
+    ds = tomosynthesis_like(frames)
+    study = seed.add_study(database, settings, [ds], pipeline="fracture", state=StudyState.NOT_ANALYSED,
+                           reason="tomosynthesis is not analysed", at=utcnow())  # fmt: skip
+    response = client.get(
+        f"/api/studies/{study}/images/{ds.SOPInstanceUID}", params={"size": 64}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-frames"] == str(frames)
+    assert (response.headers["x-source-columns"], response.headers["x-source-rows"]) == ("64", "64")
+
+
+def test_an_image_is_rendered_once_and_every_view_is_audited(page, database):
+    client, settings, headers = page
+    ds = synthetic.dx()
+    study = seed.add_study(database, settings, [ds], pipeline="fracture", state=StudyState.NOT_ANALYSED,
+                           reason="test", at=utcnow())  # fmt: skip
+    url = f"/api/studies/{study}/images/{ds.SOPInstanceUID}"
+    first = client.get(url, params={"size": 128}, headers=headers)
+    assert first.status_code == 200
+    with database.session() as session:
+        key = session.query(Instance).filter_by(sop_instance_uid=ds.SOPInstanceUID).one().storage_key
+    (settings.storage_dir / key).unlink()  # the second answer cannot come from the file
+    again = client.get(url, params={"size": 128}, headers=headers)
+    assert again.status_code == 200 and again.content == first.content
+    assert client.get(url, params={"size": 256}, headers=headers).status_code == 422  # another size: rendered
+    assert len(audit_rows(database, "image.viewed")) == 3
+
+
+def test_the_cache_holds_at_most_its_bytes_least_recently_used_out():
+    cache = RenderCache(max_bytes=250)
+    made = []
+
+    def render(name):
+        def make():
+            made.append(name)
+            return Rendered(b"x" * 100, 1, 1, 1)
+
+        return make
+
+    for name in ("a", "b", "a", "c", "a", "b"):
+        cache.get(name, 64, render(name))
+    assert made == ["a", "b", "c", "b"]  # c pushed out b (a was used last); b rendered again
+    assert RenderCache(0).get("a", 64, render("a")).png == b"x" * 100 and made[-1] == "a"
