@@ -7,22 +7,19 @@ are checked as sent. Each refusal is a ``Rejected`` with the DIMSE status to ans
 
 from __future__ import annotations
 
-import copy
 import struct
 import zlib
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomFileLike
 from pydicom.filereader import read_file_meta_info
-from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_node.status import Status
+from triage.deflate import InflateRefused, inflate_to_file
 from triage.records import storage
 
 # What pydicom raises for a byte stream that is not a DICOM data set it can parse.
@@ -46,7 +43,6 @@ MAX_SEQUENCE_DEPTH = 32
 # Values longer than this stay unread while the header is checked (an encapsulated document, a
 # waveform, a private OB): their length is known, their bytes are never loaded into memory.
 _DEFER_BYTES = 64 * 1024
-_CHUNK_BYTES = 1 << 20
 _KEY_UIDS = {
     Tag(keyword): keyword
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -81,8 +77,10 @@ def read_header(path: Path, max_bytes: int | None = None) -> Dataset:
             return _read_checked(path)
         inflated = path.with_name(path.name + ".inflated")
         try:
-            _inflate(path, inflated, meta, max_bytes)
+            inflate_to_file(path, inflated, meta, max_bytes)
             ds = _read_checked(inflated)
+        except InflateRefused as refused:
+            raise Rejected(Status.CANNOT_UNDERSTAND, str(refused)) from refused
         finally:
             inflated.unlink(missing_ok=True)
         ds.file_meta = meta
@@ -97,35 +95,6 @@ def _read_checked(path: Path) -> Dataset:
     ds = dcmread(path, stop_before_pixels=True, defer_size=_DEFER_BYTES)
     _parse_values(ds, 0)
     return ds
-
-
-def _inflate(source: Path, target: Path, meta: FileMetaDataset, max_bytes: int | None) -> None:
-    """Write ``source``'s Deflated data set to ``target`` as Explicit VR Little Endian, in chunks."""
-    with source.open("rb") as stream:
-        head = stream.read(144)  # preamble, "DICM", then (0002,0000) File Meta Group Length (Type 1)
-        if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
-            raise Rejected(Status.CANNOT_UNDERSTAND, "a Deflated file meta without its group length")
-        stream.seek(144 + int.from_bytes(head[140:144], "little"))
-        explicit = copy.deepcopy(meta)  # FileMetaDataset(meta) would share its elements
-        explicit.TransferSyntaxUID = ExplicitVRLittleEndian
-        inflater, written = zlib.decompressobj(-zlib.MAX_WBITS), 0
-        with target.open("wb") as out:
-            out.write(b"\0" * 128 + b"DICM")
-            meta_out = DicomFileLike(out)
-            meta_out.is_little_endian, meta_out.is_implicit_VR = True, False
-            write_file_meta_info(meta_out, explicit, enforce_standard=False)
-            while not inflater.eof:
-                compressed = inflater.unconsumed_tail or stream.read(_CHUNK_BYTES)
-                if not compressed:
-                    break  # a truncated stream: the reader says what is missing
-                data = inflater.decompress(compressed, _CHUNK_BYTES)  # at most a chunk at a time
-                written += len(data)
-                if max_bytes is not None and written > max_bytes:
-                    raise Rejected(
-                        Status.CANNOT_UNDERSTAND,
-                        f"the Deflated data set inflates past the {max_bytes} bytes an instance may have",
-                    )
-                out.write(data)
 
 
 def _raw_uid_ok(raw: RawDataElement) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,23 @@ from pathlib import Path
 import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from triage.cards import IntendedUse
-from triage.imaging import HeaderFacts, UnreadableImage, blank_malformed_dates, display_values, header_facts
+from triage.deflate import InflateRefused, inflate_to_file
+from triage.imaging import (
+    MAX_DECODED_BYTES,
+    HeaderFacts,
+    UnreadableImage,
+    blank_malformed_dates,
+    display_values,
+    header_facts,
+)
 from triage.messages import AnalyseStudy, InstanceRef
+
+# A Deflated instance inflates to at most its pixel data's cap and as much again for the rest.
+MAX_INFLATED_BYTES = 2 * MAX_DECODED_BYTES
 
 # Decoding and hashing release the GIL for most of their time: read a study's images at once.
 _READERS = max(1, min(4, os.cpu_count() or 1))
@@ -90,8 +105,10 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
     if hashlib.sha256(data).hexdigest() != ref.sha256:
         return _unreadable(ref, f"instance {ref.sop_instance_uid} changed on disk since it was received")
     try:
-        ds = dcmread(io.BytesIO(data))  # the bytes just checked, not a second read
-    except (InvalidDicomError, AttributeError, ValueError, EOFError) as error:
+        ds = _parse(data)
+    except InflateRefused as refused:
+        return _unreadable(ref, f"instance {ref.sop_instance_uid}: {refused}")
+    except (InvalidDicomError, AttributeError, ValueError, EOFError, zlib.error) as error:
         return _unreadable(ref, f"instance {ref.sop_instance_uid} cannot be parsed: {type(error).__name__}")
     facts = header_facts(ds)
     blank_malformed_dates(ds)  # after the facts (age) are read; before any result copies the header
@@ -103,6 +120,23 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
         if "PixelData" in ds:
             del ds.PixelData  # the header stays for the reports; the pixels live on as display values
     return SourceImage(ref, ds, facts, pixels)
+
+
+def _parse(data: bytes) -> Dataset:
+    """The bytes just checked, parsed (not read a second time). A Deflated data set is inflated
+    into a temporary file first, a chunk at a time, under ``MAX_INFLATED_BYTES``: pydicom would
+    inflate it whole in memory, and a few kilobytes can inflate to gigabytes."""
+    stream = io.BytesIO(data)
+    read_preamble(stream, False)
+    meta = _read_file_meta_info(stream)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        stream.seek(0)
+        return dcmread(stream)
+    with tempfile.TemporaryDirectory(prefix="triage-inflate-") as folder:
+        source, target = Path(folder) / "deflated.dcm", Path(folder) / "inflated.dcm"
+        source.write_bytes(data)
+        inflate_to_file(source, target, meta, MAX_INFLATED_BYTES)
+        return dcmread(target)
 
 
 def _unreadable(ref: InstanceRef, problem: str) -> SourceImage:
