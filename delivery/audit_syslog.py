@@ -67,6 +67,8 @@ EVENTS: dict[str, _Event] = {
     "audit.suppressed": (SECURITY_ALERT, "E", ("110133", "Audit Recording Stopped"), _MINOR_FAILURE),
     "user.created": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
     "user.deactivated": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
+    "user.role_granted": (SECURITY_ALERT, "E", ("110136", "Security Roles Changed"), _SUCCESS),
+    "user.password_changed": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
 }
 APPLICATION_ACTIVITY: _Event = (("110100", "Application Activity"), "E", None, _SUCCESS)
 

@@ -26,7 +26,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from triage.records import store
-from triage.records.accounts import DUMMY_HASH, HASHER, active_accounts
+from triage.records.accounts import (
+    DUMMY_HASH,
+    HASHER,
+    active_accounts,
+    change_password,
+    initial_password_file,
+)
 from triage.records.db import Database, utcnow
 from triage.records.tables import ApiSession, Role, User
 from triage.settings import Settings
@@ -161,7 +167,43 @@ class Authenticator:
             store.audit(
                 session, actor=f"local:{user.username}", action="session.started", source=source, now=now
             )
-            return token, expires, user
+        if user.username == "admin":
+            self._forget_initial_password()
+        return token, expires, user
+
+    def _forget_initial_password(self) -> None:
+        """The first start's password file has done its work once admin signed in: remove it."""
+        path = initial_password_file(self._settings.home)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        logger.info("admin signed in: removed %s (change the password: POST /api/me/password)", path)
+
+    def change_own_password(self, token: str, username: str, current: str, new: str, source: str) -> bool:
+        """A local account's user changes their password: ``current`` is checked like a sign-in
+        (throttled, refusals audited); every other session of the account ends. False: wrong.
+
+        Raises:
+            Throttled: too many refused sign-ins for this account or from this source lately.
+            AccountError: the new password is too short.
+        """
+        now = utcnow()
+        wait = self._throttle.retry_after(username, source, time.monotonic())
+        if wait > 0:
+            self._refused(username, source, now, "throttled (password change)")
+            raise Throttled(wait)
+        with self._database.reading() as session:
+            stored = session.scalar(select(User.password_hash).where(User.username == username)) or DUMMY_HASH
+        try:
+            HASHER.verify(stored, current)
+        except (VerificationError, InvalidHashError):
+            self._throttle.failed(username, source, time.monotonic())
+            self._refused(username, source, now, "wrong current password (password change)")
+            return False
+        with self._database.session() as session:
+            change_password(session, username, new, f"local:{username}", source, keep=_token_hash(token))
+        return True
 
     def _refused(
         self, username: str, source: str, now: datetime, why: str, session: Session | None = None

@@ -66,6 +66,11 @@ class SignIn(BaseModel):
     password: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")
 
 
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")
+    new_password: str = Field(min_length=12, max_length=1024, pattern=r"^[^\x00]*$")
+
+
 class SignedIn(BaseModel):
     token: str = Field(description="Send as 'Authorization: Bearer <token>'")
     expires_at: datetime

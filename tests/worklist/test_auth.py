@@ -127,10 +127,10 @@ def test_first_start_on_loopback_makes_an_admin_with_a_private_password_file(set
     path = bootstrap_admin(settings.home, database)
     assert path is not None and path.stat().st_mode & 0o777 == 0o600
     with TestClient(create_app(database, settings)) as client:
-        response = client.post(
-            "/api/session", json={"username": "admin", "password": path.read_text().strip()}
-        )
+        password = path.read_text().strip()
+        response = client.post("/api/session", json={"username": "admin", "password": password})
     assert response.status_code == 200 and response.json()["roles"] == ["admin"]
+    assert not path.exists()  # it has done its work: the password is not left lying on disk
     assert bootstrap_admin(settings.home, database) is None  # once only
 
 
@@ -153,7 +153,11 @@ def test_users_cli_adds_an_account_with_a_hashed_password(settings, database):
         user = session.scalars(select(User)).one()
         assert user.role_set == {Role.RADIOLOGIST, Role.ML_ENGINEER}
         assert user.password_hash.startswith("$argon2id$") and "long enough" not in user.password_hash
-        assert session.scalars(select(AuditEvent.action)).all() == ["user.created"]
+        assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all() == [
+            "user.created", "user.role_granted", "user.role_granted",
+        ]  # fmt: skip
+        grants = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "user.role_granted"))
+        assert sorted(grants) == ["dr.berg: ml_engineer", "dr.berg: radiologist"]
     refused = users_add(settings, "x", "--role", "surgeon")
     assert refused.returncode == 2 and "'surgeon' is not a role" in refused.stderr
 

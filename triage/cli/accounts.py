@@ -1,4 +1,4 @@
-"""Local accounts of the web API: add, list, deactivate."""
+"""Local accounts of the web API: add, list, deactivate, set a password."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import select
 
 from triage.cli.common import ConfigOption, fail, open_database, settings
-from triage.records.accounts import AccountError, add_user, deactivate_user, parse_roles
+from triage.records.accounts import AccountError, add_user, change_password, deactivate_user, parse_roles
 from triage.records.tables import User
 
 app = typer.Typer(no_args_is_help=True, help="Local accounts of the web API.")
@@ -52,8 +52,35 @@ def users_list(config: ConfigOption = None) -> None:
 
 @app.command("deactivate")
 def users_deactivate(username: str, config: ConfigOption = None) -> None:
-    """Deactivate an account and end its sessions."""
-    with open_database(settings(config)).session() as session:
-        if not deactivate_user(session, username, actor=_CLI, source=_CLI):
-            fail(f"no user {username!r}", 1)
+    """Deactivate an account and end its sessions (never the last active admin)."""
+    try:
+        with open_database(settings(config)).session() as session:
+            if not deactivate_user(session, username, actor=_CLI, source=_CLI):
+                fail(f"no user {username!r}", 1)
+    except AccountError as error:
+        fail(error)
     typer.echo(f"deactivated {username}")
+
+
+@app.command("password")
+def users_password(
+    username: Annotated[str, typer.Argument(help="The account whose password to set.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set an account's password (a reset: every session of the account ends); asked for, never an
+    argument. Users change their own at POST /api/me/password."""
+    found = settings(config)
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    )
+    try:
+        with open_database(found).session() as session:
+            change_password(session, username, password, actor=_CLI, source=_CLI)
+    except AccountError as error:
+        fail(error)
+    typer.echo(f"password of {username} changed; its sessions ended")

@@ -65,14 +65,46 @@ def add_user(
     session.add(user)
     detail = f"{username} ({', '.join(sorted(roles))})"
     store.audit(session, actor=actor, action="user.created", source=source, now=utcnow(), detail=detail)
+    for role in sorted(roles):  # each grant on its own: radiologist opens every patient's images
+        store.audit(
+            session, actor=actor, action="user.role_granted", source=source, now=utcnow(),
+            detail=f"{username}: {role}",
+        )  # fmt: skip
     return user
 
 
-def deactivate_user(session: Session, username: str, actor: str, source: str = "") -> bool:
-    """Disable an account and end its sessions; False when there is no such account."""
+def change_password(
+    session: Session, username: str, password: str, actor: str, source: str = "", keep: str | None = None
+) -> None:
+    """Set a new password (12 characters or more) and end every session of the account but the
+    one whose token hash is ``keep`` (the caller's own, when users change their own), audited."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
+        raise AccountError(f"no user {username!r}")
+    user.password_hash = hash_password(password)
+    ended = delete(ApiSession).where(ApiSession.user_id == user.id)
+    if keep is not None:
+        ended = ended.where(ApiSession.token_sha256 != keep)
+    session.execute(ended)
+    store.audit(
+        session, actor=actor, action="user.password_changed", source=source, now=utcnow(),
+        detail=f"{username}; its other sessions ended",
+    )  # fmt: skip
+
+
+def deactivate_user(session: Session, username: str, actor: str, source: str = "") -> bool:
+    """Disable an account and end its sessions; False when there is no such account.
+
+    Raises:
+        AccountError: it is the last active admin (nobody could manage accounts afterwards).
+    """
+    user = session.scalar(select(User).where(User.username == username).with_for_update())
+    if user is None:
         return False
+    if user.active and Role.ADMIN in user.role_set:
+        admins = session.scalars(select(User).where(User.active.is_(True)).with_for_update()).all()
+        if sum(Role.ADMIN in other.role_set for other in admins) <= 1:
+            raise AccountError(f"{username} is the last active admin: make another admin first")
     user.active = False
     session.execute(delete(ApiSession).where(ApiSession.user_id == user.id))
     store.audit(session, actor=actor, action="user.deactivated", source=source, now=utcnow(), detail=username)
@@ -81,6 +113,11 @@ def deactivate_user(session: Session, username: str, actor: str, source: str = "
 
 def active_accounts(session: Session) -> int:
     return int(session.scalar(select(func.count()).where(User.active.is_(True))) or 0)
+
+
+def initial_password_file(home: Path) -> Path:
+    """Where the first start keeps admin's random password, until admin first signs in."""
+    return home / "initial-admin-password"
 
 
 def bootstrap_admin(home: Path, database: Database) -> Path | None:
@@ -93,7 +130,7 @@ def bootstrap_admin(home: Path, database: Database) -> Path | None:
             return None
         password = secrets.token_urlsafe(18)
         add_user(session, "admin", password, frozenset({Role.ADMIN}), actor="triage")
-    path = home / "initial-admin-password"
+    path = initial_password_file(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(password + "\n")

@@ -97,14 +97,18 @@ def create_user(body: UserIn, principal: Admin, state: State) -> UserOut:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
 
 
-@router.delete("/users/{username}", status_code=204, responses=problems(401, 403, 404))
+@router.delete("/users/{username}", status_code=204, responses=problems(401, 403, 404, 409))
 def remove_user(
     username: Annotated[str, PathParam(max_length=64, pattern=TEXT)], principal: Admin, state: State
 ) -> None:
-    """Deactivate an account and end its sessions (kept for the audit trail)."""
-    with state.database.session() as session:
-        if not deactivate_user(session, username, principal.name, principal.source):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    """Deactivate an account and end its sessions (kept for the audit trail); never the last
+    active admin (409)."""
+    try:
+        with state.database.session() as session:
+            if not deactivate_user(session, username, principal.name, principal.source):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    except AccountError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
 
 
 @router.get("/settings", responses=AUTH)

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
+from triage.records.accounts import AccountError
 from worklist.auth import Throttled
 from worklist.deps import Anyone, State, bearer, source
-from worklist.schemas import AUTH, Me, SignedIn, SignIn, problems
+from worklist.schemas import AUTH, Me, PasswordChange, SignedIn, SignIn, problems
 
 router = APIRouter(prefix="/api", tags=["session"])
 
@@ -47,6 +48,38 @@ def sign_out(
     """End this session (local accounts)."""
     if credentials is not None:
         state.authenticator.sign_out(credentials.credentials)
+
+
+@router.post("/me/password", status_code=204, responses=problems(400, 401, 403, 422, 429))
+def change_password(
+    body: PasswordChange,
+    principal: Anyone,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    request: Request,
+    state: State,
+) -> None:
+    """Change your own password (local accounts; 12 characters or more). The current password is
+    checked like a sign-in (a wrong one counts towards the sign-in throttle); every other session
+    of the account ends. An administrator resets someone else's with ``triage users password``."""
+    if not principal.name.startswith("local:") or credentials is None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "this account's password is kept by the identity provider"
+        )
+    username = principal.name.removeprefix("local:")
+    try:
+        changed = state.authenticator.change_own_password(
+            credentials.credentials, username, body.current_password, body.new_password, source(request)
+        )
+    except Throttled as error:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(error),
+            headers={"Retry-After": f"{math.ceil(error.retry_after)}"},
+        ) from error
+    except AccountError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    if not changed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
 
 
 @router.get("/me", responses=AUTH)
