@@ -22,7 +22,10 @@ from worklist.app import create_app
 
 EVERY_ROLE = frozenset(Role)
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/session")}
-ANY_SIGNED_IN = {("GET", "/api/me"), ("GET", "/api/worklist/revision"), ("DELETE", "/api/session")}
+ANY_SIGNED_IN = {
+    ("GET", "/api/me"), ("POST", "/api/me/password"),
+    ("GET", "/api/worklist/revision"), ("DELETE", "/api/session"),
+}  # fmt: skip
 
 
 def session_token(database, username):
