@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_roles_claim: str = "roles"  # a dotted path for nested claims, e.g. realm_access.roles
     oidc_jwks_url: str | None = None  # unset: read from the issuer's /.well-known/openid-configuration
+    # The CA bundle the identity provider's https certificate is checked against (unset: the system's).
+    oidc_ca_bundle: Path | None = None
+    # A token with an unknown key id fetches the JWKS again at most this often (failed fetches too).
+    oidc_key_refresh_seconds: float = Field(default=60.0, ge=0)
     # The label export takes an image only when its BurnedInAnnotation says NO; CR may leave it out
     # (Type 3). A site that knows its CR units never burn names into pixels allows those here.
     labels_export_unflagged_images: bool = False
@@ -126,6 +130,13 @@ class Settings(BaseSettings):
     # settled (longer than any reception or write may pause), and how often storage is walked.
     leftover_grace_seconds: float = Field(default=3600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("oidc_issuer", "oidc_jwks_url")
+    @classmethod
+    def _https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"{info.field_name} must be an https:// URL (tokens and keys travel over it)")
+        return value
 
     @field_validator("audit_syslog_url")
     @classmethod

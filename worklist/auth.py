@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import logging
 import secrets
 import socket
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -36,6 +33,7 @@ from triage.records.accounts import (
 from triage.records.db import Database, utcnow
 from triage.records.tables import ApiSession, Role, User
 from triage.settings import Settings
+from worklist.oidc import TokenVerifier
 from worklist.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
@@ -106,20 +104,13 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _claim(claims: dict[str, Any], dotted: str) -> Any:
-    value: Any = claims
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 class Authenticator:
     """Signs local accounts in and out, and turns a bearer token into a ``Principal``."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self._settings = settings
         self._database = database
-        self._jwks: jwt.PyJWKClient | None = None
+        self._tokens = TokenVerifier(settings)
         self._throttle = SignInThrottle(settings.sign_in_max_failures, settings.sign_in_window_seconds)
 
     def sign_in(self, username: str, password: str, source: str) -> tuple[str, datetime, User] | None:
@@ -238,35 +229,11 @@ class Authenticator:
                 return Refused(f"the account local:{row.user.username} is deactivated")
             return Principal(f"local:{row.user.username}", row.user.role_set, source)
 
-    def _jwks_client(self) -> jwt.PyJWKClient:
-        if self._jwks is None:
-            url = self._settings.oidc_jwks_url
-            if url is None:
-                issuer = str(self._settings.oidc_issuer).rstrip("/")
-                discovery = f"{issuer}/.well-known/openid-configuration"
-                with urllib.request.urlopen(discovery, timeout=10) as response:  # noqa: S310 - https URL from settings
-                    url = str(json.load(response)["jwks_uri"])
-            self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=10)
-        return self._jwks
-
     def _oidc_principal(self, token: str, source: str) -> Principal | Refused:
         try:
-            key = self._jwks_client().get_signing_key_from_jwt(token)
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
-                audience=self._settings.oidc_audience,
-                issuer=self._settings.oidc_issuer,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-                leeway=30,
-            )
+            claims = self._tokens.claims(token)
         except (jwt.PyJWTError, OSError, KeyError, ValueError) as error:
             logger.info("bearer token refused: %s", type(error).__name__)
             return Refused(f"OIDC token refused: {type(error).__name__}")
-        raw = _claim(claims, self._settings.oidc_roles_claim)
-        names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-        known = {role.value for role in Role}
-        roles = frozenset(Role(name) for name in names if isinstance(name, str) and name in known)
-        subject = str(claims.get("preferred_username") or claims["sub"])
-        return Principal(f"oidc:{subject}", roles, source)
+        name, roles = self._tokens.identity(claims)
+        return Principal(name, roles, source)

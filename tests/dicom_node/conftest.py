@@ -14,7 +14,11 @@ def openssl(*args, cwd):
 @pytest.fixture
 def pki(tmp_path):
     """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    d = tmp_path / "pki"
+    return make_pki(tmp_path / "pki")
+
+
+def make_pki(d):
+    """Write the CA and the two certificates into the new folder ``d``; return it."""
     d.mkdir()
     openssl(
         "req",

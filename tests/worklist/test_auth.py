@@ -3,6 +3,7 @@ loopback with no way to sign in, the first-start admin account, and the users CL
 
 import http.server
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from testkit.peers import REPO, free_port, triage_env
+from tests.dicom_node.conftest import make_pki
 from triage.records.accounts import add_user, bootstrap_admin
 from triage.records.tables import AuditEvent, Role, User
 from worklist.app import create_app
@@ -24,14 +26,21 @@ ISSUER = "https://login.example.org/realms/hospital"
 
 
 @pytest.fixture(scope="module")
-def identity_provider():
-    """A signing key and an HTTP server publishing its JWKS, as an OIDC provider does."""
+def idp_pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("idp") / "pki")
+
+
+@pytest.fixture(scope="module")
+def identity_provider(idp_pki):
+    """A signing key and an HTTPS server publishing its JWKS, as an OIDC provider does (its
+    certificate signed by a private CA: ``idp_pki / "ca.crt"``). ``FETCHES`` counts its answers."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     body = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
 
     class Jwks(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            FETCHES.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -41,9 +50,15 @@ def identity_provider():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(idp_pki / "server.crt", idp_pki / "server.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield key, f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    yield key, f"https://127.0.0.1:{server.server_address[1]}/jwks"
     server.shutdown()
+
+
+FETCHES: list[str] = []
 
 
 def token(key, **claims):
@@ -53,11 +68,12 @@ def token(key, **claims):
 
 
 @pytest.fixture
-def oidc_client(make_settings, database, identity_provider):
+def oidc_client(make_settings, database, identity_provider, idp_pki):
     _, url = identity_provider
     settings = make_settings(
-        oidc_issuer=ISSUER, oidc_audience="triage", oidc_jwks_url=url, oidc_roles_claim="realm_access.roles"
-    )
+        oidc_issuer=ISSUER, oidc_audience="triage", oidc_jwks_url=url, oidc_roles_claim="realm_access.roles",
+        oidc_ca_bundle=idp_pki / "ca.crt",
+    )  # fmt: skip
     with TestClient(create_app(database, settings)) as client:
         yield client
 
@@ -72,10 +88,36 @@ def test_an_oidc_token_with_the_role_reads_the_worklist(oidc_client, identity_pr
         key, preferred_username="dr.hansen", realm_access={"roles": ["radiologist", "offline_access"]}
     )
     assert oidc_client.get("/api/me", headers=bearer(good)).json() == {
-        "name": "oidc:dr.hansen",
+        "name": "oidc:u-123 (dr.hansen)",  # the stable sub first: a user name can be given to another
         "roles": ["radiologist"],
     }
     assert oidc_client.get("/api/worklist", headers=bearer(good)).status_code == 200
+
+
+def test_the_issuer_and_its_keys_are_reached_over_https_only(make_settings):
+    for field in ("oidc_issuer", "oidc_jwks_url"):
+        with pytest.raises(ValueError, match="must be an https:// URL"):
+            make_settings(
+                **{"oidc_issuer": ISSUER, "oidc_audience": "triage", field: "http://idp.example.org/x"}
+            )
+
+
+def test_keys_are_verified_against_the_configured_ca(make_settings, database, identity_provider):
+    key, url = identity_provider
+    untrusting = make_settings(oidc_issuer=ISSUER, oidc_audience="triage", oidc_jwks_url=url)  # system CAs
+    with TestClient(create_app(database, untrusting)) as client:
+        good = token(key, realm_access={"roles": ["radiologist"]})
+        assert client.get("/api/worklist", headers=bearer(good)).status_code == 401
+
+
+def test_tokens_naming_unknown_keys_do_not_hammer_the_identity_provider(oidc_client, identity_provider):
+    key, _ = identity_provider
+    assert oidc_client.get("/api/me", headers=bearer(token(key))).status_code == 200  # keys fetched
+    before = len(FETCHES)
+    for number in range(25):
+        forged = jwt.encode({"sub": "x"}, key, algorithm="RS256", headers={"kid": f"unknown-{number}"})
+        assert oidc_client.get("/api/me", headers=bearer(forged)).status_code == 401
+    assert len(FETCHES) - before <= 1  # within oidc_key_refresh_seconds: at most one refresh
 
 
 @pytest.mark.parametrize(
@@ -171,3 +213,16 @@ def test_a_refused_oidc_token_is_audited_with_the_reason(oidc_client, identity_p
     assert security_rows(oidc_client, database, "token.refused") == [
         ("anonymous", "testclient", "OIDC token refused: ExpiredSignatureError")
     ]
+
+
+def test_while_the_identity_provider_is_down_tokens_are_refused_without_waiting_on_it(
+    make_settings, database, identity_provider
+):
+    key, _ = identity_provider
+    down = f"https://127.0.0.1:{free_port()}/jwks"  # nobody listens
+    settings = make_settings(oidc_issuer=ISSUER, oidc_audience="triage", oidc_jwks_url=down)
+    with TestClient(create_app(database, settings)) as client:
+        for _ in range(10):
+            assert client.get("/api/me", headers=bearer(token(key))).status_code == 401
+        jwks = client.app.state.triage.authenticator._tokens.jwks()
+    assert jwks.fetches == 1  # the failure is remembered for oidc_key_refresh_seconds
