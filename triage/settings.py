@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_roles_claim: str = "roles"  # a dotted path for nested claims, e.g. realm_access.roles
     oidc_jwks_url: str | None = None  # unset: read from the issuer's /.well-known/openid-configuration
+    # Sign-in from the page (authorization code flow with PKCE): the client registered at the
+    # provider (default: oidc_audience), its secret for a confidential client, and the public URL of
+    # /api/oidc/callback that the provider redirects to. Unset redirect: the page signs in locally.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str | None = None
     # The CA bundle the identity provider's https certificate is checked against (unset: the system's).
     oidc_ca_bundle: Path | None = None
     # A token with an unknown key id fetches the JWKS again at most this often (failed fetches too).

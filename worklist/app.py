@@ -29,8 +29,9 @@ from worklist import deps, labels
 from worklist.auth import Authenticator
 from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
+from worklist.oidc_login import LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
-from worklist.routes import admin, operations, session, studies, worklist
+from worklist.routes import admin, oidc, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,21 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     )
     metrics = CollectorRegistry(auto_describe=True)
     metrics.register(DatabaseCollector(database, settings))
+    authenticator = Authenticator(settings, database)
     app.state.triage = deps.AppState(
         database=database,
         settings=settings,
-        authenticator=Authenticator(settings, database),
+        authenticator=authenticator,
         label_key=labels.label_key(settings.home),
         metrics=Cached(lambda: generate_latest(metrics), settings.metrics_cache_seconds),
         queue_ready=CachedCheck(queue_check(settings)),
         security=SecurityLog(database),
         renders=RenderCache(settings.api_image_cache_bytes),
+        logins=LoginFlows(settings, authenticator.tokens),
     )
-    routers = [module.router for module in (operations, session, worklist, studies, label_routes, admin)]
+    routers = [
+        module.router for module in (operations, session, oidc, worklist, studies, label_routes, admin)
+    ]
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [

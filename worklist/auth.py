@@ -16,6 +16,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -228,6 +229,13 @@ class Authenticator:
             if not row.user.active:
                 return Refused(f"the account local:{row.user.username} is deactivated")
             return Principal(f"local:{row.user.username}", row.user.role_set, source)
+
+    @property
+    def tokens(self) -> TokenVerifier:
+        return self._tokens
+
+    def oidc_identity(self, claims: dict[str, Any]) -> tuple[str, frozenset[Role]]:
+        return self._tokens.identity(claims)
 
     def _oidc_principal(self, token: str, source: str) -> Principal | Refused:
         try:

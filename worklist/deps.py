@@ -26,6 +26,7 @@ from triage.records.tables import Role
 from triage.settings import Settings
 from worklist.auth import Authenticator, Principal, Refused
 from worklist.images import RenderCache
+from worklist.oidc_login import LoginFlows
 from worklist.operations import Cached, CachedCheck
 
 _SIGNED_IN = "signed in"
@@ -44,6 +45,7 @@ class AppState:
     queue_ready: CachedCheck
     security: SecurityLog  # refused tokens and 403s, written to the audit log in batches
     renders: RenderCache  # the PNGs of images shown lately
+    logins: LoginFlows  # sign-ins with the identity provider in progress
 
 
 def _state(request: Request) -> AppState:

@@ -74,7 +74,7 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._context = tls_context(settings)
+        self.context = tls_context(settings)
         self._jwks: RateLimitedJwks | None = None
         self._lock = threading.Lock()
 
@@ -84,17 +84,18 @@ class TokenVerifier:
                 url = self._settings.oidc_jwks_url or self._discover()
                 if not url.startswith("https://"):
                     raise KeysUnavailable(f"the issuer's jwks_uri is not https: {url}")
-                self._jwks = RateLimitedJwks(url, self._context, self._settings.oidc_key_refresh_seconds)
+                self._jwks = RateLimitedJwks(url, self.context, self._settings.oidc_key_refresh_seconds)
             return self._jwks
 
     def _discover(self) -> str:
         issuer = str(self._settings.oidc_issuer).rstrip("/")
         discovery = f"{issuer}/.well-known/openid-configuration"  # https: checked with the settings
-        with urllib.request.urlopen(discovery, timeout=10, context=self._context) as response:  # noqa: S310
+        with urllib.request.urlopen(discovery, timeout=10, context=self.context) as response:  # noqa: S310
             return str(json.load(response)["jwks_uri"])
 
-    def claims(self, token: str) -> dict[str, Any]:
-        """The token's claims once its signature, issuer, audience and lifetime hold.
+    def claims(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The token's claims once its signature, issuer, audience and lifetime hold (``audience``:
+        that one only; by default ours, or our client id: the page's ID tokens name it).
 
         Raises:
             jwt.PyJWTError, OSError, KeyError, ValueError: the token does not qualify (or no key).
@@ -104,12 +105,15 @@ class TokenVerifier:
             token,
             key.key,
             algorithms=ALGORITHMS,
-            audience=self._settings.oidc_audience,
+            audience=audience or self._audiences(),
             issuer=self._settings.oidc_issuer,
             options={"require": ["exp", "iss", "aud", "sub"]},
             leeway=30,
         )
         return claims
+
+    def _audiences(self) -> list[str]:
+        return [a for a in (self._settings.oidc_audience, self._settings.oidc_client_id) if a]
 
     def identity(self, claims: dict[str, Any]) -> tuple[str, frozenset[Role]]:
         """The principal's name (``oidc:<sub>``, the user name in brackets) and roles."""

@@ -21,7 +21,10 @@ from triage.settings import load_settings
 from worklist.app import create_app
 
 EVERY_ROLE = frozenset(Role)
-OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/session")}
+OPEN = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/session"),
+    ("GET", "/api/oidc"), ("GET", "/api/oidc/login"), ("GET", "/api/oidc/callback"),
+}  # fmt: skip
 ANY_SIGNED_IN = {
     ("GET", "/api/me"), ("POST", "/api/me/password"),
     ("GET", "/api/worklist/revision"), ("DELETE", "/api/session"),

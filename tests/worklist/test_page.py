@@ -184,3 +184,33 @@ def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser
         expect(page.locator("#worklist tbody tr")).to_have_count(4)
         expect(page.locator("#storage-degraded")).to_be_visible()
         expect(page.locator("#storage-degraded")).to_contain_text("refusing new images")
+
+
+def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_settings, tmp_path, browser):
+    """The authorization code flow with PKCE, in the browser: the page's link, the provider (run in
+    this process over https from a private CA), back to the page signed in as the token's subject."""
+    from tests.dicom_node.conftest import make_pki
+    from tests.worklist.test_oidc_login import CLIENT, Provider
+
+    pki = make_pki(tmp_path / "pki")
+    provider = Provider(pki)
+    port = free_port()
+    oidc = {
+        "TRIAGE_OIDC_ISSUER": provider.issuer, "TRIAGE_OIDC_AUDIENCE": "triage-api",
+        "TRIAGE_OIDC_CLIENT_ID": CLIENT, "TRIAGE_OIDC_CA_BUNDLE": str(pki / "ca.crt"),
+        "TRIAGE_OIDC_REDIRECT_URL": f"http://127.0.0.1:{port}/api/oidc/callback",
+        "TRIAGE_OIDC_ROLES_CLAIM": "realm_access.roles",
+    }  # fmt: skip
+    try:
+        with serving(make_settings(api_port=port), tmp_path, **oidc) as (url, _, _, _):
+            context = browser.new_context(ignore_https_errors=True)  # the provider's private CA
+            page = context.new_page()
+            page.goto(url)
+            page.click("#sign-in-provider a")
+            expect(page.locator("#who")).to_contain_text("oidc:u-77 (dr.lund) (radiologist)")
+            expect(page.locator("#worklist")).to_be_visible()
+            assert "token=" not in page.url  # the fragment is taken off the address bar
+            assert "code_verifier" in provider.token_requests[-1]
+            context.close()
+    finally:
+        provider.server.shutdown()

@@ -47,7 +47,21 @@ function showSignIn() {
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#sign-in").hidden = false;
+  fetch("/api/oidc").then((r) => r.json()).then((b) => { $("#sign-in-provider").hidden = !b.enabled; }).catch(() => {});
 }
+
+// Back from the identity provider: the ID token (or why not) is in the fragment, never sent anywhere.
+(function takeTheFragment() {
+  const found = new URLSearchParams(location.hash.slice(1));
+  if (!found.has("token") && !found.has("sign-in-error")) return;
+  history.replaceState(null, "", location.pathname);
+  if (found.has("token")) {
+    state.token = found.get("token");
+    sessionStorage.setItem("triage-token", state.token);
+  } else {
+    setTimeout(() => { $("#sign-in-error").textContent = found.get("sign-in-error"); }, 0);
+  }
+})();
 
 async function start() {
   try {

@@ -1,0 +1,70 @@
+"""Signing in from the page with the hospital's identity provider (authorization code + PKCE)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+from triage.records import store
+from triage.records.db import utcnow
+from worklist.deps import State, source
+from worklist.oidc_login import LoginRefused
+from worklist.schemas import problems
+
+router = APIRouter(prefix="/api/oidc", tags=["session"])
+_OPAQUE = r"^[A-Za-z0-9._~\-]+$"
+
+
+class OidcSignIn(BaseModel):
+    enabled: bool
+
+
+@router.get("")
+def oidc_sign_in(state: State) -> OidcSignIn:
+    """Whether the page offers sign-in with the identity provider."""
+    return OidcSignIn(enabled=state.logins.enabled)
+
+
+@router.get("/login", status_code=302, response_class=RedirectResponse, responses=problems(404, 503))
+def login(state: State) -> RedirectResponse:
+    """Send the browser to the identity provider (a new one-time state, PKCE S256, a nonce)."""
+    if not state.logins.enabled:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "sign-in with the identity provider is not configured")
+    try:
+        return RedirectResponse(state.logins.start(), status_code=302)
+    except (LoginRefused, OSError, KeyError, ValueError) as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the identity provider: {error}") from error
+
+
+@router.get("/callback", status_code=302, response_class=RedirectResponse, responses=problems(404, 422))
+def callback(
+    request: Request,
+    state: State,
+    code: Annotated[str, Query(max_length=2048, pattern=_OPAQUE)] = "",
+    state_: Annotated[str, Query(alias="state", max_length=256, pattern=_OPAQUE)] = "",
+    error: Annotated[str, Query(max_length=256, pattern=_OPAQUE)] = "",
+) -> RedirectResponse:
+    """Where the provider sends the browser back: the code is traded, the ID token checked, and the
+    page gets it in the URL fragment. A refusal goes back to the page with why, and is audited."""
+    if not state.logins.enabled:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "sign-in with the identity provider is not configured")
+    try:
+        if error:
+            raise LoginRefused(f"the identity provider refused: {error}")
+        token, claims = state.logins.finish(state_, code)
+    except LoginRefused as refused:
+        with state.database.session() as session:
+            store.audit(session, actor="anonymous", action="session.refused", source=source(request),
+                        now=utcnow(), detail=f"identity provider sign-in: {refused}")  # fmt: skip
+        return RedirectResponse(
+            "/#" + urllib.parse.urlencode({"sign-in-error": str(refused)}), status_code=302
+        )
+    name, _ = state.authenticator.oidc_identity(claims)
+    with state.database.session() as session:
+        store.audit(session, actor=name, action="session.started", source=source(request), now=utcnow(),
+                    detail="identity provider sign-in (authorization code, PKCE)")  # fmt: skip
+    return RedirectResponse("/#" + urllib.parse.urlencode({"token": token}), status_code=302)
