@@ -53,6 +53,7 @@ EVENTS: dict[str, _Event] = {
     "feedback.recorded": (INSTANCES_ACCESSED, "U", None, _SUCCESS),
     "result.withdrawn": (INSTANCES_ACCESSED, "U", None, _SUCCESS),
     "conflict.resolved": (PATIENT_RECORD, "U", None, _SUCCESS),
+    "conflict.cleared": (PATIENT_RECORD, "U", None, _SUCCESS),
     "delivery.acknowledged": (TRANSFERRED, "R", None, _SUCCESS),
     "delivery.failed": (TRANSFERRED, "R", None, _MINOR_FAILURE),
     "labels.exported": (("110106", "Export"), "R", None, _SUCCESS),

@@ -14,6 +14,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import routing, scp
 from dicom_node.capacity import DiskGuard
+from dicom_node.duplicates import DuplicateComparer
 from dicom_node.handlers import StorageHandlers, StoragePaths
 from dicom_node.reconcile import Reconciler
 from dicom_node.studies import StudyMonitor
@@ -79,6 +80,7 @@ class Listener:
             ),
             settings.max_instance_bytes,
         )
+        self.duplicates = DuplicateComparer(self.database, settings.storage_dir, settings.quarantine_dir)
         self.security = SecurityLog(self.database)
         self.leadership = Leadership(self.database, settings.home / "leader.lock")
         self.reconciler = Reconciler(
@@ -127,6 +129,7 @@ class Listener:
         if not self._recovered:
             logger.info("this listener took over the lead: recovering")
             self._recover()
+        self.duplicates.run()  # before the sweep: a re-sent image lifts its conflict before completion
         self.monitor.sweep()
         if time.monotonic() >= self._next_reconcile:
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_seconds

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from triage.records import store
 from triage.records.store import ReceivedInstance
-from triage.records.tables import Study
+from triage.records.tables import Comparison, QuarantinedObject, Study
 
 
 def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: str, now: datetime) -> None:
@@ -29,6 +29,7 @@ def flag_conflict(session: Session, received: ReceivedInstance, quarantine_key: 
         now=now,
         sop_instance_uid=received.sop_instance_uid,
         study_instance_uid=received.study_instance_uid,
+        comparison=Comparison.PENDING,  # a re-send in another transfer syntax may be the same image
     )
     study = store.study_for(session, received, now)
     study.conflict = True
@@ -63,6 +64,13 @@ def clear_conflict(
 ) -> None:
     """An admin checked the quarantined object: versions received from now on are analysed again."""
     study.conflict = False
+    for row in session.scalars(
+        select(QuarantinedObject).where(
+            QuarantinedObject.study_instance_uid == study.study_instance_uid,
+            QuarantinedObject.comparison != Comparison.SAME,
+        )
+    ):
+        row.comparison = Comparison.RESOLVED
     store.audit(
         session,
         actor=actor,
@@ -72,3 +80,36 @@ def clear_conflict(
         study_ids=[study.id],
         detail=reason,
     )
+
+
+def pending_comparisons(session: Session, limit: int = 10) -> list[QuarantinedObject]:
+    """Quarantined duplicates not compared with their stored instance yet, oldest first."""
+    query = select(QuarantinedObject).where(QuarantinedObject.comparison == Comparison.PENDING)
+    return list(session.scalars(query.order_by(QuarantinedObject.id).limit(limit)))
+
+
+def record_comparison(session: Session, row_id: int, same: bool, why: str, now: datetime) -> bool:
+    """What the comparison found. The same image (another transfer syntax): the row says so, and
+    the study's conflict is lifted when nothing else of it is unresolved. Returns whether lifted."""
+    row = session.get_one(QuarantinedObject, row_id)
+    row.comparison = Comparison.SAME if same else Comparison.DIFFERS
+    row.reason = f"{row.reason}; compared: {why}"
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == row.study_instance_uid).with_for_update()
+    )
+    if not same or study is None or not study.conflict:
+        return False
+    blocking = session.scalar(
+        select(QuarantinedObject.id).where(
+            QuarantinedObject.study_instance_uid == row.study_instance_uid,
+            QuarantinedObject.comparison.not_in((Comparison.SAME, Comparison.RESOLVED)),
+        )
+    )
+    if blocking is not None:
+        return False
+    study.conflict = False
+    store.audit(
+        session, actor=store.TRIAGE, action="conflict.cleared", source=store.TRIAGE, now=now,
+        study_ids=[study.id], detail=f"instance {row.sop_instance_uid} re-sent: {why}",
+    )  # fmt: skip
+    return True

@@ -194,9 +194,11 @@ def add_quarantined(
     now: datetime,
     sop_instance_uid: str = "",
     study_instance_uid: str = "",
+    comparison: str = "",
 ) -> None:
     session.add(
         QuarantinedObject(
+            comparison=comparison,
             storage_key=storage_key,
             sop_instance_uid=sop_instance_uid,
             study_instance_uid=study_instance_uid,

@@ -142,6 +142,14 @@ class QuarantinedObject(Base):
     calling_ae_title: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A duplicate whose bytes differ is compared with the stored instance after it is quarantined:
+    # PENDING, SAME (the same image, re-sent in another transfer syntax), DIFFERS; RESOLVED once an
+    # admin cleared the study's conflict. Empty: not a duplicate (a refused object).
+    comparison: Mapped[str] = mapped_column(String(16), default="")
+
+
+class Comparison:
+    PENDING, SAME, DIFFERS, RESOLVED = "pending", "same", "differs", "resolved"
 
 
 class OutboxMessage(Base):
