@@ -67,8 +67,12 @@ class AnalyseStudyTask:
         reports: ReportWriter | None = None,
         shadows: Callable[[Pipeline], PipelineRun | None] | None = None,
         reader: Reader = read_study,
+        hold_after_claim_seconds: float = 0.0,
     ) -> None:
         self._reader = reader  # a test passes a storage that fails
+        self._hold = (
+            hold_after_claim_seconds  # the fault suite's hook (settings.fault_hold_after_claim_seconds)
+        )
         self._database = database
         self._pipelines = pipelines
         self._storage_dir = storage_dir
@@ -87,6 +91,11 @@ class AnalyseStudyTask:
         if not claimed:
             logger.info("study version %d is not queued (any more); nothing to do", payload.study_version_id)
             return "not-queued"
+        if self._hold > 0:
+            logger.warning(
+                "fault injection: holding study version %d for %.0f s", payload.study_version_id, self._hold
+            )
+            time.sleep(self._hold)
         study = read_with_retries(payload, self._storage_dir, self._retry_seconds, self._reader)
         if isinstance(study, str):
             return self.record(payload, None, Skipped(payload.pipeline, study, skipped=payload.skipped))

@@ -158,7 +158,10 @@ def make_worker_app(
     )
     reports = ReportWriter(settings.results_dir) if settings.pacs else None
     shadows = pipelines.shadow if isinstance(pipelines, ModelPipelines) else None
-    body = AnalyseStudyTask(database, pipelines, settings.storage_dir, reports=reports, shadows=shadows)
+    body = AnalyseStudyTask(
+        database, pipelines, settings.storage_dir, reports=reports, shadows=shadows,
+        hold_after_claim_seconds=settings.fault_hold_after_claim_seconds,
+    )  # fmt: skip
     threads = threads_per_process(settings, concurrency)
 
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # Shorter than the result deadlines (fracture 900 s), so that a lost worker's study gets another try.
     analysis_lease_seconds: float = Field(default=240.0, gt=0)
     analysis_max_attempts: int = Field(default=3, ge=1)  # claims before "analysis failed"
+    # Fault injection for the acceptance and crash tests: a worker waits this long after claiming a
+    # study, so that a test can kill it mid-analysis. Never set it in production (0: off).
+    fault_hold_after_claim_seconds: float = Field(default=0.0, ge=0)
     # Leftovers of a crash (see dicom_node/reconcile.py): how old a loose file must be before it is
     # settled (longer than any reception or write may pause), and how often storage is walked.
     leftover_grace_seconds: float = Field(default=3600.0, gt=0)
