@@ -46,6 +46,7 @@ NODE_AUTHENTICATION = ("110126", "Node Authentication")
 EVENTS: dict[str, _Event] = {
     "study.received": (TRANSFERRED, "C", None, _SUCCESS),
     "study.instance_refused": (TRANSFERRED, "C", None, _MINOR_FAILURE),
+    "study.originals_removed": (("110105", "DICOM Study Deleted"), "D", None, _SUCCESS),
     "study.patient_mismatch": (PATIENT_RECORD, "U", None, _MINOR_FAILURE),
     "study.viewed": (INSTANCES_ACCESSED, "R", None, _SUCCESS),
     "image.viewed": (INSTANCES_ACCESSED, "R", None, _SUCCESS),

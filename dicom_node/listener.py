@@ -17,6 +17,7 @@ from dicom_node.capacity import DiskGuard
 from dicom_node.duplicates import DuplicateComparer
 from dicom_node.handlers import StorageHandlers, StoragePaths
 from dicom_node.reconcile import Reconciler
+from dicom_node.retention import Retention
 from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
@@ -81,6 +82,7 @@ class Listener:
             settings.max_instance_bytes,
         )
         self.duplicates = DuplicateComparer(self.database, settings.storage_dir, settings.quarantine_dir)
+        self.retention = Retention(self.database, settings.storage_dir, settings.retain_originals_days)
         self.security = SecurityLog(self.database)
         self.leadership = Leadership(self.database, settings.home / "leader.lock")
         self.reconciler = Reconciler(
@@ -135,6 +137,7 @@ class Listener:
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_seconds
             found = self.reconciler.run()
             logger.info("reconciled leftovers: %s", found)
+            self.retention.run()
         else:
             self.reconciler.receptions()
         if time.monotonic() >= self._next_seal:

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     storage_min_free_bytes: int = Field(default=2 << 30, ge=0)
     max_instance_bytes: int = Field(default=2 << 30, ge=1)  # larger instances: 0xA700, never read whole
     quarantine_quota_bytes: int = Field(default=10 << 30, ge=0)
+    # Remove an original from storage this many days after its study was REPORTED (the PACS holds
+    # the images; rows, hashes and results stay). Unset: keep every original.
+    retain_originals_days: float | None = Field(default=None, gt=0)
 
     tls_certificate: Path | None = None
     tls_private_key: Path | None = None

@@ -111,6 +111,9 @@ class Instance(Base):
     calling_ae_title: Mapped[str] = mapped_column(String(16))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the original left storage under the retention setting (the row, its hash and the results
+    # stay); None: it is on disk.
+    removed_at: Mapped[datetime | None]
 
     study: Mapped[Study] = relationship(back_populates="instances")
 

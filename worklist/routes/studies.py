@@ -45,7 +45,7 @@ def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetai
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The image, windowed, as PNG"},
-        **problems(401, 403, 404, 422),
+        **problems(401, 403, 404, 410, 422),
     },
 )
 def image(
@@ -61,8 +61,13 @@ def image(
     with state.database.reading() as session:
         instance = queries.find_instance(session, sop_instance_uid, study_id)
         key = None if instance is None else instance.storage_key
+        removed = instance is not None and instance.removed_at is not None
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+    if removed:
+        raise HTTPException(
+            status.HTTP_410_GONE, "the original was removed under the retention setting; the PACS holds it"
+        )
     with state.database.session() as session:
         audit(session, principal, "image.viewed", [study_id], sop_instance_uid)
     path = state.settings.storage_dir / key

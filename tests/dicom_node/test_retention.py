@@ -1,0 +1,51 @@
+"""Retention (issue 12, part 9): originals removed a set time after their study was REPORTED, the
+rows, hashes and results kept, audited; unset, every original stays."""
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from dicom_node.retention import Retention
+from testkit import synthetic
+from tests.worklist import seed
+from tests.worklist.test_api import signed_in
+from triage.records.db import utcnow
+from triage.records.tables import AuditEvent, Instance, Role, StudyState
+from worklist.app import create_app
+
+
+def instances(database):
+    with database.session() as session:
+        return {i.study_id: i for i in session.scalars(select(Instance))}
+
+
+def test_originals_leave_storage_after_the_retention_and_nothing_else_does(database, settings):
+    def study(state, days_ago, **extra):
+        at = utcnow() - timedelta(days=days_ago)
+        return seed.add_study(
+            database, settings, [synthetic.dx()], pipeline="fracture", state=state, at=at, **extra
+        )
+
+    fine = {"outcome": seed.fracture_outcome("NO_FRACTURE", 0.02, {})}
+    old, recent = study(StudyState.REPORTED, 40, **fine), study(StudyState.REPORTED, 2, **fine)
+    waiting = study(StudyState.NOT_ANALYSED, 40, reason="not analysed: kept for the reading")
+    assert Retention(database, settings.storage_dir, None).run() == 0  # unset: keep for good
+    assert Retention(database, settings.storage_dir, 30).run() == 1
+    found = instances(database)
+    assert not (settings.storage_dir / found[old].storage_key).exists() and found[old].removed_at is not None
+    for kept in (recent, waiting):
+        assert (settings.storage_dir / found[kept].storage_key).exists() and found[kept].removed_at is None
+    assert found[old].sha256  # the row and its hash stay
+    assert Retention(database, settings.storage_dir, 30).run() == 0  # done once
+    with database.session() as session:
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "study.originals_removed")
+        ).all()
+    assert event.study_id == old and event.detail.startswith("1 originals")
+
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(database, settings)) as client:
+        headers = signed_in(client, database, "rad", Role.RADIOLOGIST)
+        gone = client.get(f"/api/studies/{old}/images/{found[old].sop_instance_uid}", headers=headers)
+        assert gone.status_code == 410 and "retention" in gone.json()["detail"]
