@@ -16,6 +16,13 @@ app = typer.Typer(no_args_is_help=True, help="Local accounts of the web API.")
 _CLI = "cli"
 
 
+def _password(from_stdin: bool, prompt: str) -> str:
+    """A password from standard input's first line, or asked for twice, never an argument."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
 @app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="The new account's user name.")],
@@ -29,11 +36,7 @@ def users_add(
 ) -> None:
     """Create a local account; the password (12 characters or more) is asked for, never an argument."""
     found = settings(config)
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    )
+    password = _password(password_stdin, "password")
     try:
         with open_database(found).session() as session:
             add_user(session, username, password, parse_roles(role), actor=_CLI, source=_CLI)
@@ -73,11 +76,7 @@ def users_password(
     """Set an account's password (a reset: every session of the account ends); asked for, never an
     argument. Users change their own at POST /api/me/password."""
     found = settings(config)
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    )
+    password = _password(password_stdin, "new password")
     try:
         with open_database(found).session() as session:
             change_password(session, username, password, actor=_CLI, source=_CLI)

@@ -16,6 +16,15 @@ from worklist.schemas import AUTH, Me, PasswordChange, SignedIn, SignIn, problem
 router = APIRouter(prefix="/api", tags=["session"])
 
 
+def too_many(error: Throttled) -> HTTPException:
+    """429 with Retry-After: the sign-in throttle's answer."""
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        str(error),
+        headers={"Retry-After": f"{math.ceil(error.retry_after)}"},
+    )
+
+
 @router.post("/session", responses=problems(400, 401, 429))
 def sign_in(body: SignIn, request: Request, state: State) -> SignedIn:
     """Sign in with a local account; the token lasts ``api_session_hours``. After
@@ -24,11 +33,7 @@ def sign_in(body: SignIn, request: Request, state: State) -> SignedIn:
     try:
         session = state.authenticator.sign_in(body.username, body.password, source(request))
     except Throttled as error:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            str(error),
-            headers={"Retry-After": f"{math.ceil(error.retry_after)}"},
-        ) from error
+        raise too_many(error) from error
     if session is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -71,11 +76,7 @@ def change_password(
             credentials.credentials, username, body.current_password, body.new_password, source(request)
         )
     except Throttled as error:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            str(error),
-            headers={"Retry-After": f"{math.ceil(error.retry_after)}"},
-        ) from error
+        raise too_many(error) from error
     except AccountError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
     if not changed:
