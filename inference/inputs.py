@@ -105,7 +105,7 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
     if hashlib.sha256(data).hexdigest() != ref.sha256:
         return _unreadable(ref, f"instance {ref.sop_instance_uid} changed on disk since it was received")
     try:
-        ds = _parse(data)
+        ds = _parse(data, root.parent)
     except InflateRefused as refused:
         return _unreadable(ref, f"instance {ref.sop_instance_uid}: {refused}")
     except (InvalidDicomError, AttributeError, ValueError, EOFError, zlib.error) as error:
@@ -122,17 +122,18 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
     return SourceImage(ref, ds, facts, pixels)
 
 
-def _parse(data: bytes) -> Dataset:
+def _parse(data: bytes, scratch: Path) -> Dataset:
     """The bytes just checked, parsed (not read a second time). A Deflated data set is inflated
-    into a temporary file first, a chunk at a time, under ``MAX_INFLATED_BYTES``: pydicom would
-    inflate it whole in memory, and a few kilobytes can inflate to gigabytes."""
+    into a temporary folder under ``scratch`` (TRIAGE_HOME: owner-only, like the images; never the
+    shared /tmp) first, a chunk at a time, under ``MAX_INFLATED_BYTES``: pydicom would inflate it
+    whole in memory, and a few kilobytes can inflate to gigabytes."""
     stream = io.BytesIO(data)
     read_preamble(stream, False)
     meta = _read_file_meta_info(stream)
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         stream.seek(0)
         return dcmread(stream)
-    with tempfile.TemporaryDirectory(prefix="triage-inflate-") as folder:
+    with tempfile.TemporaryDirectory(prefix=".inflate-", dir=scratch) as folder:
         source, target = Path(folder) / "deflated.dcm", Path(folder) / "inflated.dcm"
         source.write_bytes(data)
         inflate_to_file(source, target, meta, MAX_INFLATED_BYTES)
