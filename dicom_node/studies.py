@@ -125,6 +125,8 @@ class StudyMonitor:
             session, version.id, StudyState.RECEIVING, StudyState.COMPLETE, now, why, completed_at=now
         ):
             return 0
+        if isinstance(decision, routing.Route):
+            store.mark_routed(session, version.study_id, [i.sop_instance_uid for i in decision.analysed])
         if isinstance(decision, routing.Unrouted) and decision.pipeline is not None:
             reason = f"{decision.reason}; {self._config.pipelines[decision.pipeline].conservative_reading}"
             store.transition(

@@ -78,6 +78,7 @@ class InstanceView(BaseModel):
     laterality: str
     view: str
     marks: list[MarkView]
+    shown: bool = Field(description="Routed to a pipeline: the page shows its image (frame 0)")
 
 
 class BoxView(BaseModel):
@@ -185,4 +186,5 @@ def _instance(instance: Instance, marks: dict[str, list[MarkView]]) -> InstanceV
         laterality=facts.laterality,
         view=facts.view,
         marks=marks.get(instance.sop_instance_uid, []),
+        shown=instance.routed and instance.removed_at is None,
     )

@@ -284,3 +284,18 @@ def test_a_tomosynthesis_only_screen_goes_to_double_reading_not_ignored(database
     assert "Breast Tomosynthesis" in reason and reason.endswith("double reading")
     with database.session() as session:
         assert session.scalars(select(StudyVersion)).one().pipeline == "breast"
+
+
+def test_the_instances_routing_sends_to_a_pipeline_are_marked_routed_and_no_others(database, monitor):
+    from triage.records.tables import Instance
+
+    ids = synthetic.StudyIds()
+    wrist, chest = (
+        synthetic.dx(ids, instance_number=1),
+        synthetic.dx(ids, body_part="CHEST", instance_number=2),
+    )
+    receive(database, [wrist, chest], T0)
+    monitor.sweep(T0 + timedelta(seconds=5))
+    with database.session() as session:
+        routed = {i.sop_instance_uid: i.routed for i in session.scalars(select(Instance))}
+    assert routed == {wrist.SOPInstanceUID: True, chest.SOPInstanceUID: False}

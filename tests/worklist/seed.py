@@ -64,8 +64,10 @@ def add_study(
     outcome: FractureOutcome | BreastOutcome | None = None,
     deliveries: tuple[DeliveryState, ...] = (),
     at: datetime = T0,
+    routed: bool = True,
 ) -> int:
-    """Store ``datasets`` as one study, move it to ``state``, add its result; return the study id."""
+    """Store ``datasets`` as one study, move it to ``state``, add its result; return the study id.
+    ``routed``: the instances count as routed to the pipeline (the monitor marks them so)."""
     with database.session() as session:
         for ds in datasets:
             received = describe(ds, sha256="0" * 64, size_bytes=1, calling="TESTSCU", peer="127.0.0.1:1")
@@ -74,6 +76,8 @@ def add_study(
             ds.save_as(path, enforce_file_format=True)
             version = store.add_instance(session, received, at)
         version_id, study_id = version.id, version.study_id
+        if routed:
+            store.mark_routed(session, study_id, [ds.SOPInstanceUID for ds in datasets])
     with database.session() as session:
         row = session.get_one(StudyVersion, version_id)
         row.pipeline = pipeline

@@ -79,3 +79,26 @@ def test_the_cache_holds_at_most_its_bytes_least_recently_used_out():
         cache.get(name, 64, render(name))
     assert made == ["a", "b", "c", "b"]  # c pushed out b (a was used last); b rendered again
     assert RenderCache(0).get("a", 64, render("a")).png == b"x" * 100 and made[-1] == "a"
+
+
+def test_only_routed_images_are_shown_and_nothing_else_is_decoded(page, database):
+    client, settings, headers = page
+    routed, other = synthetic.dx(), synthetic.dx()
+    study = seed.add_study(database, settings, [routed], pipeline="fracture", state=StudyState.NOT_ANALYSED,
+                           reason="test", at=utcnow())  # fmt: skip
+    other.StudyInstanceUID, other.SeriesInstanceUID = routed.StudyInstanceUID, routed.SeriesInstanceUID
+    seed.add_study(
+        database,
+        settings,
+        [other],
+        pipeline="fracture",
+        state=StudyState.NOT_ANALYSED,
+        reason="test",
+        at=utcnow(),
+        routed=False,
+    )  # fmt: skip  (the same study, not routed)
+    detail = client.get(f"/api/studies/{study}", headers=headers).json()
+    shown = {i["sop_instance_uid"]: i["shown"] for i in detail["instances"]}
+    assert shown == {routed.SOPInstanceUID: True, other.SOPInstanceUID: False}
+    refused = client.get(f"/api/studies/{study}/images/{other.SOPInstanceUID}", headers=headers)
+    assert refused.status_code == 404 and "only the images it routes" in refused.json()["detail"]

@@ -210,6 +210,15 @@ def add_quarantined(
     )
 
 
+def mark_routed(session: Session, study_id: int, sop_instance_uids: list[str]) -> None:
+    """Routing sent these instances of the study to a pipeline (the page shows them)."""
+    session.execute(
+        update(Instance)
+        .where(Instance.study_id == study_id, Instance.sop_instance_uid.in_(sop_instance_uids))
+        .values(routed=True)
+    )
+
+
 def transition(
     session: Session,
     version_id: int,

@@ -117,6 +117,8 @@ class Instance(Base):
     # When the original left storage under the retention setting (the row, its hash and the results
     # stay); None: it is on disk.
     removed_at: Mapped[datetime | None]
+    # Whether routing sent it to a pipeline (what the model reads): the study page shows only these.
+    routed: Mapped[bool] = mapped_column(default=False)
 
     study: Mapped[Study] = relationship(back_populates="instances")
 

@@ -55,15 +55,18 @@ def image(
     state: State,
     size: Annotated[int, Query(ge=64, le=4096, description="Longest side in pixels")] = 1024,
 ) -> Response:
-    """One image of the study rendered from its DICOM (Modality LUT, VOI LUT or window,
-    MONOCHROME1 inverted); of a multi-frame image, frame 0 alone. Headers X-Source-Columns/Rows
-    give the source size that boxes use, X-Frames how many frames the image has."""
+    """One image of the study that routing sent to a pipeline, rendered from its DICOM (Modality
+    LUT, VOI LUT or window, MONOCHROME1 inverted); of a multi-frame image, frame 0 alone. Headers
+    X-Source-Columns/Rows give the source size that boxes use, X-Frames how many frames it has."""
     with state.database.reading() as session:
         instance = queries.find_instance(session, sop_instance_uid, study_id)
         key = None if instance is None else instance.storage_key
         removed = instance is not None and instance.removed_at is not None
+        routed = instance is not None and instance.routed
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+    if not routed:  # never decoded here: a tomosynthesis volume, a report, what no model reads
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "triage shows only the images it routes; see the PACS")
     if removed:
         raise HTTPException(
             status.HTTP_410_GONE, "the original was removed under the retention setting; the PACS holds it"

@@ -218,7 +218,7 @@ async function showImages(study) {
   const old = [...container.querySelectorAll("img")].map((img) => img.src);
   container.replaceChildren();
   old.forEach((url) => URL.revokeObjectURL(url));
-  for (const instance of study.instances) {
+  for (const instance of study.instances.filter((i) => i.shown)) {
     const figure = document.createElement("figure");
     figure.dataset.sopInstanceUid = instance.sop_instance_uid;
     const img = document.createElement("img");

@@ -1,4 +1,5 @@
-"""retention: when an instance's original left storage (its row and results stay)
+"""retention and routing per instance: when an original left storage (its row and results stay),
+and whether routing sent the instance to a pipeline (the study page shows those)
 
 Revision ID: 0011
 Revises: 0010
@@ -20,8 +21,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("instances") as table:
         table.add_column(sa.Column("removed_at", triage.records.db.UtcDateTime(timezone=True), nullable=True))
+        table.add_column(sa.Column("routed", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("instances") as table:
+        table.drop_column("routed")
         table.drop_column("removed_at")
