@@ -146,6 +146,12 @@ class StudyMonitor:
             if version.study.conflict or isinstance(decision, routing.Unrouted)
             else routing.gate(self._config, decision, self._intended_uses.get(decision.pipeline))
         )
+        removed = queries.removed_originals(session, version)
+        if isinstance(gated, routing.Route) and removed:
+            gated = routing.NotAnalysed(
+                f"{removed} earlier image(s) of the study were removed from storage by retention; "
+                "a result on the rest would judge part of the study"
+            )
         if isinstance(gated, routing.NotAnalysed):
             self._not_analysed(session, version, decision, gated.reason, now)
             return 1

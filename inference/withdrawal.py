@@ -7,13 +7,14 @@
   Patient Safety Reasons") that references every object of the version the PACS acknowledged, so
   an IOCM-capable PACS hides or removes them.
 
-Both are derived from the study version, so a re-run builds the same objects (same UIDs).
+Both are built from the delivered objects' own headers, never from the study's images: those may be
+gone by now (``retain_originals_days``). A re-run builds the same objects (same UIDs); the note's UID
+follows the set of objects it rejects, so objects acknowledged later get a note of their own.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import highdicom as hd
 from pydicom import Dataset, dcmread
@@ -22,15 +23,14 @@ from sqlalchemy import select
 
 from inference.reports import SR_CLASSES, ReportWriter, breast_report, fracture_report, report_uid
 from triage import __version__
-from triage.imaging import blank_malformed_dates
 from triage.messages import WithdrawResult
 from triage.outcomes import ModelIdentity, not_analysed
 from triage.pipelines import Pipeline
-from triage.records import queries, results
+from triage.records import results
 from triage.records.db import Database
 from triage.records.results import ResultObject
-from triage.records.tables import Delivery, DeliveryState, StudyVersion
-from triage.records.withdrawals import WITHDRAWAL_KINDS
+from triage.records.tables import Delivery, StudyVersion
+from triage.records.withdrawals import acknowledged_objects, rejection_uid
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,36 @@ REJECTED_FOR_PATIENT_SAFETY = Code("113037", "DCM", "Rejected for Patient Safety
 WITHDRAWAL = ModelIdentity("triage result withdrawal", __version__, "none (no model)")
 
 
+# The Patient and General Study modules, copied from a withdrawn SR onto the evidence it names.
+_PATIENT_AND_STUDY = (
+    "SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)  # fmt: skip
+
+
+def evidence_of(report: Dataset) -> list[Dataset]:
+    """Headers of the images a delivered SR names as its evidence, rebuilt from the SR alone: enough
+    for a report that supersedes it (no image region is drawn on them)."""
+    found = []
+    for study in report.get("CurrentRequestedProcedureEvidenceSequence", []):
+        for series in study.get("ReferencedSeriesSequence", []):
+            for item in series.get("ReferencedSOPSequence", []):
+                ds = Dataset()
+                for keyword in _PATIENT_AND_STUDY:
+                    if keyword in report:
+                        setattr(ds, keyword, report[keyword].value)
+                ds.SeriesInstanceUID = series.SeriesInstanceUID
+                ds.SOPClassUID = item.ReferencedSOPClassUID
+                ds.SOPInstanceUID = item.ReferencedSOPInstanceUID
+                found.append(ds)
+    return found
+
+
 def rejection_note(
     rejected: list[Dataset], study_instance_uid: str, version: int
 ) -> hd.ko.KeyObjectSelectionDocument:
     """The IOCM rejection note for ``rejected`` (all of one study)."""
-
-    def uid(kind: str) -> str:
-        return report_uid(study_instance_uid, version, WITHDRAWAL.name, WITHDRAWAL.version, kind)
-
+    uids = [str(ds.SOPInstanceUID) for ds in rejected]
     return hd.ko.KeyObjectSelectionDocument(
         evidence=rejected,
         content=hd.ko.KeyObjectSelection(
@@ -53,9 +75,9 @@ def rejection_note(
             referenced_objects=rejected,
             description="triage withdrew this AI result; read the study as if triage had not seen it",
         ),
-        series_instance_uid=uid("kos-series"),
+        series_instance_uid=report_uid(study_instance_uid, version, WITHDRAWAL.name, "", "kos-series"),
         series_number=9903,
-        sop_instance_uid=uid("kos"),
+        sop_instance_uid=rejection_uid(study_instance_uid, version, uids),
         instance_number=1,
         manufacturer="triage (open source)",
     )
@@ -64,9 +86,8 @@ def rejection_note(
 class WithdrawResultTask:
     """Builds, keeps and queues the superseding SR and the rejection note of a withdrawn version."""
 
-    def __init__(self, database: Database, storage_dir: Path, reports: ReportWriter | None) -> None:
+    def __init__(self, database: Database, reports: ReportWriter | None) -> None:
         self._database = database
-        self._storage_dir = storage_dir
         self._reports = reports
 
     def __call__(self, raw_payload: dict[str, object]) -> str:
@@ -77,18 +98,18 @@ class WithdrawResultTask:
             version = session.get(StudyVersion, payload.study_version_id)
             if version is None:
                 return "unknown-version"
-            deliveries = list(session.scalars(select(Delivery).where(Delivery.version_id == version.id)))
-            if any(d.kind in WITHDRAWAL_KINDS for d in deliveries):
-                return "already-withdrawn"
-            delivered = [
+            held = [
                 (d.kind, d.sent_storage_key or d.storage_key)
-                for d in deliveries
-                if d.state == DeliveryState.DELIVERED
+                for d in acknowledged_objects(session, version.id)
             ]
-            sources = [i.storage_key for i in queries.instances_of(session, version)]
+            uids = [d.sop_instance_uid for d in acknowledged_objects(session, version.id)]
             pipeline, number = Pipeline(version.pipeline), version.number
             study_uid = version.study.study_instance_uid
-        objects = self._build(payload.reason, pipeline, study_uid, number, delivered, sources)
+            kinds = set(session.scalars(select(Delivery.kind).where(Delivery.version_id == version.id)))
+            note_uid = rejection_uid(study_uid, number, uids)
+            if not held or session.scalar(select(Delivery.id).where(Delivery.sop_instance_uid == note_uid)):
+                return "already-withdrawn"
+        objects = self._build(payload.reason, pipeline, study_uid, number, held, "withdrawal-sr" not in kinds)
         now = self._database.now()
         with self._database.session() as session:
             for written in objects:
@@ -102,18 +123,18 @@ class WithdrawResultTask:
         pipeline: Pipeline,
         study_uid: str,
         number: int,
-        delivered: list[tuple[str, str]],
-        source_keys: list[str],
+        held: list[tuple[str, str]],
+        supersede: bool,
     ) -> list[ResultObject]:
         assert self._reports is not None
         results_dir = self._reports.results_dir
-        withdrawn = [(kind, dcmread(results_dir / key, stop_before_pixels=True)) for kind, key in delivered]
+        withdrawn = [(kind, dcmread(results_dir / key, stop_before_pixels=True)) for kind, key in held]
         objects = []
         previous_sr = next((ds for kind, ds in withdrawn if kind == "sr"), None)
-        if previous_sr is not None:  # the PACS has a verdict: a newer document says "not analysed"
-            sources = [dcmread(self._storage_dir / key, stop_before_pixels=True) for key in source_keys]
-            for source in sources:
-                blank_malformed_dates(source)
+        if (
+            previous_sr is not None and supersede
+        ):  # the PACS has a verdict: a newer document says "not analysed"
+            sources = evidence_of(previous_sr) or [previous_sr]
             build = fracture_report if pipeline is Pipeline.FRACTURE else breast_report
             outcome = not_analysed(pipeline, f"result withdrawn: {reason}")
             srs = [

@@ -175,7 +175,7 @@ def make_worker_app(
                 logger.warning("%s studies will not be analysed: %s", name, error)
 
     report_body = ReportNotAnalysedTask(database, settings.storage_dir, reports)
-    withdraw_body = WithdrawResultTask(database, settings.storage_dir, reports)
+    withdraw_body = WithdrawResultTask(database, reports)
     bodies: dict[str, Callable[[dict[str, Any]], str]] = {
         ANALYSE_STUDY: body,
         REPORT_NOT_ANALYSED: report_body,

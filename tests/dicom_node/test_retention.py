@@ -1,4 +1,4 @@
-"""Retention (issue 12, part 9): originals removed a set time after their study was REPORTED, the
+"""Retention: originals removed a set time after their study was REPORTED, the
 rows, hashes and results kept, audited; unset, every original stays."""
 
 from datetime import timedelta
@@ -6,12 +6,24 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from dicom_node import routing
 from dicom_node.retention import Retention
+from dicom_node.studies import StudyMonitor
 from testkit import synthetic
+from tests.dicom_node.test_studies import RecordingPublisher, receive
 from tests.worklist import seed
 from tests.worklist.test_api import signed_in
+from triage import messages
 from triage.records.db import utcnow
-from triage.records.tables import AuditEvent, Instance, Role, StudyState
+from triage.records.tables import (
+    AuditEvent,
+    DeliveryState,
+    Instance,
+    OutboxMessage,
+    Role,
+    StudyState,
+    StudyVersion,
+)
 from worklist.app import create_app
 
 
@@ -49,3 +61,31 @@ def test_originals_leave_storage_after_the_retention_and_nothing_else_does(datab
         headers = signed_in(client, database, "rad", Role.RADIOLOGIST)
         gone = client.get(f"/api/studies/{old}/images/{found[old].sop_instance_uid}", headers=headers)
         assert gone.status_code == 410 and "retention" in gone.json()["detail"]
+
+
+def test_a_late_image_after_retention_is_not_analysed_on_part_of_its_study(database, settings):
+    """The study's earlier images are gone: the new version is NOT ANALYSED, saying why, rather than
+    judged on the late image alone; the verdict it replaces is withdrawn and rejected at the PACS."""
+    at = utcnow() - timedelta(days=40)
+    ids = synthetic.StudyIds()
+    outcome = seed.fracture_outcome("NO_FRACTURE", 0.02, {})
+    delivered = (DeliveryState.DELIVERED,)
+    seed.add_study(
+        database, settings, [synthetic.dx(ids)], pipeline="fracture", state=StudyState.REPORTED, at=at,
+        outcome=outcome, deliveries=delivered,
+    )  # fmt: skip
+    assert Retention(database, settings.storage_dir, 30).run() == 1
+    now = utcnow()
+    receive(database, [synthetic.dx(ids)], now)
+    monitor = StudyMonitor(
+        database, routing.RoutingConfig.load(settings.routing_file), RecordingPublisher(), 60
+    )
+    assert monitor.sweep(now + timedelta(seconds=5)).completed == 1
+    with database.session() as session:
+        found = {v.number: (v.state, v.reason) for v in session.scalars(select(StudyVersion))}
+        tasks = [m.task_name for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+    state, reason = found[2]
+    assert state == StudyState.NOT_ANALYSED
+    assert reason.startswith("1 earlier image(s) of the study were removed from storage by retention")
+    assert found[1][0] == StudyState.NOT_ANALYSED and found[1][1].startswith("result withdrawn")
+    assert tasks == [messages.REPORT_NOT_ANALYSED, messages.WITHDRAW_RESULT]

@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from triage.records.store import TRIAGE, audit, transition
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
+from triage.records.withdrawals import LIVE, WITHDRAWAL_KINDS, queue_rejection
+
+_MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,13 @@ def record_delivery(
     max_attempts: int,
     deadline_seconds: float,
 ) -> None:
-    """Record one attempt. On the version's last acknowledgement the study is REPORTED. A delivery
-    fails for good after ``max_attempts`` tries, after ``deadline_seconds`` since it was queued, or at
-    once when the refusal is permanent; then the version's other objects are not sent and an
-    ANALYSED study goes back to the conservative path."""
+    """Record one attempt. On the version's last acknowledgement the study is REPORTED; an object
+    acknowledged after its version stopped acting (withdrawn while it was on the wire) is rejected at
+    the PACS. A delivery fails for good after ``max_attempts`` tries, after ``deadline_seconds`` since
+    it was queued, or at once when the refusal is permanent; then the version's other objects are not
+    sent, an ANALYSED study goes back to the conservative path, and what the PACS already holds of it
+    is rejected. A withdrawal object is retried until the PACS takes it, unless refused for good: a
+    verdict left at the PACS is worse than a late rejection."""
     delivery = session.get_one(Delivery, delivery_id)
     delivery.attempts += 1
     if attempt.ok:
@@ -62,27 +68,38 @@ def record_delivery(
         if remaining == 0:
             reason = "results acknowledged by the PACS"
             transition(session, delivery.version_id, StudyState.ANALYSED, StudyState.REPORTED, now, reason)
+        _reject_if_withdrawn(session, delivery, now)
         return
     delivery.last_error = attempt.error
     expired = now >= delivery.created_at + timedelta(seconds=deadline_seconds)
-    if not (attempt.permanent or expired or delivery.attempts >= max_attempts):
-        backoff = min(300.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+    withdrawal = delivery.kind in WITHDRAWAL_KINDS
+    if not attempt.permanent and (withdrawal or not (expired or delivery.attempts >= max_attempts)):
+        backoff = min(_MAX_BACKOFF_SECONDS, 2.0**delivery.attempts) * random.uniform(0.5, 1.5)  # noqa: S311
         delivery.next_attempt_at = now + timedelta(seconds=backoff)
         return
     why = "refused for good" if attempt.permanent else f"not accepted after {delivery.attempts} attempts"
+    if withdrawal:  # refused for good: visible, and the audit says the PACS may still show the verdict
+        delivery.state = DeliveryState.FAILED
+        _audit_failure(
+            session, delivery, f"{why}: {attempt.error}; the withdrawn verdict may still show", now
+        )
+        return
     _fail_version_deliveries(session, delivery, f"{why}: {attempt.error}", now)
 
 
-def _fail_version_deliveries(session: Session, delivery: Delivery, why: str, now: datetime) -> None:
-    """A delivery failed for good: the version's objects still waiting are not sent (a summary image
-    that failed must never leave its SR to act alone), and the study takes the conservative path."""
-    delivery.state = DeliveryState.FAILED
-    for sibling in session.scalars(
-        select(Delivery).where(
-            Delivery.version_id == delivery.version_id, Delivery.state == DeliveryState.PENDING
+def _reject_if_withdrawn(session: Session, delivery: Delivery, now: datetime) -> None:
+    """An object the PACS took after its version stopped acting: queue its rejection there."""
+    if delivery.kind in WITHDRAWAL_KINDS:
+        return
+    version = session.get_one(StudyVersion, delivery.version_id)
+    session.refresh(version)
+    if version.state not in LIVE:
+        queue_rejection(
+            session, version.id, f"acknowledged after the verdict was withdrawn ({version.reason})", now
         )
-    ):
-        sibling.state, sibling.last_error = DeliveryState.FAILED, f"not sent: the {delivery.kind} failed"
+
+
+def _audit_failure(session: Session, delivery: Delivery, why: str, now: datetime) -> None:
     audit(
         session,
         actor=TRIAGE,
@@ -92,8 +109,24 @@ def _fail_version_deliveries(session: Session, delivery: Delivery, why: str, now
         study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],
         detail=f"{delivery.kind} {delivery.sop_instance_uid} {why}",
     )
+
+
+def _fail_version_deliveries(session: Session, delivery: Delivery, why: str, now: datetime) -> None:
+    """A delivery failed for good: the version's objects still waiting are not sent (a summary image
+    that failed must never leave its SR to act alone), the study takes the conservative path, and
+    what the PACS already took of the version (the summary image, say) is rejected there."""
+    delivery.state = DeliveryState.FAILED
+    for sibling in session.scalars(
+        select(Delivery).where(
+            Delivery.version_id == delivery.version_id, Delivery.state == DeliveryState.PENDING
+        )
+    ):
+        sibling.state, sibling.last_error = DeliveryState.FAILED, f"not sent: the {delivery.kind} failed"
+    _audit_failure(session, delivery, why, now)
     transition(
         session, delivery.version_id, StudyState.ANALYSED, StudyState.NOT_ANALYSED, now,
         f"results could not be delivered to the PACS ({delivery.kind} {why}); read as if triage had not seen "
         "the study",
     )  # fmt: skip
+    session.refresh(session.get_one(StudyVersion, delivery.version_id))
+    queue_rejection(session, delivery.version_id, f"its delivery failed ({delivery.kind} {why})", now)

@@ -45,6 +45,18 @@ def instances_of(session: Session, version: StudyVersion) -> list[Instance]:
     )
 
 
+def removed_originals(session: Session, version: StudyVersion) -> int:
+    """How many of a version's instances retention has removed from storage."""
+    return (
+        session.scalar(
+            select(func.count())
+            .where(Instance.study_id == version.study_id, Instance.version_number <= version.number)
+            .where(Instance.removed_at.is_not(None))
+        )
+        or 0
+    )
+
+
 def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, Any]]:
     """Payloads of outbox messages of one task not yet published."""
     return list(
