@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from triage import __version__
 from triage.periodic import PeriodicThread
+from triage.records.audit_chain import settled_horizon
 from triage.records.db import Database
 from triage.records.tables import AuditCursor, AuditEvent, Study
 from triage.settings import Settings
@@ -172,14 +173,14 @@ class AuditForwarder:
             context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
         return context
 
-    def pending(self, session: Session) -> tuple[int, list[tuple[AuditEvent, Study | None]]]:
-        """The cursor and the next batch of events after it, each with its study."""
+    def pending(self, session: Session, horizon: int) -> tuple[int, list[tuple[AuditEvent, Study | None]]]:
+        """The cursor and the next batch of events after it up to ``horizon``, each with its study."""
         cursor = session.get(AuditCursor, CURSOR)
         after = cursor.last_event_id if cursor else 0
         rows = session.execute(
             select(AuditEvent, Study)
             .outerjoin(Study, Study.id == AuditEvent.study_id)
-            .where(AuditEvent.id > after)
+            .where(AuditEvent.id > after, AuditEvent.id <= horizon)
             .order_by(AuditEvent.id)
             .limit(BATCH)
         ).all()
@@ -196,9 +197,17 @@ class AuditForwarder:
                 return sent
 
     def forward_batch(self) -> int:
-        """Send the next batch; move the cursor only if all of it went. Returns how many."""
+        """Send the next batch; move the cursor only if all of it went. Returns how many.
+
+        Only events up to the settled horizon go: the cursor moves over ids, and on PostgreSQL an
+        event whose transaction commits late can carry a lower id than one already visible; read
+        past the horizon, it would be skipped for good."""
+        with self._database.reading() as session:  # its own transaction: the lock ends with it
+            horizon = settled_horizon(session)
+        if horizon is None:
+            return 0
         with self._database.reading() as session:
-            _, batch = self.pending(session)
+            _, batch = self.pending(session, horizon)
             frames = [
                 syslog_frame(
                     event, audit_message(event, study, self._source_id, self._site_id), self._hostname

@@ -210,3 +210,51 @@ def test_the_listeners_forwarding_thread_sends_only_while_leading(make_settings,
     finally:
         thread.stop()
         collector.stop()
+
+
+@pytest.mark.integration
+def test_an_event_that_commits_after_a_later_one_is_forwarded_not_skipped(make_settings, postgres_url):
+    """On PostgreSQL ids are taken at insert: the first writer holds id 1 open while the second commits
+    id 2. Forwarding id 2 then would move the cursor past id 1 for good; nothing goes until both are
+    settled, then both go, in order. The sealer waits the same way."""
+    from sqlalchemy import text
+
+    from triage.records import audit_chain
+    from triage.records.db import Database, migrate
+
+    migrate(postgres_url)
+    database = Database(postgres_url)
+    with database.session() as session:
+        session.execute(text("TRUNCATE audit_seals, audit_events, audit_cursors RESTART IDENTITY"))
+    port = free_port()
+    settings = make_settings(audit_syslog_url=f"tcp://127.0.0.1:{port}")
+    collector = Collector(port)
+    slow = database.session()
+    try:
+        first = slow.__enter__()
+        store.audit(first, actor="local:rad", action="study.viewed", source="10.1.2.3", now=T0, detail="1")
+        first.flush()  # id 1 taken, not committed
+        with database.session() as second:
+            store.audit(
+                second, actor="local:rad", action="image.viewed", source="10.1.2.3", now=T0, detail="2"
+            )
+        forwarder = audit_syslog.AuditForwarder(settings, database)
+        assert forwarder.forward() == 0, "id 2 is visible, but id 1 may still commit below it"
+        with database.session() as session:
+            assert audit_chain.seal(session, T0 + audit_chain.SEAL_GRACE * 2) is None
+        slow.__exit__(None, None, None)  # the first writer commits id 1
+        assert forwarder.forward() == 2
+        _wait_for(lambda: len(collector.frames) == 2)
+        with database.session() as session:
+            sealed = audit_chain.seal(session, T0 + audit_chain.SEAL_GRACE * 2)
+            assert sealed is not None and (sealed.first_event_id, sealed.last_event_id) == (1, 2)
+    finally:
+        collector.stop()
+        database.dispose()
+    assert [number for number, _ in collector.messages()] == [1, 2]
+    assert cursor_of(database) == 2
+
+
+def cursor_of(database):
+    with database.session() as session:
+        return session.get_one(AuditCursor, audit_syslog.CURSOR).last_event_id

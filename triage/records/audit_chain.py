@@ -8,8 +8,11 @@ it happened; ``verify`` finds it. What the chain cannot show by itself is the ne
 together with their events: the head digest ``verify`` prints (and the syslog forwarder sends off
 the host) is what an operator compares to rule that out.
 
-Events are sealed only once they are ``SEAL_GRACE`` old: on PostgreSQL an event's id is taken when
-it is inserted, not when it commits, so a transaction still open could commit a lower id later.
+On PostgreSQL an event's id is taken when it is inserted, not when it commits, so a transaction
+still open can commit a lower id after a higher one is visible: whatever reads the log in id order
+(the sealer, the syslog forwarder) reads only up to ``settled_horizon``, below which no event can
+still appear. Events are also sealed only once they are ``SEAL_GRACE`` old, so that a seal covers
+a few seconds' events rather than chasing each new one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from triage.records.tables import AuditEvent, AuditSeal
@@ -45,6 +49,32 @@ def chain_digest(previous: str, events: Sequence[AuditEvent]) -> str:
     return digest.hexdigest()
 
 
+# How long the horizon waits for writers of audit rows still open; past it the pass is skipped, so a
+# long transaction delays the reader, never the writers queued behind the reader's lock request.
+HORIZON_LOCK_TIMEOUT_MS = 200
+
+
+def settled_horizon(session: Session) -> int | None:
+    """The highest audit event id at or below which every event that will ever exist is visible now
+    (0: none yet); None when that cannot be told now (a writer stayed open past the lock timeout).
+
+    SQLite serialises writers (each write transaction holds the database's write lock from its
+    first statement), so ids commit in order and the highest visible id is settled. PostgreSQL takes
+    a SHARE lock on the table for the rest of the caller's transaction: it waits for every
+    transaction that inserted an event to end and lets no insert start, so after it no lower id can
+    still commit, and ids taken afterwards are higher (one sequence). Keep that transaction short.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        try:
+            with session.begin_nested():
+                session.execute(text(f"SET LOCAL lock_timeout = '{HORIZON_LOCK_TIMEOUT_MS}ms'"))
+                session.execute(text(f"LOCK TABLE {AuditEvent.__tablename__} IN SHARE MODE"))
+        except OperationalError:
+            return None
+    return session.scalar(select(func.coalesce(func.max(AuditEvent.id), 0)))
+
+
 def head(session: Session) -> AuditSeal | None:
     """The newest seal (None before the first)."""
     return session.scalars(select(AuditSeal).order_by(AuditSeal.last_event_id.desc()).limit(1)).first()
@@ -57,12 +87,20 @@ def seal(
 
     Returns the new seal, or None when nothing was ready. Two sealers racing (a CLI run beside the
     leader) both start at the same id; the unique first_event_id lets only one commit."""
+    horizon = settled_horizon(session)
+    if horizon is None:
+        return None
     last = head(session)
     after, previous = (last.last_event_id, last.digest) if last else (0, GENESIS)
     too_recent = session.scalar(
         select(func.min(AuditEvent.id)).where(AuditEvent.id > after, AuditEvent.at > now - grace)
     )
-    query = select(AuditEvent).where(AuditEvent.id > after).order_by(AuditEvent.id).limit(batch)
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.id > after, AuditEvent.id <= horizon)
+        .order_by(AuditEvent.id)
+        .limit(batch)
+    )
     if too_recent is not None:
         query = query.where(AuditEvent.id < too_recent)
     events = session.scalars(query).all()
