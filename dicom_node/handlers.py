@@ -98,6 +98,13 @@ class StorageHandlers:
         """Answer C-ECHO (PS3.4 A.4): the node is up."""
         return int(Status.SUCCESS)
 
+    def on_closed(self, event: Event) -> None:
+        """An association's connection closed (released, aborted or dropped): remove what it was
+        still sending, which was never acknowledged."""
+        removed = self.spools.discard(event.assoc.dul)
+        if removed:
+            logger.info("an association ended mid-transfer: %d partial file(s) removed", removed)
+
     def on_store(self, event: Event) -> int:
         """Answer C-STORE; any unexpected error becomes PROCESSING_FAILURE, logged once."""
         correlation_id.set(f"assoc-{id(event.assoc):x}")
@@ -114,6 +121,9 @@ class StorageHandlers:
         calling = str(event.assoc.requestor.ae_title).strip()
         peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
         sop_instance_uid = str(request.AffectedSOPInstanceUID)
+        if not self.spools.claim(path):
+            logger.info("instance %s: its association ended before it was handled", sop_instance_uid)
+            return Status.OUT_OF_RESOURCES  # never acknowledged: the sender still has it
         if failure := self.spools.failure(path):  # too large, or the disk filled while it came
             self.spools.sha256(path)
             logger.error("instance %s from %s refused: %s", sop_instance_uid, calling, failure)

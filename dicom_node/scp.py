@@ -110,6 +110,7 @@ def start_listener(
             (evt.EVT_REJECTED, guard.rejected),
             (evt.EVT_C_ECHO, handlers.on_echo),
             (evt.EVT_C_STORE, handlers.on_store),
+            (evt.EVT_CONN_CLOSE, handlers.on_closed),
         ],
         security,
     )

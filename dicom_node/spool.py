@@ -15,8 +15,8 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
-import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +24,7 @@ from pynetdicom import dimse_messages
 
 # The file a receiver holds locked (flock) for as long as it receives into its folder.
 LOCK_NAME = ".receiving"
+_FACTORY = "NamedTemporaryFile"  # what pynetdicom calls to open the file a data set streams into
 
 
 class ReceiverFolder:
@@ -84,6 +85,9 @@ class HashingSpool:
     def __init__(self, folder: Path, max_bytes: int | None = None, **kwargs: Any) -> None:
         self._file = tempfile.NamedTemporaryFile(dir=folder, **kwargs)  # noqa: SIM115 - closed by pynetdicom
         self.name: str = self._file.name
+        # pynetdicom spools in the association's DUL thread: the association this spool belongs to.
+        self.owner = threading.current_thread()
+        self.claimed = False  # a handler has it: the association's end leaves it to the handler
         self.file: IO[bytes] = self._file.file
         self._digest = hashlib.sha256()
         self._max_bytes = max_bytes
@@ -122,18 +126,35 @@ class HashingSpool:
 class Spools:
     """Creates spools for pynetdicom and finds the one behind a received file by its path.
 
-    Spools are held weakly: one whose association was aborted goes away with its request.
+    A spool is forgotten when its handler takes its hash, or when its association ends: pynetdicom
+    creates the file with ``delete=False`` and removes it only after a handler ran, so a transfer
+    cut off mid-way would leave its partial file in the folder until the listener stops; an allowed
+    caller could fill the disk that way, an aborted transfer at a time.
     """
 
     def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
         self._folder = folder
         self.max_bytes = max_bytes
-        self._by_path: weakref.WeakValueDictionary[str, HashingSpool] = weakref.WeakValueDictionary()
+        self._by_path: dict[str, HashingSpool] = {}
+        self._lock = threading.Lock()
+        self._previous: Any = None
 
     def __call__(self, **kwargs: Any) -> HashingSpool:
         spool = HashingSpool(self._folder, self.max_bytes, **kwargs)
-        self._by_path[spool.name] = spool
+        with self._lock:
+            self._by_path[spool.name] = spool
         return spool
+
+    def discard(self, owner: threading.Thread) -> int:
+        """Remove the files of ``owner``'s spools no handler took (its association ended); returns
+        how many there were. A file a handler already moved into storage is not there any more."""
+        with self._lock:
+            left = [n for n, spool in self._by_path.items() if spool.owner is owner and not spool.claimed]
+            spools = [self._by_path.pop(name) for name in left]
+        for spool in spools:
+            spool.close()
+            Path(spool.name).unlink(missing_ok=True)
+        return len(spools)
 
     def install(self) -> None:
         """Make pynetdicom receive data sets into spools from this factory."""
@@ -141,14 +162,31 @@ class Spools:
             raise RuntimeError(
                 "this pynetdicom no longer spools with NamedTemporaryFile; see dicom_node/spool.py"
             )
+        self._previous = dimse_messages.NamedTemporaryFile
         dimse_messages.NamedTemporaryFile = self
+
+    def uninstall(self) -> None:
+        """Give pynetdicom back the spool factory it had (this one's folder goes with its listener)."""
+        if getattr(dimse_messages, _FACTORY) is self:
+            setattr(dimse_messages, _FACTORY, self._previous)
+
+    def claim(self, path: Path) -> bool:
+        """A handler takes the received file at ``path``; False if it is gone (its association
+        ended and took it first, so nobody will hear the answer)."""
+        with self._lock:
+            spool = self._by_path.get(str(path))
+            if spool is not None:
+                spool.claimed = True
+        return path.exists()
 
     def failure(self, path: Path) -> str:
         """Why the spool behind a received file could not take it all ("" when it did)."""
-        spool = self._by_path.get(str(path))
+        with self._lock:
+            spool = self._by_path.get(str(path))
         return spool.failure if spool is not None else ""
 
     def sha256(self, path: Path) -> str | None:
         """The SHA-256 of a received file, if a spool of ours wrote it."""
-        spool = self._by_path.pop(str(path), None)
+        with self._lock:
+            spool = self._by_path.pop(str(path), None)
         return spool.hexdigest() if spool is not None else None

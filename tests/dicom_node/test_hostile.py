@@ -1,7 +1,9 @@
-"""Hostile input at the DICOM edge (issue 13): each attack is sent to the running listener over a
+"""Hostile input at the DICOM edge: each attack is sent to the running listener over a
 real association, and each ends with the listener still answering C-ECHO and storing a valid study."""
 
+import contextlib
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from dicom_node.headers import MAX_SEQUENCE_DEPTH
 from dicom_node.status import Status
 from testkit import synthetic
-from testkit.peers import storescu
+from testkit.peers import storescu, wait_until
 from triage.records.storage import sha256_of
 from triage.records.tables import Instance, QuarantinedObject, Study
 
@@ -179,6 +181,45 @@ def test_a_deflate_bomb_past_the_instance_limit_is_refused(make_settings, tmp_pa
         assert send_raw(node, path, DeflatedExplicitVRLittleEndian) == Status.CANNOT_UNDERSTAND
         [kept] = rows(node, QuarantinedObject)
         assert "inflates past the 16777216 bytes" in kept.reason
+        assert rows(node, Instance) == []
+        still_serves(node, tmp_path)
+    finally:
+        node.stop()
+
+
+def sizes(receiving):
+    """The sizes of the files being received (one may go while it is looked at)."""
+    found = []
+    for path in receiving.partial_files():
+        with contextlib.suppress(FileNotFoundError):
+            found.append(path.stat().st_size)
+    return found
+
+
+def test_aborted_transfers_leave_no_partial_files(make_settings, tmp_path):
+    """Three 64 MiB C-STOREs, each aborted early: what they sent goes when the association does, not
+    when the listener stops, so an allowed caller cannot walk the disk to the watermark. (Small PDUs
+    make each transfer take a few seconds, so the abort surely comes before its end.)"""
+    from dicom_node.listener import Listener
+
+    node = Listener(make_settings(maximum_pdu_bytes=4096))
+    node.start()
+    [path] = synthetic.write([big_private(ExplicitVRLittleEndian, 64 << 20)], tmp_path / "in")
+    receiving = node.handlers.receiving
+    try:
+        for _ in range(3):
+            ae = AE(ae_title="TESTSCU")
+            ae.add_requested_context(DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian)
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="TRIAGE")
+            assert assoc.is_established
+            _config.STORE_SEND_CHUNKED_DATASET = True
+            try:
+                threading.Thread(target=lambda a=assoc: a.send_c_store(path), daemon=True).start()
+                wait_until(lambda: any(size > 2 << 20 for size in sizes(receiving)), timeout=30)
+                assoc.abort()
+            finally:
+                _config.STORE_SEND_CHUNKED_DATASET = False
+            wait_until(lambda: sizes(receiving) == [], timeout=10)
         assert rows(node, Instance) == []
         still_serves(node, tmp_path)
     finally:
