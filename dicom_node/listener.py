@@ -22,13 +22,19 @@ from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
-from triage.records import audit_chain, outbox
+from triage.records import audit_chain, outbox, withdrawals
 from triage.records.db import Database, migrate
 from triage.records.leadership import Leadership
 from triage.records.security import SecurityLog
 from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# How often the leader looks for withdrawn verdicts still unrejected at the PACS: a withdrawal task
+# that failed is tried again this often (one indexed query).
+REJECTION_CHECK_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 1.0
+ORPHAN_FOLDERS_PER_STEP = 100  # study folders per housekeeping step
 
 
 def intended_uses(models_dir: Path) -> dict[Pipeline, IntendedUse]:
@@ -93,8 +99,11 @@ class Listener:
         self._recovered = False
         self._next_reconcile = 0.0
         self._next_seal = 0.0
+        self._next_rejection_check = 0.0
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None
+        self._housekeeping_thread: PeriodicThread | None = None
+        self._walking = False
 
     @property
     def port(self) -> int:
@@ -117,6 +126,8 @@ class Listener:
             "study-monitor", self._lead, self.settings.monitor_interval_seconds
         )
         self._monitor_thread.start()
+        self._housekeeping_thread = PeriodicThread("housekeeping", self._housekeep, HOUSEKEEPING_SECONDS)
+        self._housekeeping_thread.start()
 
     def _recover(self) -> None:
         self.reconciler.receptions()
@@ -133,16 +144,39 @@ class Listener:
             self._recover()
         self.duplicates.run()  # before the sweep: a re-sent image lifts its conflict before completion
         self.monitor.sweep()
-        if time.monotonic() >= self._next_reconcile:
-            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_seconds
-            found = self.reconciler.run()
-            logger.info("reconciled leftovers: %s", found)
-            self.retention.run()
-        else:
-            self.reconciler.receptions()
+        self.reconciler.receptions()
         if time.monotonic() >= self._next_seal:
             self._next_seal = time.monotonic() + audit_chain.SEAL_INTERVAL_SECONDS
             self._seal_audit()
+        if time.monotonic() >= self._next_rejection_check:
+            self._next_rejection_check = time.monotonic() + REJECTION_CHECK_SECONDS
+            self._reject_withdrawn()
+
+    def _housekeep(self) -> None:
+        """The leader's slow chores, in a thread of their own so that the study monitor never waits
+        on them: every ``reconcile_interval_seconds`` a walk of storage for orphans starts (a few
+        folders a step, a step a second), with result staging and retention."""
+        if not self.leading:
+            return
+        if not self._walking:
+            if time.monotonic() < self._next_reconcile:
+                return
+            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_seconds
+            staging = self.reconciler.staging()
+            removed = self.retention.run()
+            logger.info(
+                "housekeeping: %d staging file(s) removed, %d original(s) past retention", staging, removed
+            )
+        _, done = self.reconciler.orphans_step(ORPHAN_FOLDERS_PER_STEP)
+        self._walking = not done
+
+    def _reject_withdrawn(self) -> None:
+        """Queue again the rejection of what the PACS holds of a withdrawn verdict, where the task
+        that should have sent it failed or was lost (each acknowledgement queues it first)."""
+        with self.database.session() as session:
+            queued = withdrawals.queue_unrejected(session, self.database.now())
+        if queued:
+            logger.warning("queued the rejection of %d withdrawn verdict(s) again", queued)
 
     def _seal_audit(self) -> None:
         """Seal the audit events that are ready into the chain (a batch per pass)."""
@@ -155,8 +189,10 @@ class Listener:
         """Stop accepting associations, finish the monitor's pass, give up the lead, close."""
         if self._server is not None:
             self._server.shutdown()
-        if self._monitor_thread is not None:
-            self._monitor_thread.stop()
+        for thread in (self._monitor_thread, self._housekeeping_thread):
+            if thread is not None:
+                thread.stop()
+        self.handlers.spools.uninstall()
         self.handlers.receiving.close()
         self.security.close()
         self.leadership.release()

@@ -14,10 +14,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -30,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 ORPHAN_REASON = "a stored file without a database row: the listener stopped before it answered"
 _KEYS_PER_QUERY = 500
+_FOLDERS_PER_STEP = 100
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Reconciler:
         self._database = database
         self._incoming, self._storage, self._quarantine, self._results = folders
         self._grace = grace_seconds
+        self._walk: Any = None  # os.scandir's iterator (its type is not public), kept between steps
 
     def _old(self, path: Path) -> bool:
         try:
@@ -88,19 +93,52 @@ class Reconciler:
         return removed
 
     def orphans(self) -> int:
-        """Quarantine stored files that no instance row names (walks all of storage: run rarely)."""
+        """Quarantine stored files that no instance row names: a whole walk of storage at once (the
+        CLI and tests; the leader walks in steps, ``orphans_step``)."""
         moved = 0
+        while True:
+            step, done = self.orphans_step(_FOLDERS_PER_STEP)
+            moved += step
+            if done:
+                return moved
+
+    def orphans_step(self, folders: int) -> tuple[int, bool]:
+        """Walk the next ``folders`` study folders of storage; returns how many files were moved to
+        quarantine and whether the walk reached the end (the next step starts a new one).
+
+        Storage is walked a few folders at a time, from a directory iterator kept between steps, so
+        that neither memory nor the time of one step grows with storage: at about 41 µs a file, one
+        walk of two million files takes some 80 s."""
+        if self._walk is None:
+            if not self._storage.is_dir():
+                return 0, True
+            self._walk = os.scandir(self._storage)
         candidates: list[tuple[str, Path]] = []
-        for path in sorted(self._storage.rglob("*")) if self._storage.is_dir() else ():
+        for taken, entry in enumerate(self._walk, start=1):
+            paths = Path(entry.path).rglob("*") if entry.is_dir(follow_symlinks=False) else [Path(entry.path)]
+            candidates.extend(self._candidates(paths))
+            if taken >= folders:
+                return self._quarantine_unknown(candidates), False
+        self._walk.close()
+        self._walk = None
+        return self._quarantine_unknown(candidates), True
+
+    def _candidates(self, paths: Iterable[Path]) -> list[tuple[str, Path]]:
+        found = []
+        for path in paths:
             if not path.is_file() or not self._old(path):
                 continue
             if path.name.endswith(".partial"):  # a cross-device copy that never got its rename
                 path.unlink(missing_ok=True)
                 continue
-            candidates.append((path.relative_to(self._storage).as_posix(), path))
+            found.append((path.relative_to(self._storage).as_posix(), path))
+        return found
+
+    def _quarantine_unknown(self, candidates: list[tuple[str, Path]]) -> int:
+        moved = 0
         for start in range(0, len(candidates), _KEYS_PER_QUERY):
             chunk = dict(candidates[start : start + _KEYS_PER_QUERY])
-            with self._database.session() as session:
+            with self._database.reading() as session:
                 known = set(
                     session.scalars(select(Instance.storage_key).where(Instance.storage_key.in_(chunk)))
                 )

@@ -1,6 +1,7 @@
 """Leftovers of crashes settled by the leading listener, and never another receiver's files."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -133,3 +134,56 @@ def test_one_leader_per_database_and_the_lead_passes_on(engine, settings, tmp_pa
         second.release()
         for db in databases:
             db.dispose()
+
+
+def test_storage_is_walked_for_orphans_a_few_folders_a_step(make_settings, tmp_path):
+    """Five study folders, each with an orphan: two folders a step, so three steps, the last one
+    ending the walk; the next starts a new walk, which finds nothing more."""
+    settings = make_settings(leftover_grace_seconds=60)
+    for _ in range(5):
+        ds = synthetic.dx()
+        key = storage.instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        aged(_write(settings.storage_dir / key))
+    node = Listener(settings)
+    try:
+        steps = [node.reconciler.orphans_step(2) for _ in range(3)]
+        assert steps == [(2, False), (2, False), (1, True)]
+        assert node.reconciler.orphans() == 0, "a new walk, from the start"
+        assert len(rows(node, QuarantinedObject)) == 5
+    finally:
+        node.database.dispose()
+
+
+def test_the_study_monitor_goes_on_while_storage_is_walked(make_settings, tmp_path):
+    """A walk of a storage of millions of files, stuck here in one step: studies still complete."""
+    walking, release = threading.Event(), threading.Event()
+
+    class SlowWalk:
+        def __init__(self, reconciler):
+            self._reconciler = reconciler
+
+        def receptions(self):
+            return self._reconciler.receptions()
+
+        def staging(self):
+            return 0
+
+        def orphans_step(self, folders):
+            walking.set()
+            release.wait(60)
+            return 0, True
+
+        def run(self):
+            return self.orphans_step(0)
+
+    node = Listener(make_settings())
+    node.reconciler = SlowWalk(node.reconciler)
+    node.start()
+    try:
+        assert walking.wait(10), "the walk started"
+        [path] = synthetic.write([synthetic.dx()], tmp_path / "in")
+        assert storescu(node.port, path).returncode == 0
+        wait_until(lambda: [v.state for v in rows(node, StudyVersion)] == ["QUEUED"], timeout=20)
+    finally:
+        release.set()
+        node.stop()
