@@ -9,8 +9,10 @@ umask makes what is written from now on owner-only (or group-readable).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -58,3 +60,31 @@ def secure_home(home: Path, group: str | None = None) -> Path:
         if database.exists():
             database.chmod(0o600 if group is None else 0o640)
     return home
+
+
+def secret_file(home: Path, name: str, size_bytes: int) -> bytes:
+    """A random secret kept at ``home / name``, made on first use, readable by the service user only.
+
+    Made whole or not at all: written to a temporary file, synced, then linked into place (a link
+    never replaces a secret another process made first, so every process of one home shares it); a
+    crash leaves no empty or partial file that a later start would take."""
+    path = home / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(size_bytes))
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(temporary, path)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return path.read_bytes()

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DataError
 from starlette.routing import Match
 
 from triage import __version__
+from triage.home import secret_file
 from triage.records.db import Database
 from triage.records.security import SecurityLog
 from triage.settings import Settings
@@ -29,7 +30,7 @@ from worklist import deps, labels
 from worklist.auth import Authenticator
 from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
-from worklist.oidc_login import LoginFlows
+from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
 from worklist.routes import admin, oidc, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
@@ -67,7 +68,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         queue_ready=CachedCheck(queue_check(settings)),
         security=SecurityLog(database),
         renders=RenderCache(settings.api_image_cache_bytes),
-        logins=LoginFlows(settings, authenticator.tokens),
+        logins=LoginFlows(settings, authenticator.tokens, secret_file(settings.home, KEY_FILE, KEY_BYTES)),
     )
     routers = [
         module.router for module in (operations, session, oidc, worklist, studies, label_routes, admin)

@@ -10,13 +10,10 @@ is the label's own opaque id.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hmac
 import io
 import json
-import os
-import secrets
 from hashlib import sha256
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.deidentification import deidentify
+from triage.home import secret_file
 from triage.imaging import HeaderFacts
 from triage.outcomes import BreastOutcome, Verdict
 from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
@@ -64,36 +62,14 @@ class WeakLabelKey(ValueError):
 
 
 def label_key(home: Path) -> bytes:
-    """This installation's hashing key, made on first use and readable by the service user only.
-
-    Made whole or not at all: written to a temporary file, synced, then linked into place (a link
-    never replaces a key another process made first); a crash leaves no empty or partial key that
-    a later start would take. A key shorter than 32 bytes is refused: hashes under it could be
-    reversed by trying every patient ID."""
-    path = home / "label-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".label-key.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(KEY_BYTES))
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-                os.link(temporary, path)
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        finally:
-            temporary.unlink(missing_ok=True)
-    key = path.read_bytes()
+    """This installation's hashing key, made whole on first use, readable by the service user only.
+    A key shorter than 32 bytes is refused: hashes under it could be reversed by trying every
+    patient ID."""
+    key = secret_file(home, "label-key", KEY_BYTES)
     if len(key) < KEY_BYTES:
         raise WeakLabelKey(
-            f"{path} holds {len(key)} bytes; a label key needs {KEY_BYTES} or more. If no export was "
-            "made with it, remove it and a new one is made; otherwise restore it from backup"
+            f"{home / 'label-key'} holds {len(key)} bytes; a label key needs {KEY_BYTES} or more. If no "
+            "export was made with it, remove it and a new one is made; otherwise restore it from backup"
         )
     return key
 

@@ -1,23 +1,26 @@
 """Signing in from the page with the hospital's identity provider: the OIDC authorization code
 flow with PKCE (RFC 7636, S256), the API as the client.
 
-``start`` remembers a one-time ``state`` with its code verifier and nonce and sends the browser to
-the provider; ``finish`` takes the code back at the redirect URL, trades it (with the verifier) at
-the token endpoint, checks the ID token like any bearer token (signature, issuer, audience =
-client id, expiry) plus its nonce, and hands the ID token to the page in the URL fragment (never
-sent to a server, never in a log). The page then sends it as its bearer token until it expires.
-
-Pending sign-ins live in this process's memory for ``LOGIN_SECONDS``: an API run as several
-processes behind a balancer needs sticky sessions for the few seconds of a sign-in.
+``start`` makes a one-time ``state``, a code verifier and a nonce, and sends the browser to the
+provider with them in a cookie of its own (HttpOnly, SameSite=Lax, ten minutes, signed with a key
+under ``TRIAGE_HOME``), so that nothing waits in the API's memory: anonymous requests cannot fill
+it and block sign-ins, and every API process of one home takes the callback. ``finish`` takes the
+code back at the redirect URL only with that browser's cookie, whose state must be the one the
+provider returns (a callback planted in another browser, login CSRF, has no such cookie), trades
+the code (with the verifier) at the token endpoint, checks the ID token like any bearer token
+(signature, issuer, audience = client id, expiry) plus its nonce, and hands the ID token to the page
+in the URL fragment (never sent to a server, never in a log), beside the ``tab`` value the page made
+when it started, so that a page only takes a token from a sign-in it began itself.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -27,8 +30,9 @@ from typing import Any
 from triage.settings import Settings
 from worklist.oidc import TokenVerifier
 
-LOGIN_SECONDS = 600.0
-MAX_PENDING = 1000
+LOGIN_SECONDS = 600
+COOKIE = "triage_oidc"
+KEY_FILE, KEY_BYTES = "oidc-cookie-key", 32
 
 
 class LoginRefused(ValueError):
@@ -36,10 +40,43 @@ class LoginRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
+    """A sign-in under way, as its cookie carries it."""
+
+    state: str
     verifier: str
     nonce: str
-    started: float
+    tab: str
+    expires: float  # Unix time
+
+    def seal(self, key: bytes) -> str:
+        """The cookie value: the fields and their HMAC-SHA256 under ``key``."""
+        body = base64.urlsafe_b64encode(json.dumps(self.__dict__).encode()).decode().rstrip("=")
+        return f"{body}.{_mac(key, body)}"
+
+    @classmethod
+    def open(cls, key: bytes, cookie: str, now: float) -> Pending:
+        """The sign-in a cookie carries, if it is ours and not expired.
+
+        Raises:
+            LoginRefused: no cookie, a forged or damaged one, or an expired one.
+        """
+        body, _, mac = cookie.partition(".")
+        if not cookie or not hmac.compare_digest(mac, _mac(key, body)):
+            raise LoginRefused(
+                "this browser did not start this sign-in (or its cookie was lost): start again"
+            )
+        try:
+            pending = cls(**json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
+        except (binascii.Error, ValueError, TypeError) as error:
+            raise LoginRefused("this sign-in's cookie is damaged: start again") from error
+        if now > pending.expires:
+            raise LoginRefused("this sign-in expired: start again")
+        return pending
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def challenge(verifier: str) -> str:
@@ -51,11 +88,10 @@ def challenge(verifier: str) -> str:
 class LoginFlows:
     """Authorization code flows in progress, and the provider's endpoints (discovered once)."""
 
-    def __init__(self, settings: Settings, tokens: TokenVerifier) -> None:
+    def __init__(self, settings: Settings, tokens: TokenVerifier, key: bytes) -> None:
         self._settings = settings
         self._tokens = tokens
-        self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
+        self._key = key
         self._endpoints: dict[str, str] | None = None
 
     @property
@@ -82,38 +118,33 @@ class LoginFlows:
         with urllib.request.urlopen(request, timeout=10, context=self._tokens.context) as response:  # noqa: S310
             return json.load(response)
 
-    def start(self) -> str:
-        """A new sign-in: the provider's authorization URL to send the browser to."""
-        verifier, state, nonce = (
-            secrets.token_urlsafe(48),
-            secrets.token_urlsafe(24),
-            secrets.token_urlsafe(24),
+    def start(self, tab: str) -> tuple[str, str]:
+        """A new sign-in for the page's ``tab``: the provider's authorization URL to send the browser
+        to, and the value of the cookie that the browser must bring back."""
+        pending = Pending(
+            state=secrets.token_urlsafe(24),
+            verifier=secrets.token_urlsafe(48),
+            nonce=secrets.token_urlsafe(24),
+            tab=tab,
+            expires=time.time() + LOGIN_SECONDS,
         )
-        now = time.monotonic()
-        with self._lock:
-            for old in [k for k, p in self._pending.items() if now - p.started > LOGIN_SECONDS]:
-                del self._pending[old]
-            if len(self._pending) >= MAX_PENDING:
-                raise LoginRefused("too many sign-ins in progress; try again in a few minutes")
-            self._pending[state] = _Pending(verifier, nonce, now)
         query = urllib.parse.urlencode({
             "response_type": "code", "client_id": self._client_id(), "scope": "openid profile",
-            "redirect_uri": self._settings.oidc_redirect_url, "state": state, "nonce": nonce,
-            "code_challenge": challenge(verifier), "code_challenge_method": "S256",
+            "redirect_uri": self._settings.oidc_redirect_url, "state": pending.state, "nonce": pending.nonce,
+            "code_challenge": challenge(pending.verifier), "code_challenge_method": "S256",
         })  # fmt: skip
-        return f"{self.endpoints()['authorization_endpoint']}?{query}"
+        return f"{self.endpoints()['authorization_endpoint']}?{query}", pending.seal(self._key)
 
-    def finish(self, state: str, code: str) -> tuple[str, dict[str, Any]]:
-        """Trade the code for tokens; the checked ID token and its claims.
+    def finish(self, state: str, code: str, cookie: str) -> tuple[str, dict[str, Any], str]:
+        """Trade the code for tokens; the checked ID token, its claims and the page's tab.
 
         Raises:
-            LoginRefused: an unknown, used or expired state, a refused code, or an ID token that
-                does not qualify (wrong nonce among them).
+            LoginRefused: no cookie of this sign-in, a state other than the cookie's, an expired
+                sign-in, a refused code, or an ID token that does not qualify (wrong nonce among them).
         """
-        with self._lock:
-            pending = self._pending.pop(state, None)
-        if pending is None or time.monotonic() - pending.started > LOGIN_SECONDS:
-            raise LoginRefused("this sign-in is unknown, already used or expired: start again")
+        pending = Pending.open(self._key, cookie, time.time())
+        if not hmac.compare_digest(pending.state, state):
+            raise LoginRefused("this sign-in is not the one this browser started: start again")
         form = {
             "grant_type": "authorization_code", "code": code, "client_id": self._client_id(),
             "redirect_uri": str(self._settings.oidc_redirect_url), "code_verifier": pending.verifier,
@@ -132,4 +163,4 @@ class LoginFlows:
             ) from error
         if claims.get("nonce") != pending.nonce:
             raise LoginRefused("the ID token was not issued for this sign-in (nonce)")
-        return id_token, claims
+        return id_token, claims, pending.tab

@@ -117,16 +117,22 @@ def page(provider, make_settings, database):
         yield client
 
 
-def through_the_provider(page, provider):
-    """What the browser does: /api/oidc/login, the provider, back to the callback; the fragment."""
-    started = page.get("/api/oidc/login")
+TAB = "a" * 32  # the page's random mark for its sign-in
+
+
+def through_the_provider(page, provider, browser_back=None):
+    """What the browser does: /api/oidc/login, the provider, back to the callback (in
+    ``browser_back``, another browser, when given); the fragment."""
+    started = page.get(f"/api/oidc/login?tab={TAB}")
     assert started.status_code == 302
+    cookie = started.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/api/oidc" in cookie
     authorize = started.headers["location"]
     assert authorize.startswith(f"{provider.issuer}/authorize?") and "code_challenge=" in authorize
     approved = httpx.get(authorize, verify=ssl.create_default_context(cafile=provider.ca))
     assert approved.status_code == 302
     back = urllib.parse.urlsplit(approved.headers["location"])
-    finished = page.get(f"{back.path}?{back.query}")
+    finished = (browser_back or page).get(f"{back.path}?{back.query}")
     assert finished.status_code == 302
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(finished.headers["location"]).fragment)), back
 
@@ -135,6 +141,7 @@ def test_a_radiologist_signs_in_from_the_page_with_the_identity_provider(page, p
     assert page.get("/api/oidc").json() == {"enabled": True}
     fragment, _ = through_the_provider(page, provider)
     assert "code_verifier" in provider.token_requests[-1]  # PKCE: the verifier went to the provider
+    assert fragment["tab"] == TAB, "the page's mark comes back beside the token"
     me = page.get("/api/me", headers={"Authorization": f"Bearer {fragment['token']}"})
     assert me.json() == {"name": "oidc:u-77 (dr.lund)", "roles": ["radiologist"]}
     assert (
@@ -151,7 +158,7 @@ def test_a_state_is_good_once_and_a_forged_one_is_refused(page, provider, databa
     fragment, back = through_the_provider(page, provider)
     assert "token" in fragment
     replayed = page.get(f"{back.path}?{back.query}")  # the same state (and code) again
-    assert "already used" in urllib.parse.unquote_plus(replayed.headers["location"])
+    assert "did not start this sign-in" in urllib.parse.unquote_plus(replayed.headers["location"])
     forged = page.get("/api/oidc/callback?code=abc&state=made-up")
     assert "sign-in-error" in forged.headers["location"] and "token=" not in forged.headers["location"]
     with database.session() as session:
@@ -172,4 +179,33 @@ def test_without_a_redirect_url_the_page_signs_in_locally(make_settings, databas
     (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
     with TestClient(create_app(database, settings), follow_redirects=False) as client:
         assert client.get("/api/oidc").json() == {"enabled": False}
-        assert client.get("/api/oidc/login").status_code == 404
+        assert client.get(f"/api/oidc/login?tab={TAB}").status_code == 404
+
+
+def test_a_callback_in_another_browser_is_refused(page, provider, make_settings, database):
+    """Login CSRF: an attacker's own valid callback, planted in a victim's browser, which never
+    started that sign-in and so has no cookie of it."""
+    with TestClient(page.app, follow_redirects=False) as victim:
+        fragment, _ = through_the_provider(page, provider, browser_back=victim)
+    assert "token" not in fragment and "did not start this sign-in" in fragment["sign-in-error"]
+    started = page.get(f"/api/oidc/login?tab={TAB}")
+    forged = started.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
+    page.cookies.clear()
+    tampered = forged[:-1] + ("0" if forged[-1] != "0" else "1")
+    page.cookies.set("triage_oidc", tampered, path="/api/oidc")
+    refused = page.get("/api/oidc/callback?code=abc&state=whatever")
+    assert "did not start this sign-in" in urllib.parse.unquote_plus(refused.headers["location"])
+
+
+def test_a_thousand_anonymous_starts_hold_nothing_and_block_no_one(page, provider):
+    """Nothing of a sign-in waits in the API's memory: a flood of starts cannot block the next."""
+    for _ in range(1000):
+        assert page.get(f"/api/oidc/login?tab={TAB}").status_code == 302
+    assert not hasattr(page.app.state.triage.logins, "_pending")
+    fragment, _ = through_the_provider(page, provider)
+    assert "token" in fragment
+
+
+def test_a_start_without_the_pages_mark_is_refused(page):
+    assert page.get("/api/oidc/login").status_code == 422
+    assert page.get("/api/oidc/login?tab=short").status_code == 422

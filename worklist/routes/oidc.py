@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from triage.records import store
 from triage.records.db import utcnow
 from worklist.deps import State, source
-from worklist.oidc_login import LoginRefused
+from worklist.oidc_login import COOKIE, LOGIN_SECONDS, LoginRefused
 from worklist.schemas import problems
 
 router = APIRouter(prefix="/api/oidc", tags=["session"])
 _OPAQUE = r"^[A-Za-z0-9._~\-]+$"
+_PATH = "/api/oidc"  # the sign-in's cookie goes to these routes only
 
 
 class OidcSignIn(BaseModel):
@@ -30,14 +31,23 @@ def oidc_sign_in(state: State) -> OidcSignIn:
 
 
 @router.get("/login", status_code=302, response_class=RedirectResponse, responses=problems(404, 503))
-def login(state: State) -> RedirectResponse:
-    """Send the browser to the identity provider (a new one-time state, PKCE S256, a nonce)."""
+def login(
+    state: State, tab: Annotated[str, Query(min_length=16, max_length=64, pattern=_OPAQUE)]
+) -> RedirectResponse:
+    """Send the browser to the identity provider (a new one-time state, PKCE S256, a nonce), with the
+    sign-in in a cookie of its own; ``tab`` is the page's random mark, given back with the token."""
     if not state.logins.enabled:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "sign-in with the identity provider is not configured")
     try:
-        return RedirectResponse(state.logins.start(), status_code=302)
+        url, cookie = state.logins.start(tab)
     except (LoginRefused, OSError, KeyError, ValueError) as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the identity provider: {error}") from error
+    response = RedirectResponse(url, status_code=302)
+    secure = str(state.settings.oidc_redirect_url).startswith("https://")
+    response.set_cookie(
+        COOKIE, cookie, max_age=LOGIN_SECONDS, path=_PATH, secure=secure, httponly=True, samesite="lax"
+    )
+    return response
 
 
 @router.get("/callback", status_code=302, response_class=RedirectResponse, responses=problems(404, 422))
@@ -55,16 +65,21 @@ def callback(
     try:
         if error:
             raise LoginRefused(f"the identity provider refused: {error}")
-        token, claims = state.logins.finish(state_, code)
+        token, claims, tab = state.logins.finish(state_, code, request.cookies.get(COOKIE, ""))
     except LoginRefused as refused:
         with state.database.session() as session:
             store.audit(session, actor="anonymous", action="session.refused", source=source(request),
                         now=utcnow(), detail=f"identity provider sign-in: {refused}")  # fmt: skip
-        return RedirectResponse(
-            "/#" + urllib.parse.urlencode({"sign-in-error": str(refused)}), status_code=302
-        )
+        return _back_to_the_page({"sign-in-error": str(refused)})
     name, _ = state.authenticator.oidc_identity(claims)
     with state.database.session() as session:
         store.audit(session, actor=name, action="session.started", source=source(request), now=utcnow(),
                     detail="identity provider sign-in (authorization code, PKCE)")  # fmt: skip
-    return RedirectResponse("/#" + urllib.parse.urlencode({"token": token}), status_code=302)
+    return _back_to_the_page({"token": token, "tab": tab})
+
+
+def _back_to_the_page(fragment: dict[str, str]) -> RedirectResponse:
+    """To the page with ``fragment``; the sign-in's cookie is spent either way."""
+    response = RedirectResponse("/#" + urllib.parse.urlencode(fragment), status_code=302)
+    response.delete_cookie(COOKIE, path=_PATH)
+    return response
