@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # settled (longer than any reception or write may pause), and how often storage is walked.
     leftover_grace_seconds: float = Field(default=3600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    # triage serve: the wait before a child that stopped is started again, doubled with each stop
+    # in ten minutes (at most five minutes); five stops in ten minutes show it as degraded.
+    serve_restart_backoff_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("oidc_issuer", "oidc_jwks_url")
     @classmethod

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from triage.outcomes import BreastOutcome
 from triage.pipelines import Pipeline
 from triage.records.db import Database
+from triage.records.leadership import leader_state
 from triage.records.tables import Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
 from triage.settings import Settings
 from worklist.operations import pacs_state
@@ -92,6 +93,17 @@ def _scores(session: Session) -> Metric:
     return family
 
 
+def _leader(session: Session, now: datetime) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_seconds_without_leader",
+        "Seconds since the leading listener's lease lapsed (0 while one leads): nothing completes, "
+        "expires or is delivered meanwhile",
+    )
+    state = leader_state(session, now)
+    family.add_metric([], state.without_leader_seconds if state is not None else 0.0)
+    return family
+
+
 class DatabaseCollector(Collector):
     """Studies by state, backlog, completion-to-report latency, deliveries, the 1-10 scores, the PACS."""
 
@@ -103,6 +115,7 @@ class DatabaseCollector(Collector):
         with self._database.reading() as session:
             for family in (_versions, _backlog, _deliveries, _latency, _scores):
                 yield family(session)
+            yield _leader(session, self._database.now())
         pacs = pacs_state(self._settings, self._database)
         if pacs != "not configured":
             reachable = GaugeMetricFamily(

@@ -91,6 +91,12 @@ def pacs_state(
         return "reachable" if status.reachable else "unreachable"
 
 
+def degraded(database: Database) -> list[str]:
+    """Why triage runs degraded, in sentences an operator acts on ([]: it does not)."""
+    with database.reading() as session:
+        return queries.degraded(session, database.now())
+
+
 def storage_degraded(settings: Settings) -> bool:
     """Whether storage is below the free-space watermark at which the listener refuses instances."""
     try:

@@ -59,6 +59,10 @@ class Readiness(BaseModel):
     storage: Literal["ok", "degraded"] = Field(
         description="degraded: free space is below the watermark and the listener refuses new instances"
     )
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="What runs degraded (a process that keeps stopping), one sentence each; none: all well",
+    )
 
 
 class SignIn(BaseModel):
@@ -89,6 +93,7 @@ class WorklistPage(BaseModel):
     single_read_max_score: int = Field(description="The single-reading threshold in force now")
     revision: int
     storage_degraded: bool = Field(description="The listener refuses new instances: storage is nearly full")
+    degraded: list[str] = Field(default_factory=list, description="What runs degraded, one sentence each")
 
 
 class Revision(BaseModel):

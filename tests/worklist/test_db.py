@@ -30,7 +30,7 @@ def add(database, ds, at=T0):
 def test_migrations_are_idempotent(any_database):
     migrate(any_database.url)
     with any_database.session() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0012"
 
 
 def test_timestamps_come_back_in_utc(any_database):
@@ -156,6 +156,38 @@ def test_results_stored_before_outcomes_were_typed_upgrade_and_downgrade(make_se
         rows = dict(connection.execute(text("SELECT version_id, outcome FROM results")).all())
     engine.dispose()
     assert json.loads(rows[1]) == LEGACY_FRACTURE and json.loads(rows[2]) == LEGACY_SCREEN
+
+
+def test_instances_of_studies_routed_before_0011_are_shown_after_the_upgrade(make_settings):
+    """0011 added instances.routed as false for all; 0012 marks those of routed versions, so a site
+    upgraded from 0010 shows its studies' images again. A version still receiving stays unshown."""
+    from triage.records.db import migrate
+
+    url = make_settings().resolved_database_url
+    migrate(url, "0011")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(STUDY))
+        connection.execute(text(VERSION), {"v": 1, "p": "fracture"})  # REPORTED
+        connection.execute(text(VERSION), {"v": 2, "p": ""})
+        connection.execute(text("UPDATE study_versions SET state = 'RECEIVING' WHERE id = 2"))
+        for version, sop in ((1, "1.2.3.1"), (2, "1.2.3.2")):
+            connection.execute(text(INSTANCE), {"v": version, "sop": sop})
+    engine.dispose()
+    migrate(url)
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:
+        routed = dict(connection.execute(text("SELECT sop_instance_uid, routed FROM instances")).all())
+    engine.dispose()
+    assert {sop: bool(flag) for sop, flag in routed.items()} == {"1.2.3.1": True, "1.2.3.2": False}
+
+
+INSTANCE = (
+    "INSERT INTO instances (study_id, version_number, sop_instance_uid, sop_class_uid, series_instance_uid, "
+    "transfer_syntax_uid, storage_key, sha256, size_bytes, calling_ae_title, attributes, received_at, "
+    "routed) VALUES (1, :v, :sop, '1.2.840.10008.5.1.4.1.1.1.1', '1.2.9', '1.2.840.10008.1.2.1', "
+    "'k', '', 1, 'SCU', '{}', '2026-01-01', false)"
+)
 
 
 @pytest.mark.integration

@@ -57,6 +57,7 @@ def test_readyz_fails_when_the_embedded_queue_folder_is_gone(settings, database)
         "pacs": "not configured",
         "studies_by_state": {},
         "storage": "ok",
+        "degraded": [],
     }
 
 

@@ -7,6 +7,7 @@ up a newly arrived study by itself. Screenshots land in test-artifacts/ (TRIAGE_
 
 import contextlib
 import os
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def test_a_radiologist_reads_the_worklist_and_records_a_reading(served, browser)
     expect(rows.nth(2)).to_contain_text("Eligible for discharge per local protocol")
     expect(rows.nth(3)).to_contain_text("FAILED")  # the delivery failure stands out
     expect(page.locator("#storage-degraded")).to_be_hidden()
+    expect(page.locator("#degraded")).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "worklist.png"), full_page=True)
 
     page.click("#queues button[data-queue=double_read]")
@@ -172,10 +174,16 @@ def test_an_admin_looks_up_who_accessed_a_patients_studies(served, browser):
 
 
 def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser):
+    from triage.records import results
+    from triage.records.db import utcnow
+
     settings = make_settings(api_port=free_port())
     settings.storage_dir.mkdir(parents=True)
     # A watermark above any disk's free space: the listener would refuse images now.
-    with serving(settings, tmp_path, TRIAGE_STORAGE_MIN_FREE_BYTES=str(1 << 62)) as (url, *_):
+    with serving(settings, tmp_path, TRIAGE_STORAGE_MIN_FREE_BYTES=str(1 << 62)) as (url, database, *_):
+        with database.session() as session:  # as triage serve records a worker that keeps stopping
+            why = "the worker stopped (exit 1), 5 time(s) in 10 min; starting it again in 16 s"
+            results.record_peer_status(session, "process:worker", False, why, utcnow())
         page = browser.new_page()
         page.goto(url)
         page.fill("#sign-in input[name=username]", "dr.lund")
@@ -184,6 +192,7 @@ def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser
         expect(page.locator("#worklist tbody tr")).to_have_count(4)
         expect(page.locator("#storage-degraded")).to_be_visible()
         expect(page.locator("#storage-degraded")).to_contain_text("refusing new images")
+        expect(page.locator("#degraded")).to_contain_text("the worker stopped (exit 1), 5 time(s)")
 
 
 def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_settings, tmp_path, browser):
@@ -211,6 +220,13 @@ def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_sett
             expect(page.locator("#worklist")).to_be_visible()
             assert "token=" not in page.url  # the fragment is taken off the address bar
             assert "code_verifier" in provider.token_requests[-1]
+            token = page.evaluate("sessionStorage.getItem('triage-token')")
             context.close()
+            # Login CSRF: a link carrying someone's valid token signs no tab in that did not start it.
+            planted = browser.new_context().new_page()
+            planted.goto(f"{url}/#" + urllib.parse.urlencode({"token": token, "tab": "f" * 48}))
+            expect(planted.locator("#sign-in-error")).to_contain_text("not started on this page")
+            expect(planted.locator("#main")).to_be_hidden()
+            assert planted.evaluate("sessionStorage.getItem('triage-token')") is None
     finally:
         provider.server.shutdown()

@@ -14,6 +14,7 @@ import typer
 
 from triage.cli.common import ConfigOption, fail, open_database, secure, settings, wait_for_signal
 from triage.logs import configure_logging
+from triage.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 _STOP_GRACE_SECONDS = 30.0
@@ -108,59 +109,26 @@ def api(config: ConfigOption = None) -> None:
     app.state.triage.security.close()  # the refused tokens and 403s of the last second
 
 
-class _Restarts:
-    """A child's restart budget: at most ``limit`` restarts within ``window_seconds``."""
-
-    def __init__(self, limit: int = 5, window_seconds: float = 600.0) -> None:
-        self._limit, self._window = limit, window_seconds
-        self._times: list[float] = []
-
-    def allow(self, now: float) -> bool:
-        self._times = [t for t in self._times if now - t < self._window]
-        if len(self._times) >= self._limit:
-            return False
-        self._times.append(now)
-        return True
-
-
 def serve(config: ConfigOption = None) -> None:
-    """Run listener, worker and API together on one machine, restarting any that exits (at most 5
-    times in 10 minutes each, then all stop); Ctrl-C stops all three. DICOM ingest goes on while
-    the API or the worker is restarted."""
+    """Run listener, worker and API together on one machine, starting again any that exits after a
+    backoff that doubles with each stop (up to 5 minutes; never given up); Ctrl-C stops all three.
+    DICOM ingest goes on while the API or the worker is down; one that keeps stopping shows as
+    degraded in /readyz and on the worklist page."""
     configure_logging()
-    open_database(settings(config)).dispose()  # migrate once here, so the three do not race to it
+    found = settings(config)
+    database = open_database(found)  # migrates once here, so the three do not race to it
     extra = ["--config", str(config)] if config else []
 
     def start(name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "triage", name, *extra])
 
-    names = ("listener", "worker", "api")
-    children = {name: start(name) for name in names}
-    budgets = {name: _Restarts() for name in names}
+    supervisor = Supervisor(
+        start, ("listener", "worker", "api"), database, found.serve_restart_backoff_seconds
+    )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    failed = None
-    while not stopping.wait(0.5) and failed is None:
-        for name, child in list(children.items()):
-            if child.poll() is None:
-                continue
-            if not budgets[name].allow(time.monotonic()):
-                logger.error(
-                    "the %s stopped again (exit %s): restarted too often; stopping the others",
-                    name, child.returncode,
-                )  # fmt: skip
-                failed = name
-                break
-            logger.error("the %s stopped unexpectedly (exit %s); restarting it", name, child.returncode)
-            children[name] = start(name)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE_SECONDS
-    for child in children.values():
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    raise typer.Exit(1 if failed else 0)
+    while not stopping.wait(0.5):
+        supervisor.check(time.monotonic())
+    supervisor.stop(_STOP_GRACE_SECONDS)
+    database.dispose()

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from triage.records.leadership import leader_state
 from triage.records.tables import (
+    PROCESS_STATUS_PREFIX,
     Delivery,
     DeliveryState,
     Instance,
@@ -116,6 +118,24 @@ def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery
             .limit(limit)
         )
     )
+
+
+def degraded(session: Session, now: datetime) -> list[str]:
+    """Why triage runs degraded, a sentence each ([]: it does not): no listener leads (its lease
+    lapsed), or triage serve has a child that keeps stopping."""
+    found = []
+    leader = leader_state(session, now)
+    if leader is not None and leader.without_leader_seconds > 0:
+        found.append(
+            f"no listener has led for {leader.without_leader_seconds:.0f} s: studies do not complete, "
+            "expire or reach the PACS until one does"
+        )
+    found += session.scalars(
+        select(PeerStatus.detail)
+        .where(PeerStatus.name.startswith(PROCESS_STATUS_PREFIX), PeerStatus.reachable.is_(False))
+        .order_by(PeerStatus.name)
+    )
+    return found
 
 
 def peer_status(session: Session, name: str) -> PeerStatus | None:

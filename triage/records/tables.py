@@ -312,7 +312,20 @@ class ShadowResult(Base):
 
 
 PACS = "pacs"  # the peer status of the configured PACS
+PROCESS_STATUS_PREFIX = "process:"  # peer status rows of triage serve's children ("process:worker")
 PEER_CHECK_SECONDS = 15.0  # how often the delivering process asks each destination (C-ECHO)
+
+
+class LeaderLease(Base):
+    """Who leads over this database, until when (the database server's clock). On PostgreSQL the
+    lease is the lead itself; on SQLite a file lock is, and the lease only reports it."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class PeerStatus(Base):

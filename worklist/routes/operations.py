@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from triage import __version__
 from triage.records import queries
 from worklist.deps import State
-from worklist.operations import database_ready, pacs_state, storage_degraded
+from worklist.operations import database_ready, degraded, pacs_state, storage_degraded
 from worklist.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -25,7 +25,8 @@ def healthz() -> Health:
 def readyz(response: Response, state: State) -> Readiness:
     """Ready when the database answers and the queue takes tasks; the PACS and storage are reported
     (results wait and retry while the PACS is away; with storage degraded, senders retry later, and
-    the worklist must still serve radiologists, so neither makes triage unready)."""
+    the worklist must still serve radiologists, so neither makes triage unready); so is whatever
+    else runs degraded (a process that keeps stopping)."""
     db_ok = database_ready(state.database)
     counts: dict[str, int] = {}
     pacs = pacs_state(state.settings, state.database) if db_ok else "unknown"
@@ -41,6 +42,7 @@ def readyz(response: Response, state: State) -> Readiness:
         pacs=pacs,
         studies_by_state=counts,
         storage="degraded" if storage_degraded(state.settings) else "ok",
+        degraded=degraded(state.database) if db_ok else [],
     )
 
 

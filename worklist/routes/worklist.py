@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from triage.records import queries
 from triage.records.tables import StudyState
 from worklist import views
 from worklist.deps import Anyone, Radiologist, State, audit
@@ -43,6 +44,7 @@ def worklist(
             single_read_max_score=state.settings.single_read_max_score,
             revision=views.revision(session),
             storage_degraded=storage_degraded(state.settings),
+            degraded=queries.degraded(session, state.database.now()),
         )
     with state.database.session() as session:  # the audit row alone holds the write lock
         audit(session, principal, "worklist.viewed", [item.study_id for item in items], f"queue {queue}")

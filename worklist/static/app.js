@@ -50,17 +50,32 @@ function showSignIn() {
   fetch("/api/oidc").then((r) => r.json()).then((b) => { $("#sign-in-provider").hidden = !b.enabled; }).catch(() => {});
 }
 
+// Signing in with the identity provider: this tab makes a random mark and keeps it; the API hands
+// it back beside the ID token, so a token in a link someone else made (login CSRF) is not taken.
+$("#sign-in-provider a").addEventListener("click", (event) => {
+  event.preventDefault();
+  const mark = new Uint8Array(24);
+  crypto.getRandomValues(mark);
+  const tab = Array.from(mark, (b) => b.toString(16).padStart(2, "0")).join("");
+  sessionStorage.setItem("triage-oidc-tab", tab);
+  location.assign(`/api/oidc/login?tab=${tab}`);
+});
+
 // Back from the identity provider: the ID token (or why not) is in the fragment, never sent anywhere.
 (function takeTheFragment() {
   const found = new URLSearchParams(location.hash.slice(1));
   if (!found.has("token") && !found.has("sign-in-error")) return;
   history.replaceState(null, "", location.pathname);
-  if (found.has("token")) {
+  const started = sessionStorage.getItem("triage-oidc-tab");
+  sessionStorage.removeItem("triage-oidc-tab");
+  let error = found.get("sign-in-error");
+  if (found.has("token") && started && found.get("tab") === started) {
     state.token = found.get("token");
     sessionStorage.setItem("triage-token", state.token);
-  } else {
-    setTimeout(() => { $("#sign-in-error").textContent = found.get("sign-in-error"); }, 0);
+    return;
   }
+  if (found.has("token")) error = "this sign-in was not started on this page: sign in again";
+  setTimeout(() => { $("#sign-in-error").textContent = error; }, 0);
 })();
 
 async function start() {
@@ -128,6 +143,8 @@ async function loadQueue() {
   $("#threshold").textContent = `Single reading: score ≤ ${page.single_read_max_score}`;
   $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   $("#storage-degraded").hidden = !page.storage_degraded;
+  $("#degraded").hidden = page.degraded.length === 0;
+  $("#degraded").textContent = page.degraded.length ? `Degraded: ${page.degraded.join("; ")}` : "";
   const body = $("#worklist tbody");
   body.replaceChildren();
   for (const item of page.items) {
