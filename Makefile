@@ -45,6 +45,7 @@ bench: install peers
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.inference
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.worklist
 
 clean:
 	rm -rf $(VENV) $(STAMPS) var

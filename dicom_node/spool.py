@@ -138,6 +138,7 @@ class Spools:
         self._by_path: dict[str, HashingSpool] = {}
         self._lock = threading.Lock()
         self._previous: Any = None
+        self._stopped = False
 
     def __call__(self, **kwargs: Any) -> HashingSpool:
         spool = HashingSpool(self._folder, self.max_bytes, **kwargs)
@@ -166,9 +167,14 @@ class Spools:
         dimse_messages.NamedTemporaryFile = self
 
     def uninstall(self) -> None:
-        """Give pynetdicom back the spool factory it had (this one's folder goes with its listener)."""
+        """Give pynetdicom back the spool factory it had before, passing over any whose listener
+        stopped too (this one's folder goes with its listener)."""
+        self._stopped = True
         if getattr(dimse_messages, _FACTORY) is self:
-            setattr(dimse_messages, _FACTORY, self._previous)
+            previous = self._previous
+            while isinstance(previous, Spools) and previous._stopped:
+                previous = previous._previous
+            setattr(dimse_messages, _FACTORY, previous)
 
     def claim(self, path: Path) -> bool:
         """A handler takes the received file at ``path``; False if it is gone (its association

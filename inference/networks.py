@@ -173,7 +173,7 @@ class FractureNet(nn.Module):
     """An image-level fracture logit from the whole backbone, beside the centre-point box head.
 
     Returns (logits, heatmap logits, log box sizes). The logit decides (whole-image evidence ranks
-    studies far better than the most confident box: FIELD-NOTES, issue 11); the boxes show where.
+    studies better than the most confident box does); the boxes show where.
     """
 
     def __init__(self, pretrained: bool = False, dropout: float = 0.3) -> None:

@@ -1,4 +1,4 @@
-"""The label export's de-identification (issue 13, part 13): the whole of PS3.15 Table E.1-1,
+"""The label export's de-identification: the whole of PS3.15 Table E.1-1,
 into every sequence; the burned-in annotation gate; a label key made whole or not at all."""
 
 import threading

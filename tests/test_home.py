@@ -1,5 +1,5 @@
 """TRIAGE_HOME at rest: every process makes it owner-only (or group-readable when configured) and
-refuses one others can write (issue 13, part 9). Run as real `triage` processes: the umask they set
+refuses one others can write. Run as real `triage` processes: the umask they set
 is process-wide."""
 
 import grp

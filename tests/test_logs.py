@@ -1,4 +1,4 @@
-"""Logging keeps patient data out (issue 13, part 8): pydicom's validators are silenced at their
+"""Logging keeps patient data out: pydicom's validators are silenced at their
 source and tracebacks withhold exception messages. Run in a fresh interpreter: the switches are
 process-wide, as they are in each service process."""
 

@@ -1,4 +1,4 @@
-"""Patient data stays in (issue 13, part 8): a study carrying canary patient data, with malformed
+"""Patient data stays in: a study carrying canary patient data, with malformed
 dates that make pydicom's validators talk, goes through the running service (listener, worker and
 API, results built for a PACS), is viewed and read on the API, and is exported as labels; no canary
 value may then be found in any log, in the broker's messages, or in the export."""

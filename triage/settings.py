@@ -219,11 +219,6 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / 'triage.db').resolve()}"
 
     @property
-    def reporting(self) -> bool:
-        """Whether results go to a PACS, whose acknowledgement a verdict waits for before it acts."""
-        return self.pacs is not None
-
-    @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
 

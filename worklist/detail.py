@@ -116,7 +116,7 @@ def _marks(result: Result | None) -> dict[str, list[MarkView]]:
     return marks
 
 
-def study_detail(session: Session, study_id: int, reporting: bool) -> StudyDetail | None:
+def study_detail(session: Session, study_id: int) -> StudyDetail | None:
     """Everything the study page shows (None: no such study); results and deliveries read once."""
     study = session.get(Study, study_id)
     if study is None or not study.versions:
@@ -133,9 +133,7 @@ def study_detail(session: Session, study_id: int, reporting: bool) -> StudyDetai
     marks = _marks(results.get(latest.id))
     latest_deliveries = [DeliveryState(d.state) for d in deliveries if d.version_id == latest.id]
     return StudyDetail(
-        item=worklist_item(
-            study, latest, results.get(latest.id), latest_deliveries, len(readings), reporting
-        ),
+        item=worklist_item(study, latest, results.get(latest.id), latest_deliveries, len(readings)),
         study_instance_uid=study.study_instance_uid,
         patient_birth_date=study.patient_birth_date,
         issuer_of_patient_id=study.issuer_of_patient_id,

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from triage.outcomes import BreastOutcome
 from triage.pipelines import Pipeline
 from triage.records.db import Database
 from triage.records.leadership import leader_state
-from triage.records.tables import Delivery, OutboxMessage, Result, StateChange, StudyState, StudyVersion
+from triage.records.tables import Delivery, OutboxMessage, Result, StudyState, StudyVersion
 from triage.settings import Settings
 from worklist.operations import pacs_state
 
@@ -58,25 +58,30 @@ def _deliveries(session: Session) -> Metric:
 
 
 def _latency(session: Session) -> Metric:
+    """Counted in SQL from the seconds stored at each REPORTED transition: a scrape costs the same at
+    a region's years of studies as at a day's."""
+    buckets = [func.sum(case((StudyVersion.reported_seconds <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
     rows = session.execute(
-        select(StudyVersion.pipeline, StudyVersion.completed_at, StateChange.at)
-        .join(StateChange, StateChange.version_id == StudyVersion.id)
-        .where(StateChange.state == StudyState.REPORTED, StudyVersion.completed_at.is_not(None))
+        select(StudyVersion.pipeline, func.count(), func.sum(StudyVersion.reported_seconds), *buckets)
+        .where(StudyVersion.reported_seconds.is_not(None))
+        .group_by(StudyVersion.pipeline)
+        .order_by(StudyVersion.pipeline)
     ).all()
     family = HistogramMetricFamily(
         "triage_completion_to_report_seconds",
         "Seconds from a study's completion to the PACS acknowledging its results",
         labels=["pipeline"],
     )
-    per_pipeline: dict[str, list[float]] = {}
-    for pipeline, completed, reported in rows:
-        assert isinstance(completed, datetime) and isinstance(reported, datetime)
-        per_pipeline.setdefault(pipeline, []).append((reported - completed).total_seconds())
-    for pipeline, values in sorted(per_pipeline.items()):
-        buckets = [(str(b), float(sum(v <= b for v in values))) for b in LATENCY_BUCKETS]
-        buckets.append(("+Inf", float(len(values))))
-        family.add_metric([pipeline], buckets, sum_value=sum(values))
+    for pipeline, count, total, *counts in rows:
+        found = [(str(b), _number(n)) for b, n in zip(LATENCY_BUCKETS, counts, strict=True)]
+        found.append(("+Inf", _number(count)))
+        family.add_metric([str(pipeline)], found, sum_value=_number(total))
     return family
+
+
+def _number(value: object) -> float:
+    """A SQL sum or count as a float (a sum over no rows is NULL; PostgreSQL's may be a Decimal)."""
+    return float(value) if isinstance(value, int | float | Decimal) else 0.0
 
 
 def _scores(session: Session) -> Metric:
@@ -84,12 +89,15 @@ def _scores(session: Session) -> Metric:
         "triage_screening_scores", "Screens by 1-10 risk score (analysed screens only)", labels=["score"]
     )
     counts = {str(n): 0 for n in range(1, 11)}
-    query = select(Result.outcome).where(Result.pipeline == Pipeline.BREAST, Result.analysed.is_(True))
-    for outcome in session.scalars(query):
-        if isinstance(outcome, BreastOutcome) and outcome.score is not None:
-            counts[str(outcome.score)] += 1
-    for score, count in counts.items():
-        family.add_metric([score], count)
+    query = (
+        select(Result.score, func.count())
+        .where(Result.pipeline == Pipeline.BREAST, Result.analysed.is_(True), Result.score.is_not(None))
+        .group_by(Result.score)
+    )
+    for value, count in session.execute(query):
+        counts[str(value)] = count
+    for label, count in counts.items():
+        family.add_metric([label], count)
     return family
 
 

@@ -1,4 +1,4 @@
-"""Access beyond the AE title (issue 13, parts 1 and 5), against DCMTK's peers: an idle connection
+"""Access beyond the AE title, against DCMTK's peers: an idle connection
 does not stall DICOM TLS, a calling AE is bound to its networks and to its certificate, and a
 listener off loopback without TLS says so. Each attack ends with C-ECHO answered and a valid study
 stored."""

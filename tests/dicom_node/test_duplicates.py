@@ -1,4 +1,4 @@
-"""A duplicate in other bytes, compared by what it shows (issue 12, part 4): a PACS that re-sends an
+"""A duplicate in other bytes, compared by what it shows: a PACS that re-sends an
 instance in another transfer syntax sends the same image, and the study is analysed; other pixels,
 another patient or a lossy syntax stay a conflict for an admin. Sent with DCMTK's storescu."""
 

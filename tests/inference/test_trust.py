@@ -1,4 +1,4 @@
-"""Workers act on the outbox's record of a task, never on what the broker delivered (issue 13.7):
+"""Workers act on the outbox's record of a task, never on what the broker delivered:
 a forged message on a shared broker cannot point a worker at another patient's images."""
 
 import logging

@@ -1,4 +1,4 @@
-"""A worker killed mid-analysis (issue 12, part 5), for real: SIGKILL of the `triage worker`
+"""A worker killed mid-analysis, for real: SIGKILL of the `triage worker`
 process and its pool, as the OOM killer does. The listener's monitor sees the lease run out, queues
 the study again, and a second worker analyses it; nothing is recorded twice."""
 

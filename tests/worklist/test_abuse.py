@@ -1,4 +1,4 @@
-"""The API under abuse (issue 13, part 6): sign-in floods throttled and audited, reads that never
+"""The API under abuse: sign-in floods throttled and audited, reads that never
 hold the write lock ingest waits for, request bodies capped, metric scrapes cached."""
 
 import threading

@@ -1,4 +1,4 @@
-"""Accounts (issue 13, part 11): passwords changed by their users (API) and reset by an admin (CLI),
+"""Accounts: passwords changed by their users (API) and reset by an admin (CLI),
 other sessions ended; the last active admin kept; role grants audited as such."""
 
 import subprocess

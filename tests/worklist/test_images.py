@@ -1,4 +1,4 @@
-"""Images on the study page (issue 13, part 3): frame 0 of a multi-frame image alone, decoded under
+"""Images on the study page: frame 0 of a multi-frame image alone, decoded under
 the cap for one frame; rendered once and answered from memory after that, audited every time."""
 
 import numpy as np

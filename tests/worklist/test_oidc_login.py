@@ -1,4 +1,4 @@
-"""Signing in from the page with the identity provider (issue 13, part 11): the authorization code
+"""Signing in from the page with the identity provider: the authorization code
 flow with PKCE against a small OIDC provider run in the test process over https (private CA), which
 checks the code verifier against the challenge as a real one does."""
 

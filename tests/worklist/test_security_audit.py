@@ -1,4 +1,4 @@
-"""Security events from the API reach the audit log (issue 13, part 10): refused bearer tokens
+"""Security events from the API reach the audit log: refused bearer tokens
 (with why), 403s (with the path, never the query string); a request without a token is not one."""
 
 from fastapi.testclient import TestClient

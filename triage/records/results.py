@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
+from triage.records import verdicts
 from triage.records.tables import Delivery, DeliveryState, PeerStatus, Result, ShadowResult
 
 
@@ -41,11 +42,13 @@ def add_result(
             software_version=software_version,
             device=device,
             outcome=outcome,
+            score=outcome.score if isinstance(outcome, BreastOutcome) else None,
             inputs={"instances": inputs or []},
             timings_ms=timings_ms or {},
             created_at=now,
         )
     )
+    verdicts.settle(session, version_id)
 
 
 def add_shadow_result(
@@ -109,6 +112,7 @@ def add_delivery(
             created_at=now,
         )
     )
+    verdicts.settle(session, version_id)
 
 
 def record_peer_status(session: Session, name: str, reachable: bool, detail: str, now: datetime) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.imaging import HeaderFacts
+from triage.records import verdicts
 from triage.records.tables import (
     AuditEvent,
     Instance,
@@ -239,6 +240,16 @@ def transition(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     session.add(StateChange(version_id=version_id, state=new, reason=reason, at=now))
+    if new == StudyState.REPORTED:
+        completed = session.scalar(select(StudyVersion.completed_at).where(StudyVersion.id == version_id))
+        if completed is not None:
+            session.execute(
+                update(StudyVersion)
+                .where(StudyVersion.id == version_id)
+                .values(reported_seconds=(now - completed).total_seconds())
+                .execution_options(synchronize_session=False)
+            )
+    verdicts.settle(session, version_id)
     return True
 
 

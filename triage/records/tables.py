@@ -7,7 +7,18 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -78,6 +89,11 @@ class StudyVersion(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "number"),
         Index("ix_study_versions_state", "state"),
+        # The worklist's queues: filtered, ordered and limited in SQL, at a region's years of studies.
+        Index("ix_study_versions_queue", "pipeline", "urgency", "opened_at"),
+        Index("ix_study_versions_urgency", "urgency", "opened_at"),
+        Index("ix_study_versions_verdict", "verdict", "opened_at"),
+        Index("ix_study_versions_opened", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,6 +107,12 @@ class StudyVersion(Base):
     completed_at: Mapped[datetime | None]
     result_due_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    # The verdict that acts and how urgent it is (0 FRACTURE or high risk, 1 DOUBT, 2 the rest), as
+    # triage.records.verdicts.settle wrote them when the state, the result or the deliveries changed.
+    verdict: Mapped[str] = mapped_column(String(16), default="PENDING")
+    urgency: Mapped[int] = mapped_column(SmallInteger, default=2)
+    # Seconds from completion to the PACS acknowledging every result object (REPORTED), for metrics.
+    reported_seconds: Mapped[float | None] = mapped_column(Float)
 
     study: Mapped[Study] = relationship(back_populates="versions")
     changes: Mapped[list[StateChange]] = relationship(back_populates="version", order_by="StateChange.id")
@@ -192,6 +214,7 @@ class Result(Base):
     software_version: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(32), default="")
     outcome: Mapped[FractureOutcome | BreastOutcome] = mapped_column(OutcomeJSON)
+    score: Mapped[int | None] = mapped_column(SmallInteger)  # a screen's 1-10 score, for counting in SQL
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/studies", tags=["worklist"])
 def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetail:
     """One study: patient, versions with their history, results, deliveries, images, readings."""
     with state.database.reading() as session:
-        detail = study_detail(session, study_id, state.settings.reporting)
+        detail = study_detail(session, study_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
     with state.database.session() as session:
@@ -121,7 +121,7 @@ def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state:
         detail = f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}"
         audit(session, principal, "feedback.recorded", [study_id], detail, now)
         session.flush()
-        found = study_detail(session, study_id, state.settings.reporting)
+        found = study_detail(session, study_id)
     assert found is not None, "the study was just read in this transaction"
     return next(f for f in found.feedback if f.label_id == row.label_id)
 

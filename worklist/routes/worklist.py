@@ -37,7 +37,7 @@ def worklist(
         limit=limit,
     )
     with state.database.reading() as session:
-        items = views.worklist(session, filters, state.settings.reporting)
+        items = views.worklist(session, filters)
         page = WorklistPage(
             queue=queue,
             items=items,
