@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from triage import __version__
 from triage.periodic import PeriodicThread
+from triage.records.audit_actions import dicom_event
 from triage.records.audit_chain import settled_horizon
 from triage.records.db import Database
 from triage.records.tables import AuditCursor, AuditEvent, Study
@@ -32,48 +33,6 @@ logger = logging.getLogger(__name__)
 CURSOR = "syslog"
 BATCH = 200
 PRI = 10 * 8 + 5  # facility authpriv (10), severity notice (5), as ATNA asks
-_SUCCESS, _MINOR_FAILURE = "0", "4"
-
-# (EventID code, meaning), EventActionCode, EventTypeCode (code, meaning) or None, outcome: the
-# DICOM audit message each triage action is (PS3.15 A.5.3, codes from PS3.16's DCM scheme).
-_Event = tuple[tuple[str, str], str, tuple[str, str] | None, str]
-INSTANCES_ACCESSED = ("110103", "DICOM Instances Accessed")
-TRANSFERRED = ("110104", "DICOM Instances Transferred")
-AUTHENTICATION = ("110114", "User Authentication")
-SECURITY_ALERT = ("110113", "Security Alert")
-PATIENT_RECORD = ("110110", "Patient Record")
-LOGIN = ("110122", "Login")
-NODE_AUTHENTICATION = ("110126", "Node Authentication")
-EVENTS: dict[str, _Event] = {
-    "study.received": (TRANSFERRED, "C", None, _SUCCESS),
-    "study.instance_refused": (TRANSFERRED, "C", None, _MINOR_FAILURE),
-    "study.originals_removed": (("110105", "DICOM Study Deleted"), "D", None, _SUCCESS),
-    "study.patient_mismatch": (PATIENT_RECORD, "U", None, _MINOR_FAILURE),
-    "study.viewed": (INSTANCES_ACCESSED, "R", None, _SUCCESS),
-    "image.viewed": (INSTANCES_ACCESSED, "R", None, _SUCCESS),
-    "worklist.viewed": (INSTANCES_ACCESSED, "R", None, _SUCCESS),
-    "feedback.recorded": (INSTANCES_ACCESSED, "U", None, _SUCCESS),
-    "result.withdrawn": (INSTANCES_ACCESSED, "U", None, _SUCCESS),
-    "conflict.resolved": (PATIENT_RECORD, "U", None, _SUCCESS),
-    "conflict.cleared": (PATIENT_RECORD, "U", None, _SUCCESS),
-    "delivery.acknowledged": (TRANSFERRED, "R", None, _SUCCESS),
-    "delivery.failed": (TRANSFERRED, "R", None, _MINOR_FAILURE),
-    "labels.exported": (("110106", "Export"), "R", None, _SUCCESS),
-    "audit.viewed": (("110101", "Audit Log Used"), "R", None, _SUCCESS),
-    "session.started": (AUTHENTICATION, "E", LOGIN, _SUCCESS),
-    "session.refused": (AUTHENTICATION, "E", LOGIN, _MINOR_FAILURE),
-    "token.refused": (AUTHENTICATION, "E", LOGIN, _MINOR_FAILURE),
-    "access.forbidden": (SECURITY_ALERT, "E", ("110132", "Use of Restricted Function"), _MINOR_FAILURE),
-    "association.refused": (SECURITY_ALERT, "E", NODE_AUTHENTICATION, _MINOR_FAILURE),
-    "association.rejected": (SECURITY_ALERT, "E", NODE_AUTHENTICATION, _MINOR_FAILURE),
-    "tls.failed": (SECURITY_ALERT, "E", NODE_AUTHENTICATION, _MINOR_FAILURE),
-    "audit.suppressed": (SECURITY_ALERT, "E", ("110133", "Audit Recording Stopped"), _MINOR_FAILURE),
-    "user.created": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
-    "user.deactivated": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
-    "user.role_granted": (SECURITY_ALERT, "E", ("110136", "Security Roles Changed"), _SUCCESS),
-    "user.password_changed": (SECURITY_ALERT, "E", ("110137", "User Security Attributes Changed"), _SUCCESS),
-}
-APPLICATION_ACTIVITY: _Event = (("110100", "Application Activity"), "E", None, _SUCCESS)
 
 
 def _code(parent: ET.Element, tag: str, code: tuple[str, str], system: str = "DCM") -> None:
@@ -85,20 +44,20 @@ def audit_message(event: AuditEvent, study: Study | None, source_id: str, site_i
     study it touched (the Patient ID and Study Instance UID: what an audit repository needs to
     answer "who saw this patient's data"; never the name). triage's action and detail go in the
     EventOutcomeDescription, so nothing the database holds is lost on the way."""
-    (event_id, action_code, event_type, outcome) = EVENTS.get(event.action, APPLICATION_ACTIVITY)
+    found = dicom_event(event.action)
     root = ET.Element("AuditMessage")
     identification = ET.SubElement(
         root,
         "EventIdentification",
         {
-            "EventActionCode": action_code,
+            "EventActionCode": found.action_code,
             "EventDateTime": event.at.isoformat(),
-            "EventOutcomeIndicator": outcome,
+            "EventOutcomeIndicator": found.outcome,
         },
     )
-    _code(identification, "EventID", event_id)
-    if event_type is not None:
-        _code(identification, "EventTypeCode", event_type)
+    _code(identification, "EventID", found.event_id)
+    if found.type_code is not None:
+        _code(identification, "EventTypeCode", found.type_code)
     ET.SubElement(identification, "EventOutcomeDescription").text = f"{event.action}: {event.detail}"[:1024]
     actor = ET.SubElement(
         root,

@@ -85,7 +85,7 @@ def _header(path: Path) -> tuple[str, str] | str:
         ds = dcmread(path, stop_before_pixels=True)
         return str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)
     except (InvalidDicomError, AttributeError, OSError) as error:
-        return f"not a DICOM file: {error}"
+        return f"not a DICOM file ({type(error).__name__})"  # its message may quote a path or a value
 
 
 def _store_one(assoc: Any, item: Outgoing, headers: dict[Path, tuple[str, str]]) -> SendResult:
@@ -99,7 +99,8 @@ def _store_one(assoc: Any, item: Outgoing, headers: dict[Path, tuple[str, str]])
     try:
         response = assoc.send_c_store(chosen)
     except (ValueError, RuntimeError, OSError) as error:
-        return SendResult(item.path, None, f"C-STORE failed: {type(error).__name__}: {error}")
+        # The type only: the message may quote a patient's value, and it is shown on the page.
+        return SendResult(item.path, None, f"C-STORE failed: {type(error).__name__}")
     if "Status" not in response:
         return SendResult(item.path, None, "no answer (DIMSE timeout or the association dropped)")
     status = int(response.Status)

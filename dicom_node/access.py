@@ -20,6 +20,7 @@ from pynetdicom import AE
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
+from triage.records.audit_actions import AuditAction
 from triage.records.security import SecurityLog
 from triage.settings import Settings
 
@@ -54,7 +55,10 @@ class HandshakeInThread(ThreadedAssociationServer):
                 logger.warning("TLS handshake from %s failed: %s", client_address[0], why)
                 if self.security is not None:
                     self.security.record(
-                        actor="dicom:?", action="tls.failed", source=str(client_address[0]), detail=why
+                        actor="dicom:?",
+                        action=AuditAction.TLS_FAILED,
+                        source=str(client_address[0]),
+                        detail=why,
                     )
                 self.shutdown_request(request)
                 return
@@ -134,7 +138,7 @@ class AccessGuard:
             event.assoc.kill()
             logger.warning("association refused: %s", why)
             self._security.record(
-                actor=f"dicom:{calling}", action="association.refused", source=address, detail=why
+                actor=f"dicom:{calling}", action=AuditAction.ASSOCIATION_REFUSED, source=address, detail=why
             )
             return True
         return False
@@ -152,7 +156,7 @@ class AccessGuard:
         else:
             why = "the association limit was reached, or the user identity was not accepted"
         self._security.record(
-            actor=f"dicom:{calling}", action="association.rejected",
+            actor=f"dicom:{calling}", action=AuditAction.ASSOCIATION_REJECTED,
             source=str(event.assoc.requestor.address), detail=why,
         )  # fmt: skip
 

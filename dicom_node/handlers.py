@@ -158,7 +158,10 @@ class StorageHandlers:
         with self._database.session() as session:
             existing = queries.find_instance(session, received.sop_instance_uid)
             existing_sha256 = existing.sha256 if existing else None
+            removed = existing is not None and existing.removed_at is not None
         if existing_sha256 == received.sha256:
+            if removed:  # retention removed it: the same bytes sent again bring the original back
+                return self._restore(path, received)
             logger.info(
                 "instance %s received again with the same content; kept as is",
                 received.sop_instance_uid,
@@ -181,6 +184,16 @@ class StorageHandlers:
         storage.make_durable(path, self._paths.storage_dir, received.storage_key)
         with self._database.session() as session:
             store.add_instance(session, received, now)
+        return Status.SUCCESS
+
+    def _restore(self, path: Path, received: store.ReceivedInstance) -> Status:
+        """Put a removed original back where its row says, from a re-send of the same bytes."""
+        with self._database.session() as session:
+            instance = queries.find_instance(session, received.sop_instance_uid)
+            assert instance is not None
+            storage.make_durable(path, self._paths.storage_dir, instance.storage_key)
+            store.restore_original(session, instance, received, self._database.now())
+        logger.info("instance %s, removed by retention, restored from a re-send", received.sop_instance_uid)
         return Status.SUCCESS
 
     def _sha256(self, path: Path) -> str:

@@ -22,7 +22,7 @@ from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
-from triage.records import audit_chain, outbox, withdrawals
+from triage.records import audit_chain, deliveries, outbox, withdrawals
 from triage.records.db import Database, migrate
 from triage.records.leadership import Leadership
 from triage.records.security import SecurityLog
@@ -30,9 +30,9 @@ from triage.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# How often the leader looks for withdrawn verdicts still unrejected at the PACS: a withdrawal task
-# that failed is tried again this often (one indexed query).
-REJECTION_CHECK_SECONDS = 60.0
+# How often the leader fails result objects past their delivery deadline that no attempt judged, and
+# queues again the rejections a failed withdrawal task left unsent (two indexed queries).
+SAFETY_NET_SECONDS = 60.0
 HOUSEKEEPING_SECONDS = 1.0
 ORPHAN_FOLDERS_PER_STEP = 100  # study folders per housekeeping step
 
@@ -99,7 +99,7 @@ class Listener:
         self._recovered = False
         self._next_reconcile = 0.0
         self._next_seal = 0.0
-        self._next_rejection_check = 0.0
+        self._next_safety_net = 0.0
         self._server: ThreadedAssociationServer | None = None
         self._monitor_thread: PeriodicThread | None = None
         self._housekeeping_thread: PeriodicThread | None = None
@@ -148,9 +148,9 @@ class Listener:
         if time.monotonic() >= self._next_seal:
             self._next_seal = time.monotonic() + audit_chain.SEAL_INTERVAL_SECONDS
             self._seal_audit()
-        if time.monotonic() >= self._next_rejection_check:
-            self._next_rejection_check = time.monotonic() + REJECTION_CHECK_SECONDS
-            self._reject_withdrawn()
+        if time.monotonic() >= self._next_safety_net:
+            self._next_safety_net = time.monotonic() + SAFETY_NET_SECONDS
+            self._safety_net()
 
     def _housekeep(self) -> None:
         """The leader's slow chores, in a thread of their own so that the study monitor never waits
@@ -170,11 +170,16 @@ class Listener:
         _, done = self.reconciler.orphans_step(ORPHAN_FOLDERS_PER_STEP)
         self._walking = not done
 
-    def _reject_withdrawn(self) -> None:
-        """Queue again the rejection of what the PACS holds of a withdrawn verdict, where the task
-        that should have sent it failed or was lost (each acknowledgement queues it first)."""
+    def _safety_net(self) -> None:
+        """Fail result objects past their delivery deadline that no attempt judged (their versions go
+        conservative), and queue again the rejection of what the PACS holds of a withdrawn verdict
+        where the task that should have sent it failed or was lost."""
         with self.database.session() as session:
-            queued = withdrawals.queue_unrejected(session, self.database.now())
+            now = self.database.now()
+            overdue = deliveries.fail_overdue(session, now, self.settings.delivery_deadline_seconds)
+            queued = withdrawals.queue_unrejected(session, now)
+        if overdue:
+            logger.warning("%d result object(s) missed their delivery deadline", overdue)
         if queued:
             logger.warning("queued the rejection of %d withdrawn verdict(s) again", queued)
 

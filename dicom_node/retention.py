@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.db import Database
 from triage.records.tables import Instance, StateChange, Study, StudyState, StudyVersion
 
@@ -62,8 +63,8 @@ class Retention:
             for study_id, count in counts.items():
                 detail = f"{count} originals, REPORTED over {self._days:g} days ago"
                 store.audit(
-                    session, actor=store.TRIAGE, action="study.originals_removed", source=store.TRIAGE,
-                    now=now, study_ids=[study_id], detail=detail,
+                    session, actor=store.TRIAGE, action=AuditAction.STUDY_ORIGINALS_REMOVED,
+                    source=store.TRIAGE, now=now, study_ids=[study_id], detail=detail,
                 )  # fmt: skip
         logger.info("retention: removed %d originals of %d studies", len(due), len(counts))
         return len(due)

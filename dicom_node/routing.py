@@ -189,6 +189,10 @@ def _screen_problems(decision: Route, expected: tuple[str, ...]) -> list[str]:
             problems.append(f"an image has no laterality ({instance.sop_instance_uid})")
         elif not facts.view:
             problems.append(f"an image has no view ({instance.sop_instance_uid})")
+        elif facts.view_modifier:  # a work-up image: this is no screen, whatever its four views
+            problems.append(
+                f"a diagnostic view ({facts.view_modifier.lower()}) is present ({instance.sop_instance_uid})"
+            )
         else:
             present.add(f"{facts.laterality}-{facts.view}")
     missing = [view for view in expected if view not in present]

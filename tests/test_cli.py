@@ -118,6 +118,7 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
             "pacs": "not configured",
             "studies_by_state": {"ANALYSED": 2},
             "storage": "ok",
+            "degraded": [],
         }
         # First start on loopback: an admin account whose password only the file's owner can read.
         password = (settings.home / "initial-admin-password").read_text().strip()

@@ -63,6 +63,9 @@ class HeaderFacts:
     age_years: float | None = None
     # Lossy compression, now or before (Lossy Image Compression "01", or a lossy transfer syntax).
     lossy: bool = False
+    # A diagnostic view modifier of the view (CID 4015): "SPOT COMPRESSION" or "MAGNIFICATION" (a
+    # work-up image, never a screening view); empty for a plain view.
+    view_modifier: str = ""
 
     @property
     def chest_wall_on_the_right(self) -> bool:
@@ -84,6 +87,25 @@ class HeaderFacts:
         return cls(**kept)
 
 
+# View Modifier Code Sequence values (CID 4015) that make a view a diagnostic work-up image.
+_DIAGNOSTIC_MODIFIERS = {"399055006": "SPOT COMPRESSION", "399163009": "MAGNIFICATION"}
+
+
+def _view_modifier(ds: Dataset) -> str:
+    """The diagnostic modifier of the image's view, inside the View Code Sequence item or beside it."""
+    view_codes = ds.get("ViewCodeSequence") or []
+    modifiers = [*(view_codes[0].get("ViewModifierCodeSequence") or [] if view_codes else []),
+                 *(ds.get("ViewModifierCodeSequence") or [])]  # fmt: skip
+    for code in modifiers:
+        found = _DIAGNOSTIC_MODIFIERS.get(str(code.get("CodeValue", "")))
+        meaning = str(code.get("CodeMeaning", "")).lower()
+        if found is None and ("spot" in meaning or "magnif" in meaning):  # retired codes, by meaning
+            found = "SPOT COMPRESSION" if "spot" in meaning else "MAGNIFICATION"
+        if found is not None:
+            return found
+    return ""
+
+
 def _view(ds: Dataset) -> str:
     view_codes = ds.get("ViewCodeSequence")
     if view_codes:
@@ -102,6 +124,7 @@ def header_facts(ds: Dataset) -> HeaderFacts:
         body_part_examined=str(ds.get("BodyPartExamined", "")).upper(),
         laterality=str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper(),
         view=_view(ds),
+        view_modifier=_view_modifier(ds),
         breast_implant_present=str(ds.get("BreastImplantPresent", "")).upper(),
         photometric_interpretation=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 else None,

@@ -31,6 +31,7 @@ from triage.records.accounts import (
     change_password,
     initial_password_file,
 )
+from triage.records.audit_actions import AuditAction
 from triage.records.db import Database, utcnow
 from triage.records.tables import ApiSession, Role, User
 from triage.settings import Settings
@@ -157,7 +158,11 @@ class Authenticator:
                 )
             )
             store.audit(
-                session, actor=f"local:{user.username}", action="session.started", source=source, now=now
+                session,
+                actor=f"local:{user.username}",
+                action=AuditAction.SESSION_STARTED,
+                source=source,
+                now=now,
             )
         if user.username == "admin":
             self._forget_initial_password()
@@ -207,7 +212,12 @@ class Authenticator:
             return
         detail = f"{why}; name tried: {username[:64]}"
         store.audit(
-            session, actor="anonymous", action="session.refused", source=source, now=now, detail=detail
+            session,
+            actor="anonymous",
+            action=AuditAction.SESSION_REFUSED,
+            source=source,
+            now=now,
+            detail=detail,
         )
 
     def sign_out(self, token: str) -> None:

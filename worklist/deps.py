@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.db import Database, utcnow
 from triage.records.security import SecurityLog
 from triage.records.tables import Role
@@ -68,7 +69,10 @@ def authenticate(request: Request, token: str | None) -> Principal:
     principal = state.authenticator.principal(token, source(request)) if token else None
     if isinstance(principal, Refused):
         state.security.record(
-            actor="anonymous", action="token.refused", source=source(request), detail=principal.reason
+            actor="anonymous",
+            action=AuditAction.TOKEN_REFUSED,
+            source=source(request),
+            detail=principal.reason,
         )
     if not isinstance(principal, Principal):
         raise HTTPException(
@@ -99,7 +103,7 @@ def forbidden(request: Request, principal: Principal, required: Role) -> str:
     never the query string (a search may hold a patient's name)."""
     _state(request).security.record(
         actor=principal.name,
-        action="access.forbidden",
+        action=AuditAction.ACCESS_FORBIDDEN,
         source=principal.source,
         detail=f"{request.method} {request.url.path} needs the {required} role",
     )
@@ -125,7 +129,7 @@ Admin = Annotated[Principal, Depends(_role(Role.ADMIN))]
 def audit(
     session: Session,
     principal: Principal,
-    action: str,
+    action: AuditAction,
     study_ids: list[int] | list[int | None] | None = None,
     detail: str = "",
     now: datetime | None = None,

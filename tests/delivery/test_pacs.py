@@ -112,6 +112,20 @@ def test_a_delivery_fails_at_its_deadline_whatever_the_count(database):
     assert state(database).state == StudyState.NOT_ANALYSED
 
 
+def test_a_delivery_no_attempt_judges_fails_at_its_deadline_all_the_same(database):
+    """No process tries it (the PACS went from the settings, or the SR waits behind its summary
+    image): the leader's safety net fails it at the deadline, and the study goes conservative."""
+    analysed_version(database)
+    with database.session() as session:
+        assert delivered.fail_overdue(session, T0 + timedelta(seconds=30), deadline_seconds=60) == 0
+    assert state(database).state == StudyState.ANALYSED
+    with database.session() as session:
+        assert delivered.fail_overdue(session, T0 + timedelta(seconds=61), deadline_seconds=60) == 2
+    assert {d.state for d in deliveries(database).values()} == {DeliveryState.FAILED}
+    version = state(database)
+    assert version.state == StudyState.NOT_ANALYSED and "60 s delivery deadline" in version.reason
+
+
 def test_a_permanent_refusal_fails_at_once(database):
     analysed_version(database)
     sc_id = deliveries(database)["sc"].id

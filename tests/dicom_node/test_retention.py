@@ -89,3 +89,24 @@ def test_a_late_image_after_retention_is_not_analysed_on_part_of_its_study(datab
     assert reason.startswith("1 earlier image(s) of the study were removed from storage by retention")
     assert found[1][0] == StudyState.NOT_ANALYSED and found[1][1].startswith("result withdrawn")
     assert tasks == [messages.REPORT_NOT_ANALYSED, messages.WITHDRAW_RESULT]
+
+
+def test_an_original_removed_by_retention_comes_back_when_the_same_bytes_are_sent_again(listener, tmp_path):
+    from sqlalchemy import update
+
+    from testkit.peers import storescu
+    from triage.records.storage import sha256_of
+
+    [path] = synthetic.write([synthetic.dx()], tmp_path / "in")
+    assert storescu(listener.port, path).returncode == 0
+    [row] = instances(listener.database).values()
+    stored = listener.settings.storage_dir / row.storage_key
+    stored.unlink()  # as retention removes it
+    with listener.database.session() as session:
+        session.execute(update(Instance).where(Instance.id == row.id).values(removed_at=utcnow()))
+    assert storescu(listener.port, path).returncode == 0
+    [again] = instances(listener.database).values()
+    assert again.removed_at is None and sha256_of(stored) == row.sha256, "the original is back, unchanged"
+    with listener.database.session() as session:
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "study.original_restored"))
+    assert event.actor == "dicom:STORESCU" and event.study_id == row.study_id

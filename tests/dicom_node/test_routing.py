@@ -75,6 +75,32 @@ def test_implant_is_outside_intended_use(config):
     assert "breast implant" in outcome.reason
 
 
+@pytest.mark.parametrize(
+    ("value", "meaning", "shown"),
+    [
+        ("399055006", "Spot Compression", "spot compression"),
+        ("399163009", "Magnification", "magnification"),
+        ("R-102D2", "Spot compression", "spot compression"),  # a retired code, known by its meaning
+    ],
+)
+def test_a_spot_compression_or_magnified_view_makes_it_no_screen(config, value, meaning, shown):
+    """A work-up image counts as no CC or MLO: the four views around it are a diagnostic exam."""
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    views = synthetic.screen()
+    extra = synthetic.screen(views=("L-CC",))[0]
+    modifier = Dataset()
+    modifier.CodeValue, modifier.CodingSchemeDesignator, modifier.CodeMeaning = value, "SCT", meaning
+    extra.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence([modifier])
+    extra.StudyInstanceUID = views[0].StudyInstanceUID
+    assert header_facts(extra).view_modifier == shown.upper()
+    outcome = routing.gate(config, routing.route(config, facts([*views, extra])), None)
+    assert isinstance(outcome, routing.NotAnalysed)
+    assert f"a diagnostic view ({shown}) is present" in outcome.reason
+    assert header_facts(views[0]).view_modifier == "", "a plain view has none"
+
+
 def test_missing_laterality_is_outside_intended_use(config):
     views = synthetic.screen()
     del views[0].ImageLaterality

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from triage.cli.common import ConfigOption, fail, open_database, settings
+from triage.records.audit_actions import AuditAction
 
 labels_app = typer.Typer(no_args_is_help=True, help="Radiologists' readings as training labels.")
 
@@ -60,7 +61,7 @@ def labels_export(
         store.audit(
             session,
             actor=f"cli:{getpass.getuser()}",
-            action="labels.exported",
+            action=AuditAction.LABELS_EXPORTED,
             source="cli",
             now=utcnow(),
             detail=f"{count} labels to {out}",

@@ -10,13 +10,14 @@ import typer
 
 from triage.cli.common import ConfigOption, fail, open_database, settings
 from triage.pipelines import Pipeline
+from triage.records.audit_actions import AuditAction
 from triage.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")
 PipelineArgument = Annotated[Pipeline, typer.Argument(help="fracture or breast.")]
 
 
-def _audit(found: Settings, action: str, detail: str) -> None:
+def _audit(found: Settings, action: AuditAction, detail: str) -> None:
     from triage.records import store
     from triage.records.db import utcnow
 
@@ -59,7 +60,7 @@ def models_promote(
     except (registry.PromotionRefused, KeyError) as error:
         fail(error)
     detail = f"{pipeline.registered_name} v{version} promoted (was {before or 'the bundled model'})"
-    _audit(found, "model.promoted", detail)
+    _audit(found, AuditAction.MODEL_PROMOTED, detail)
     typer.echo(detail)
 
 
@@ -79,7 +80,7 @@ def models_shadow(
         raise typer.BadParameter("give a VERSION, or --off")
     registry.set_shadow(found, pipeline, None if off else version)
     detail = f"{pipeline.registered_name} shadow mode " + ("ended" if off else f"on v{version}")
-    _audit(found, "model.shadow", detail)
+    _audit(found, AuditAction.MODEL_SHADOW, detail)
     typer.echo(detail)
 
 
@@ -103,5 +104,5 @@ def models_rollback(pipeline: PipelineArgument, config: ConfigOption = None) -> 
     except registry.PromotionRefused as error:
         fail(error)
     detail = f"{pipeline.registered_name} v{left} rolled back to {f'v{now}' if now else 'the bundled model'}"
-    _audit(found, "model.rolled_back", detail)
+    _audit(found, AuditAction.MODEL_ROLLED_BACK, detail)
     typer.echo(detail)

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.db import Database, utcnow
 from triage.records.tables import ApiSession, Role, User
 
@@ -64,10 +65,12 @@ def add_user(
     )
     session.add(user)
     detail = f"{username} ({', '.join(sorted(roles))})"
-    store.audit(session, actor=actor, action="user.created", source=source, now=utcnow(), detail=detail)
+    store.audit(
+        session, actor=actor, action=AuditAction.USER_CREATED, source=source, now=utcnow(), detail=detail
+    )
     for role in sorted(roles):  # each grant on its own: radiologist opens every patient's images
         store.audit(
-            session, actor=actor, action="user.role_granted", source=source, now=utcnow(),
+            session, actor=actor, action=AuditAction.USER_ROLE_GRANTED, source=source, now=utcnow(),
             detail=f"{username}: {role}",
         )  # fmt: skip
     return user
@@ -87,7 +90,7 @@ def change_password(
         ended = ended.where(ApiSession.token_sha256 != keep)
     session.execute(ended)
     store.audit(
-        session, actor=actor, action="user.password_changed", source=source, now=utcnow(),
+        session, actor=actor, action=AuditAction.USER_PASSWORD_CHANGED, source=source, now=utcnow(),
         detail=f"{username}; its other sessions ended",
     )  # fmt: skip
 
@@ -107,7 +110,14 @@ def deactivate_user(session: Session, username: str, actor: str, source: str = "
             raise AccountError(f"{username} is the last active admin: make another admin first")
     user.active = False
     session.execute(delete(ApiSession).where(ApiSession.user_id == user.id))
-    store.audit(session, actor=actor, action="user.deactivated", source=source, now=utcnow(), detail=username)
+    store.audit(
+        session,
+        actor=actor,
+        action=AuditAction.USER_DEACTIVATED,
+        source=source,
+        now=utcnow(),
+        detail=username,
+    )
     return True
 
 

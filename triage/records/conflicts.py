@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.store import ReceivedInstance
 from triage.records.tables import Comparison, QuarantinedObject, Study
 
@@ -51,7 +52,7 @@ def flag_refused(
         return
     if not study.conflict:
         store.audit(
-            session, actor=f"dicom:{sender[0]}", action="study.instance_refused", source=sender[1],
+            session, actor=f"dicom:{sender[0]}", action=AuditAction.STUDY_INSTANCE_REFUSED, source=sender[1],
             now=now, study_ids=[study.id], detail=reason,
         )  # fmt: skip
     study.conflict = True
@@ -74,7 +75,7 @@ def clear_conflict(
     store.audit(
         session,
         actor=actor,
-        action="conflict.resolved",
+        action=AuditAction.CONFLICT_RESOLVED,
         source=source,
         now=now,
         study_ids=[study.id],
@@ -109,7 +110,7 @@ def record_comparison(session: Session, row_id: int, same: bool, why: str, now: 
         return False
     study.conflict = False
     store.audit(
-        session, actor=store.TRIAGE, action="conflict.cleared", source=store.TRIAGE, now=now,
+        session, actor=store.TRIAGE, action=AuditAction.CONFLICT_CLEARED, source=store.TRIAGE, now=now,
         study_ids=[study.id], detail=f"instance {row.sop_instance_uid} re-sent: {why}",
     )  # fmt: skip
     return True

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from triage.records.audit_actions import AuditAction
 from triage.records.store import TRIAGE, audit, transition
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.records.withdrawals import LIVE, WITHDRAWAL_KINDS, queue_rejection
@@ -55,7 +56,7 @@ def record_delivery(
         )
         alternate = " (as its alternate SOP class)" if as_alternate else ""
         audit(
-            session, actor=TRIAGE, action="delivery.acknowledged", source=TRIAGE, now=now,
+            session, actor=TRIAGE, action=AuditAction.DELIVERY_ACKNOWLEDGED, source=TRIAGE, now=now,
             study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],
             detail=f"{delivery.kind} {delivery.sop_instance_uid} acknowledged by the PACS after "
             f"{delivery.attempts} attempt(s){alternate}",
@@ -87,6 +88,23 @@ def record_delivery(
     _fail_version_deliveries(session, delivery, f"{why}: {attempt.error}", now)
 
 
+def fail_overdue(session: Session, now: datetime, deadline_seconds: float) -> int:
+    """Fail every result object still waiting past its deadline that no attempt has judged: one held
+    back behind a sibling, or one no process tries (no PACS where the worker had one). Withdrawal
+    objects are left to their retries. Returns how many failed."""
+    overdue = session.scalars(
+        select(Delivery)
+        .where(Delivery.state == DeliveryState.PENDING, Delivery.kind.not_in(WITHDRAWAL_KINDS))
+        .where(Delivery.created_at < now - timedelta(seconds=deadline_seconds))
+        .order_by(Delivery.id)
+    ).all()
+    for delivery in overdue:
+        if delivery.state == DeliveryState.PENDING:  # a sibling's failure may have settled it
+            why = f"not acknowledged within the {deadline_seconds:g} s delivery deadline"
+            _fail_version_deliveries(session, delivery, why, now)
+    return len(overdue)
+
+
 def _reject_if_withdrawn(session: Session, delivery: Delivery, now: datetime) -> None:
     """An object the PACS took after its version stopped acting: queue its rejection there."""
     if delivery.kind in WITHDRAWAL_KINDS:
@@ -103,7 +121,7 @@ def _audit_failure(session: Session, delivery: Delivery, why: str, now: datetime
     audit(
         session,
         actor=TRIAGE,
-        action="delivery.failed",
+        action=AuditAction.DELIVERY_FAILED,
         source=TRIAGE,
         now=now,
         study_ids=[session.get_one(StudyVersion, delivery.version_id).study_id],

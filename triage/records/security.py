@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.db import Database
 
 logger = logging.getLogger(__name__)
@@ -35,15 +36,15 @@ class SecurityLog:
         self._interval = interval_seconds
         self._max_pending = max_pending
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, str, str, str], _Pending] = {}
+        self._pending: dict[tuple[str, AuditAction, str, str], _Pending] = {}
         self._suppressed = 0
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def record(self, *, actor: str, action: str, source: str, detail: str = "") -> None:
+    def record(self, *, actor: str, action: AuditAction, source: str, detail: str = "") -> None:
         """Note one event; it reaches the audit log within ``interval_seconds``. Never blocks on
         the database."""
-        key = (actor[:128], action[:64], source[:255], detail)
+        key = (actor[:128], action, source[:255], detail)
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
@@ -81,7 +82,7 @@ class SecurityLog:
                     )
                 if suppressed:
                     store.audit(
-                        session, actor="triage", action="audit.suppressed", source="",
+                        session, actor="triage", action=AuditAction.AUDIT_SUPPRESSED, source="",
                         now=self._database.now(),
                         detail=f"{suppressed} more security events in {self._interval:g} s, beyond "
                         f"{self._max_pending} distinct ones, were not recorded one by one",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from triage.imaging import HeaderFacts
 from triage.records import verdicts
+from triage.records.audit_actions import AuditAction
 from triage.records.tables import (
     AuditEvent,
     Instance,
@@ -54,7 +55,7 @@ def audit(
     session: Session,
     *,
     actor: str,
-    action: str,
+    action: AuditAction,
     source: str,
     now: datetime,
     study_ids: Iterable[int | None] = (None,),
@@ -125,7 +126,7 @@ def receiving_version(session: Session, study: Study, sender: tuple[str, str], n
     audit(
         session,
         actor=f"dicom:{sender[0]}",
-        action="study.received",
+        action=AuditAction.STUDY_RECEIVED,
         source=sender[1],
         now=now,
         study_ids=[study.id],
@@ -176,7 +177,7 @@ def _check_patient(session: Session, study: Study, received: ReceivedInstance, n
         audit(
             session,
             actor=f"dicom:{received.calling_ae_title}",
-            action="study.patient_mismatch",
+            action=AuditAction.STUDY_PATIENT_MISMATCH,
             source=received.peer_address,
             now=now,
             study_ids=[study.id],
@@ -209,6 +210,16 @@ def add_quarantined(
             received_at=now,
         )
     )
+
+
+def restore_original(session: Session, instance: Instance, received: ReceivedInstance, now: datetime) -> None:
+    """A removed original is on disk again (the same bytes, re-sent): audited per study."""
+    instance.removed_at = None
+    audit(
+        session, actor=f"dicom:{received.calling_ae_title}", action=AuditAction.STUDY_ORIGINAL_RESTORED,
+        source=received.peer_address, now=now, study_ids=[instance.study_id],
+        detail=f"{instance.sop_instance_uid} re-sent with the same content after retention removed it",
+    )  # fmt: skip
 
 
 def mark_routed(session: Session, study_id: int, sop_instance_uids: list[str]) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from triage import messages
+from triage.records.audit_actions import AuditAction
 from triage.records.store import TRIAGE, audit, enqueue, transition
 from triage.records.tables import Delivery, DeliveryState, StateChange, StudyState, StudyVersion
 
@@ -126,7 +127,7 @@ def withdraw(
     audit(
         session,
         actor=actor,
-        action="result.withdrawn",
+        action=AuditAction.RESULT_WITHDRAWN,
         source=source or actor,
         now=now,
         study_ids=[version.study_id],

@@ -10,6 +10,7 @@ from pydantic import JsonValue
 from sqlalchemy import select
 
 from triage.records.accounts import AccountError, add_user, deactivate_user, parse_roles
+from triage.records.audit_actions import AuditAction
 from triage.records.tables import AuditEvent, Study, User
 from worklist.deps import Admin, State, audit
 from worklist.schemas import AUTH, MAX_ID, TEXT, AuditEntry, UserIn, UserOut, problems
@@ -64,7 +65,7 @@ def audit_log(
             for event, study in rows[:limit]
         ]
         seen = sorted({e.study_id for e in entries if e.study_id is not None})
-        audit(session, principal, "audit.viewed", list(seen) or None)
+        audit(session, principal, AuditAction.AUDIT_VIEWED, list(seen) or None)
     if len(rows) > limit:
         following = request.url.include_query_params(before_id=entries[-1].id)
         response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
+from triage.records.audit_actions import AuditAction
 from worklist import labels
 from worklist.deps import MlEngineer, State, audit
 from worklist.schemas import AUTH
@@ -23,7 +24,7 @@ def export_labels(principal: MlEngineer, state: State, format: Literal["json", "
     """Every reading as a training label, without patient identity (opaque keys only)."""
     with state.database.session() as session:
         rows = labels.export(session, state.label_key)
-        audit(session, principal, "labels.exported", detail=f"{len(rows)} labels, {format}")
+        audit(session, principal, AuditAction.LABELS_EXPORTED, detail=f"{len(rows)} labels, {format}")
     if format == "csv":
         return Response(
             labels.to_csv(rows),

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
 from triage.records import store
+from triage.records.audit_actions import AuditAction
 from triage.records.db import utcnow
 from worklist.deps import State, source
 from worklist.oidc_login import COOKIE, LOGIN_SECONDS, LoginRefused
@@ -68,13 +69,14 @@ def callback(
         token, claims, tab = state.logins.finish(state_, code, request.cookies.get(COOKIE, ""))
     except LoginRefused as refused:
         with state.database.session() as session:
-            store.audit(session, actor="anonymous", action="session.refused", source=source(request),
-                        now=utcnow(), detail=f"identity provider sign-in: {refused}")  # fmt: skip
+            detail = f"identity provider sign-in: {refused}"
+            store.audit(session, actor="anonymous", action=AuditAction.SESSION_REFUSED,
+                        source=source(request), now=utcnow(), detail=detail)  # fmt: skip
         return _back_to_the_page({"sign-in-error": str(refused)})
     name, _ = state.authenticator.oidc_identity(claims)
     with state.database.session() as session:
-        store.audit(session, actor=name, action="session.started", source=source(request), now=utcnow(),
-                    detail="identity provider sign-in (authorization code, PKCE)")  # fmt: skip
+        store.audit(session, actor=name, action=AuditAction.SESSION_STARTED, source=source(request),
+                    now=utcnow(), detail="identity provider sign-in (authorization code, PKCE)")  # fmt: skip
     return _back_to_the_page({"token": token, "tab": tab})
 
 

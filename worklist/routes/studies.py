@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 
 from triage.imaging import UnreadableImage, png, read_image
 from triage.records import conflicts, queries, readings, withdrawals
+from triage.records.audit_actions import AuditAction
 from triage.records.db import utcnow
 from triage.records.tables import Study
 from worklist.deps import Admin, Radiologist, State, audit
@@ -36,7 +37,7 @@ def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetai
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
     with state.database.session() as session:
-        audit(session, principal, "study.viewed", [study_id])
+        audit(session, principal, AuditAction.STUDY_VIEWED, [study_id])
     return detail
 
 
@@ -72,7 +73,7 @@ def image(
             status.HTTP_410_GONE, "the original was removed under the retention setting; the PACS holds it"
         )
     with state.database.session() as session:
-        audit(session, principal, "image.viewed", [study_id], sop_instance_uid)
+        audit(session, principal, AuditAction.IMAGE_VIEWED, [study_id], sop_instance_uid)
     path = state.settings.storage_dir / key
 
     def render() -> Rendered:
@@ -119,7 +120,7 @@ def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state:
         except readings.FeedbackRejected as error:
             raise HTTPException(422, str(error)) from error
         detail = f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}"
-        audit(session, principal, "feedback.recorded", [study_id], detail, now)
+        audit(session, principal, AuditAction.FEEDBACK_RECORDED, [study_id], detail, now)
         session.flush()
         found = study_detail(session, study_id)
     assert found is not None, "the study was just read in this transaction"

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from triage.records import queries
+from triage.records.audit_actions import AuditAction
 from triage.records.tables import StudyState
 from worklist import views
 from worklist.deps import Anyone, Radiologist, State, audit
@@ -47,7 +48,13 @@ def worklist(
             degraded=queries.degraded(session, state.database.now()),
         )
     with state.database.session() as session:  # the audit row alone holds the write lock
-        audit(session, principal, "worklist.viewed", [item.study_id for item in items], f"queue {queue}")
+        audit(
+            session,
+            principal,
+            AuditAction.WORKLIST_VIEWED,
+            [item.study_id for item in items],
+            f"queue {queue}",
+        )
     return page
 
 
