@@ -14,12 +14,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from pydicom import dcmread, uid
+from pydicom import Dataset, uid
 from pydicom.uid import UID
 
 from triage.imaging import UnreadableImage, check_decoded_size
 from triage.records import conflicts, queries
 from triage.records.db import Database
+from triage.stored import StorageUnavailable, StoredUnreadable, open_stored
 
 logger = logging.getLogger(__name__)
 LOSSLESS_COMPRESSED = frozenset({
@@ -39,9 +40,8 @@ COMPARED = (
 )  # fmt: skip
 
 
-def differences(stored: Path, resent: Path) -> str | None:
-    """Why the two files are not the same image (None: they are)."""
-    first, second = dcmread(stored), dcmread(resent)
+def differences(first: Dataset, second: Dataset) -> str | None:
+    """Why the two instances are not the same image (None: they are)."""
     for ds in (first, second):
         syntax = UID(ds.file_meta.TransferSyntaxUID)
         if syntax.is_compressed and syntax not in LOSSLESS_COMPRESSED:
@@ -59,27 +59,36 @@ def differences(stored: Path, resent: Path) -> str | None:
 class DuplicateComparer:
     """Compares the pending quarantined duplicates (a few per pass) and records what it found."""
 
-    def __init__(self, database: Database, storage_dir: Path, quarantine_dir: Path) -> None:
+    def __init__(self, database: Database, storage_dir: Path, quarantine_dir: Path, scratch: Path) -> None:
         self._database = database
         self._storage_dir = storage_dir
         self._quarantine_dir = quarantine_dir
+        self._scratch = scratch
 
     def run(self, limit: int = 10) -> int:
         """Compare up to ``limit`` pending duplicates; returns how many conflicts were lifted."""
         with self._database.reading() as session:
             pending = [
-                (row.id, row.storage_key, queries.find_instance(session, row.sop_instance_uid))
+                (row, queries.find_instance(session, row.sop_instance_uid))
                 for row in conflicts.pending_comparisons(session, limit)
             ]
-            work = [(rid, key, inst.storage_key if inst else None) for rid, key, inst in pending]
+            work = [
+                (row.id, (row.storage_key, row.sha256), (inst.storage_key, inst.sha256) if inst else None)
+                for row, inst in pending
+            ]
         lifted = 0
-        for row_id, resent_key, stored_key in work:
-            if stored_key is None:
+        for row_id, resent, stored in work:
+            if stored is None:
                 same, why = False, "the stored instance is gone"
             else:
                 try:
-                    found = differences(self._storage_dir / stored_key, self._quarantine_dir / resent_key)
-                except (UnreadableImage, OSError, ValueError, AttributeError, EOFError) as error:
+                    found = differences(
+                        open_stored(self._storage_dir, *stored, self._scratch),
+                        open_stored(self._quarantine_dir, *resent, self._scratch),
+                    )
+                except (StoredUnreadable, StorageUnavailable) as error:
+                    found = f"could not be compared: {error}"
+                except (UnreadableImage, ValueError, AttributeError, EOFError) as error:
                     found = f"could not be compared ({type(error).__name__})"
                 same = found is None
                 why = "the same image in another transfer syntax" if same else str(found)

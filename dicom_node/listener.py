@@ -87,7 +87,9 @@ class Listener:
             ),
             settings.max_instance_bytes,
         )
-        self.duplicates = DuplicateComparer(self.database, settings.storage_dir, settings.quarantine_dir)
+        self.duplicates = DuplicateComparer(
+            self.database, settings.storage_dir, settings.quarantine_dir, settings.home
+        )
         self.retention = Retention(self.database, settings.storage_dir, settings.retain_originals_days)
         self.security = SecurityLog(self.database)
         self.leadership = Leadership(self.database, settings.home / "leader.lock")

@@ -6,25 +6,16 @@ summary image all read the same ``StudyImages``.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import tempfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom import Dataset
 
 from triage.cards import IntendedUse
-from triage.deflate import InflateRefused, inflate_to_file
 from triage.imaging import (
-    MAX_DECODED_BYTES,
     HeaderFacts,
     UnreadableImage,
     blank_malformed_dates,
@@ -32,16 +23,10 @@ from triage.imaging import (
     header_facts,
 )
 from triage.messages import AnalyseStudy, InstanceRef
-
-# A Deflated instance inflates to at most its pixel data's cap and as much again for the rest.
-MAX_INFLATED_BYTES = 2 * MAX_DECODED_BYTES
+from triage.stored import StoredUnreadable, open_stored
 
 # Decoding and hashing release the GIL for most of their time: read a study's images at once.
 _READERS = max(1, min(4, os.cpu_count() or 1))
-
-
-class StorageUnavailable(Exception):
-    """Storage could not be read just now (a shared filesystem hiccup); worth a bounded retry."""
 
 
 @dataclass(frozen=True)
@@ -90,26 +75,10 @@ def read_study(payload: AnalyseStudy, storage_dir: Path) -> StudyImages:
 
 
 def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
-    root = storage_dir.resolve()
-    path = (root / ref.storage_key).resolve()
-    if not path.is_relative_to(root):  # a key from anywhere but the listener's own records
-        return _unreadable(ref, f"instance {ref.sop_instance_uid} has a storage key outside storage")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return _unreadable(ref, f"instance {ref.sop_instance_uid} is missing from storage")
-    except OSError as error:
-        raise StorageUnavailable(
-            f"instance {ref.sop_instance_uid} cannot be read from storage: {error}"
-        ) from error
-    if hashlib.sha256(data).hexdigest() != ref.sha256:
-        return _unreadable(ref, f"instance {ref.sop_instance_uid} changed on disk since it was received")
-    try:
-        ds = _parse(data, root.parent)
-    except InflateRefused as refused:
-        return _unreadable(ref, f"instance {ref.sop_instance_uid}: {refused}")
-    except (InvalidDicomError, AttributeError, ValueError, EOFError, zlib.error) as error:
-        return _unreadable(ref, f"instance {ref.sop_instance_uid} cannot be parsed: {type(error).__name__}")
+        ds = open_stored(storage_dir, ref.storage_key, ref.sha256, storage_dir.resolve().parent)
+    except StoredUnreadable as unreadable:
+        return _unreadable(ref, f"instance {ref.sop_instance_uid}: {unreadable}")
     facts = header_facts(ds)
     blank_malformed_dates(ds)  # after the facts (age) are read; before any result copies the header
     try:
@@ -120,24 +89,6 @@ def _read_one(ref: InstanceRef, storage_dir: Path) -> SourceImage:
         if "PixelData" in ds:
             del ds.PixelData  # the header stays for the reports; the pixels live on as display values
     return SourceImage(ref, ds, facts, pixels)
-
-
-def _parse(data: bytes, scratch: Path) -> Dataset:
-    """The bytes just checked, parsed (not read a second time). A Deflated data set is inflated
-    into a temporary folder under ``scratch`` (TRIAGE_HOME: owner-only, like the images; never the
-    shared /tmp) first, a chunk at a time, under ``MAX_INFLATED_BYTES``: pydicom would inflate it
-    whole in memory, and a few kilobytes can inflate to gigabytes."""
-    stream = io.BytesIO(data)
-    read_preamble(stream, False)
-    meta = _read_file_meta_info(stream)
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        stream.seek(0)
-        return dcmread(stream)
-    with tempfile.TemporaryDirectory(prefix=".inflate-", dir=scratch) as folder:
-        source, target = Path(folder) / "deflated.dcm", Path(folder) / "inflated.dcm"
-        source.write_bytes(data)
-        inflate_to_file(source, target, meta, MAX_INFLATED_BYTES)
-        return dcmread(target)
 
 
 def _unreadable(ref: InstanceRef, problem: str) -> SourceImage:

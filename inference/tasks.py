@@ -17,7 +17,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from inference.inputs import StorageUnavailable, StudyImages, read_study
+from inference.inputs import StudyImages, read_study
 from inference.model import ModelUnavailable
 from inference.reports import ReportWriter
 from triage import __version__
@@ -28,6 +28,7 @@ from triage.records import queries, results, store
 from triage.records.db import Database
 from triage.records.results import ResultObject
 from triage.records.tables import StudyState
+from triage.stored import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

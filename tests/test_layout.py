@@ -105,3 +105,26 @@ def test_the_rules_see_the_imports_they_judge():
     """The pass must find real edges, or every rule above would pass on an empty graph."""
     assert ("inference/tasks.py", "triage") in GRAPH["inference"]
     assert ("triage/cli/service.py", "dicom_node") in GRAPH["triage.cli"]
+
+
+# Where a DICOM file is parsed with pydicom's dcmread, and what each reads. A stored instance (what a
+# modality or PACS sent) is opened only through triage.stored, with its guards.
+DCMREAD_ALLOWED = {
+    "triage/stored.py": "stored instances: key inside storage, hash, capped inflation",
+    "triage/imaging.py": "files of a labelled data set (training, evaluation)",
+    "dicom_node/headers.py": "the file being received, before it is stored (its own bounded check)",
+    "delivery/scu.py": "triage's own result objects, to send them",
+    "inference/withdrawal.py": "triage's own delivered result objects, to supersede them",
+}
+
+
+def test_stored_instances_are_opened_by_one_reader():
+    readers = set()
+    for package in {p.split(".")[0] for p in PACKAGES}:
+        for path in (REPO / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                imported = isinstance(node, ast.ImportFrom) and node.module == "pydicom"
+                if imported and any(alias.name == "dcmread" for alias in node.names):
+                    readers.add(path.relative_to(REPO).as_posix())
+    assert readers == set(DCMREAD_ALLOWED), readers ^ set(DCMREAD_ALLOWED)

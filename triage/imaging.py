@@ -320,6 +320,16 @@ def read_image(source: Path | BinaryIO, first_frame: bool = False) -> DecodedIma
         ds = dcmread(source)
     except (InvalidDicomError, AttributeError, ValueError, OSError, EOFError) as error:
         raise UnreadableImage(f"the file cannot be read as DICOM: {type(error).__name__}: {error}") from error
+    return decode_image(ds, first_frame)
+
+
+def decode_image(ds: Dataset, first_frame: bool = False) -> DecodedImage:
+    """A read data set's header facts and display values (``first_frame``: frame 0 of a multi-frame
+    image); its Pixel Data is dropped once decoded.
+
+    Raises:
+        UnreadableImage: the pixel data cannot be decoded, or would decode past the cap.
+    """
     pixels = display_values(ds, first_frame)
     del ds.PixelData  # the header stays for reports; the pixels live on as display values
     return DecodedImage(ds, header_facts(ds), pixels)

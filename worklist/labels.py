@@ -18,7 +18,6 @@ from hashlib import sha256
 from pathlib import Path
 
 from pydantic import BaseModel
-from pydicom import dcmread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from triage.home import secret_file
 from triage.imaging import HeaderFacts
 from triage.outcomes import BreastOutcome, Verdict
 from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
+from triage.stored import StorageUnavailable, StoredUnreadable, open_stored
 
 DEIDENTIFICATION = "triage labels export: identifiers replaced by keyed hashes, no names, dates or free text"
 
@@ -158,9 +158,12 @@ def export_folder(
             target = out / "images" / f"{image_key}.dcm"
             try:
                 if not target.exists():
-                    ds = dcmread(storage_dir / instance.storage_key)
+                    ds = open_stored(storage_dir, instance.storage_key, instance.sha256, storage_dir.parent)
                     clean = deidentify(ds, key, label.patient_key, allow_unflagged)
                     clean.save_as(target, enforce_file_format=True)
+            except (StoredUnreadable, StorageUnavailable) as error:
+                left_out.append(f"{image_key}: {error}")
+                continue
             except (ValueError, OSError) as error:
                 left_out.append(f"{image_key}: {error}")
                 continue

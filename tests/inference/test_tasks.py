@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from dicom_node import routing
 from dicom_node.studies import StudyMonitor
-from inference.inputs import StorageUnavailable, read_study
+from inference.inputs import read_study
 from inference.model import ModelUnavailable
 from inference.tasks import AnalyseStudyTask
 from testkit import synthetic
@@ -19,6 +19,7 @@ from triage.pipelines import Pipeline
 from triage.records import store
 from triage.records.results import ResultObject
 from triage.records.tables import Delivery, DeliveryState, OutboxMessage, Result, StudyState, StudyVersion
+from triage.stored import StorageUnavailable
 
 MODEL = ModelIdentity("fracture-demo", "1.0", "ab" * 32)
 NO_FRACTURE = FractureOutcome(state="NO_FRACTURE", probability=0.01)

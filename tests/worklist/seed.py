@@ -6,6 +6,7 @@ through the real transitions; results carry outcomes shaped as the pipelines wri
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 from triage.records import results, store
 from triage.records.db import Database
 from triage.records.results import ResultObject
+from triage.records.storage import sha256_of
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.settings import Settings
 
@@ -74,6 +76,7 @@ def add_study(
             path = settings.storage_dir / received.storage_key
             path.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(path, enforce_file_format=True)
+            received = dataclasses.replace(received, sha256=sha256_of(path), size_bytes=path.stat().st_size)
             version = store.add_instance(session, received, at)
         version_id, study_id = version.id, version.study_id
         if routed:

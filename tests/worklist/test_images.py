@@ -102,3 +102,17 @@ def test_only_routed_images_are_shown_and_nothing_else_is_decoded(page, database
     assert shown == {routed.SOPInstanceUID: True, other.SOPInstanceUID: False}
     refused = client.get(f"/api/studies/{study}/images/{other.SOPInstanceUID}", headers=headers)
     assert refused.status_code == 404 and "only the images it routes" in refused.json()["detail"]
+
+
+def test_an_image_changed_on_disk_since_it_was_received_is_not_shown(page, database):
+    """The page reads stored images through the one reader: the bytes must be those received."""
+    client, settings, headers = page
+    ds = synthetic.dx()
+    study = seed.add_study(database, settings, [ds], pipeline="fracture", state=StudyState.NOT_ANALYSED,
+                           reason="test", at=utcnow())  # fmt: skip
+    with database.session() as session:
+        key = session.query(Instance).filter_by(sop_instance_uid=ds.SOPInstanceUID).one().storage_key
+    path = settings.storage_dir / key
+    path.write_bytes(path.read_bytes()[:-4] + b"\xff\xff\xff\xff")  # a few pixels, changed in place
+    shown = client.get(f"/api/studies/{study}/images/{ds.SOPInstanceUID}", headers=headers)
+    assert shown.status_code == 422 and "changed on disk since it was received" in shown.json()["detail"]

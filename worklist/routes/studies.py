@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
 
-from triage.imaging import UnreadableImage, png, read_image
+from triage.imaging import UnreadableImage, decode_image, png
 from triage.records import conflicts, queries, readings, withdrawals
 from triage.records.audit_actions import AuditAction
 from triage.records.db import utcnow
 from triage.records.tables import Study
+from triage.stored import StorageUnavailable, StoredUnreadable, open_stored
 from worklist.deps import Admin, Radiologist, State, audit
 from worklist.detail import FeedbackView, StudyDetail, study_detail
 from worklist.images import Rendered
@@ -46,7 +47,7 @@ def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetai
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The image, windowed, as PNG"},
-        **problems(401, 403, 404, 410, 422),
+        **problems(401, 403, 404, 410, 422, 503),
     },
 )
 def image(
@@ -62,6 +63,7 @@ def image(
     with state.database.reading() as session:
         instance = queries.find_instance(session, sop_instance_uid, study_id)
         key = None if instance is None else instance.storage_key
+        sha256 = None if instance is None else instance.sha256
         removed = instance is not None and instance.removed_at is not None
         routed = instance is not None and instance.routed
     if key is None:
@@ -74,18 +76,21 @@ def image(
         )
     with state.database.session() as session:
         audit(session, principal, AuditAction.IMAGE_VIEWED, [study_id], sop_instance_uid)
-    path = state.settings.storage_dir / key
+    settings = state.settings
 
     def render() -> Rendered:
-        decoded = read_image(path, first_frame=True)
+        stored = open_stored(settings.storage_dir, key, sha256, settings.home)
+        decoded = decode_image(stored, first_frame=True)
         rows, columns = decoded.pixels.shape
         frames = int(decoded.dataset.get("NumberOfFrames") or 1)
         return Rendered(png(decoded.pixels, size), rows, columns, frames)
 
     try:
         rendered = state.renders.get(key, size, render)
-    except UnreadableImage as error:
+    except (UnreadableImage, StoredUnreadable) as error:
         raise HTTPException(422, f"the stored image cannot be shown: {error}") from error
+    except StorageUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
     headers = {"X-Source-Columns": str(rendered.columns), "X-Source-Rows": str(rendered.rows)}
     return Response(
         rendered.png, media_type="image/png", headers={**headers, "X-Frames": str(rendered.frames)}
