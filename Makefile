@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 DEBIAN_PACKAGES := dcmtk orthanc dicom3tools libgdcm-tools chromium libfaketime
 
-.PHONY: run test lint bench install peers clean
+.PHONY: run test lint bench acceptance install peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The fault-injection scenarios against the real service, each followed by the five invariants; one
+# table at the end. `make test` runs the short ones.
+acceptance: install peers
+	$(BIN)/pytest -q -m acceptance tests/acceptance
 
 bench: install peers
 	$(BIN)/python -m bench.ingest

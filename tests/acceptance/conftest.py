@@ -1,0 +1,158 @@
+"""The acceptance scenarios' harness: a site (listener and worker as their own processes, Orthanc as
+the PACS), senders that keep what was acknowledged, the five invariants after each scenario, and the
+table ``make acceptance`` prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pynetdicom import AE
+from sqlalchemy import select
+
+from testkit import invariants
+from testkit.peers import Orthanc, free_port, start_triage, stop, wait_until
+from triage.records.db import Database, migrate
+from triage.records.tables import Delivery, DeliveryState, StudyVersion
+
+ROWS: list[tuple[str, bool, str]] = []
+SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless)
+
+
+class Site:
+    """triage as `triage serve` runs it (listener and worker processes), sending to Orthanc."""
+
+    def __init__(self, folder: Path, make_settings, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        self.folder = folder
+        self.env = env or {}  # settings the processes take beyond testkit.peers.triage_env's
+        self.pacs = Orthanc(folder / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
+        self.settings = make_settings(
+            dicom_port=port, api_port=free_port(), pacs=f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}"
+        )
+        migrate(self.settings.resolved_database_url)
+        self.database = Database(self.settings.resolved_database_url)
+        self.acknowledged: set[str] = set()
+        self.listener = self.start("listener")
+        self.worker = self.start("worker")
+        wait_until(self._answers, timeout=60, interval=0.2)
+
+    def start(self, command: str, **extra: str):
+        log = self.folder / f"{command}-{time.monotonic_ns()}.log"
+        return start_triage(command, self.settings, log, **{**self.env, **extra})
+
+    def _answers(self) -> bool:
+        ae = AE(ae_title="STORESCU")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", self.settings.dicom_port, ae_title="TRIAGE")
+        if not assoc.is_established:
+            return False
+        assoc.release()
+        return True
+
+    def send(self, datasets: list[Dataset], associations: int = 1) -> int:
+        """C-STORE over ``associations`` associations at once, in the data sets' own transfer
+        syntaxes; keeps the SOP Instance UIDs answered 0x0000. Returns how many were."""
+        groups = [datasets[i::associations] for i in range(associations)]
+        threads = [threading.Thread(target=self._send_group, args=(group,)) for group in groups if group]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        return sum(str(ds.SOPInstanceUID) in self.acknowledged for ds in datasets)
+
+    def _send_group(self, group: list[Dataset]) -> None:
+        ae = AE(ae_title="STORESCU")
+        for syntax in {str(ds.file_meta.TransferSyntaxUID) for ds in group}:
+            for sop_class in {str(ds.SOPClassUID) for ds in group}:
+                ae.add_requested_context(sop_class, syntax)
+        assoc = ae.associate("127.0.0.1", self.settings.dicom_port, ae_title="TRIAGE")
+        if not assoc.is_established:
+            return
+        try:
+            for ds in group:
+                status = assoc.send_c_store(ds)
+                if "Status" in status and int(status.Status) == 0:
+                    self.acknowledged.add(str(ds.SOPInstanceUID))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def versions(self) -> list:
+        """Every version's id, number, state and reason, oldest first."""
+        with self.database.reading() as session:
+            query = select(StudyVersion.id, StudyVersion.number, StudyVersion.state, StudyVersion.reason)
+            return list(session.execute(query.order_by(StudyVersion.id)).all())
+
+    def settled(self) -> bool:
+        """Every version final and no result object still waiting for the PACS."""
+        with self.database.reading() as session:
+            states = list(session.scalars(select(StudyVersion.state)))
+            waiting = session.scalars(
+                select(Delivery.id).where(Delivery.state == DeliveryState.PENDING)
+            ).first()
+        return bool(states) and all(s in invariants.FINAL for s in states) and waiting is None
+
+    def kill(self, process) -> None:
+        """SIGKILL a triage process and its children (a worker's prefork pool), as the OOM killer would."""
+        try:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        except FileNotFoundError:
+            children = []
+        for pid in [process.pid, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(30)
+
+    def check(self) -> list[invariants.Finding]:
+        return invariants.check(
+            self.database, self.settings.storage_dir, self.acknowledged, self.pacs, self.database.now()
+        )
+
+    def close(self) -> None:
+        for process in (self.worker, self.listener):
+            stop(process)
+        self.pacs.stop()
+        self.database.dispose()
+
+
+@pytest.fixture
+def site(tmp_path, make_settings, request) -> Iterator[Site]:
+    """A site; a scenario's ``env`` marker (pytest.mark.env(NAME="value")) sets its processes' settings."""
+    marker = request.node.get_closest_marker("env")
+    found = Site(tmp_path, make_settings, marker.kwargs if marker else None)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture
+def verdict(request):
+    """Record a scenario's figure; the invariants are checked by the scenario itself (``holds``)."""
+    started = time.monotonic()
+
+    def record(site: Site, figure: str) -> None:
+        findings = site.check()
+        broken = [f"invariant {f.invariant}: {f.detail}" for f in findings if not f.holds]
+        elapsed = time.monotonic() - started
+        ROWS.append((request.node.name, not broken, f"{figure}; {elapsed:.0f} s"))
+        assert not broken, broken
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not ROWS:
+        return
+    terminalreporter.write_sep("=", "acceptance: scenario, pass or fail, its figure")
+    for name, passed, figure in ROWS:
+        terminalreporter.write_line(f"{name:<52} {'pass' if passed else 'FAIL':<5} {figure}")

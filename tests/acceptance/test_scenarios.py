@@ -1,0 +1,122 @@
+"""Fault-injection scenarios against the real service: listener and worker as `triage serve` starts
+them, Orthanc as the PACS. After each, the five invariants (testkit/invariants.py) are checked from
+the database, the storage and Orthanc's copy; ``make acceptance`` prints one row per scenario.
+Faults come from the real world (a process SIGKILLed, the PACS stopped, images arriving late) or
+from explicit, documented settings (fault_hold_after_claim_seconds), never from patched internals."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pydicom.uid import RLELossless
+
+from testkit import phantoms
+from testkit.peers import triage_env, wait_until
+from tests.acceptance.conftest import SYNTAXES, Site
+from tests.test_cli import triage
+from triage.records.tables import StudyState
+
+pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
+
+
+def trauma(count: int, images: int = 2, first_seed: int = 0) -> list:
+    """``count`` phantom trauma studies in mixed transfer syntaxes (one syntax per study)."""
+    datasets = []
+    for n in range(count):
+        study = phantoms.trauma_study(n % 3 == 0, seed=first_seed + n, size=256, images=images)
+        syntax = SYNTAXES[n % len(SYNTAXES)]
+        for ds in study:
+            if syntax == RLELossless:
+                ds.compress(RLELossless, generate_instance_uid=False)
+            else:
+                ds.file_meta.TransferSyntaxUID = syntax
+        datasets += study
+    return datasets
+
+
+@pytest.mark.short
+def test_ingest_over_four_associations_in_mixed_syntaxes(site: Site, verdict) -> None:
+    sent = trauma(8)
+    assert site.send(sent, associations=4) == len(sent)
+    wait_until(site.settled, timeout=180, interval=0.5)
+    reported = sum(v.state == StudyState.REPORTED for v in site.versions())
+    verdict(site, f"{len(sent)} instances, 8 studies, {reported} REPORTED")
+
+
+def test_the_pacs_down_while_results_wait(site: Site, verdict) -> None:
+    site.pacs.stop()
+    sent = trauma(3, first_seed=10)
+    assert site.send(sent) == len(sent)
+    wait_until(lambda: all(v.state == StudyState.ANALYSED or v.state == StudyState.NOT_ANALYSED
+                           for v in site.versions()) and len(site.versions()) == 3, timeout=180)  # fmt: skip
+    time.sleep(5)  # a few failed tries against the stopped PACS
+    back = time.monotonic()
+    site.pacs.start()
+    wait_until(site.settled, timeout=300, interval=0.5)
+    verdict(site, f"all delivered {time.monotonic() - back:.0f} s after the PACS came back")
+
+
+@pytest.mark.short
+def test_a_late_image_after_reported_is_withdrawn_and_rejected_at_the_pacs(site: Site, verdict) -> None:
+    first = phantoms.trauma_study(False, seed=21, size=256, images=2)
+    assert site.send(first) == 2
+    wait_until(lambda: [v.state for v in site.versions()] == [StudyState.REPORTED], timeout=180, interval=0.5)
+    late = phantoms.trauma_study(False, seed=22, size=256, images=1)[0]
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "PatientBirthDate", "AccessionNumber"):
+        setattr(late, keyword, getattr(first[0], keyword))
+    assert site.send([late]) == 1
+    wait_until(lambda: len(site.versions()) == 2 and site.settled(), timeout=240, interval=0.5)
+    states = [v.state for v in site.versions()]
+    assert states[0] == StudyState.NOT_ANALYSED
+    notes = site.pacs.request("POST", "/tools/find", {"Level": "Instance", "Query": {"Modality": "KO"}})
+    verdict(site, f"version 1 withdrawn, {len(notes)} rejection note(s) at the PACS, version 2 {states[1]}")
+
+
+@pytest.mark.env(
+    TRIAGE_RETAIN_ORIGINALS_DAYS="0.00002",  # under two seconds
+    TRIAGE_RECONCILE_INTERVAL_SECONDS="1",
+)
+def test_a_retraction_after_retention_removed_the_originals(site: Site, verdict) -> None:
+    sent = phantoms.trauma_study(False, seed=31, size=256, images=2)
+    assert site.send(sent) == 2
+    wait_until(lambda: [v.state for v in site.versions()] == [StudyState.REPORTED], timeout=180, interval=0.5)
+    wait_until(lambda: not any(site.settings.storage_dir.rglob("*.dcm")), timeout=60, interval=0.5)
+    env = triage_env(site.settings, **site.env)
+    retracted = triage(
+        "results", "retract", str(sent[0].StudyInstanceUID), "--reason", "model recalled", env=env
+    )
+    assert retracted.returncode == 0, retracted.stderr
+    wait_until(site.settled, timeout=180, interval=0.5)
+    notes = site.pacs.request("POST", "/tools/find", {"Level": "Instance", "Query": {"Modality": "KO"}})
+    assert notes, "the rejection note reached the PACS, built without the originals"
+    verdict(site, "originals removed, verdict retracted, superseded and rejected at the PACS")
+
+
+@pytest.mark.env(TRIAGE_FAULT_HOLD_AFTER_CLAIM_SECONDS="60", TRIAGE_ANALYSIS_LEASE_SECONDS="5")
+def test_a_worker_sigkilled_mid_analysis(site: Site, verdict) -> None:
+    sent = phantoms.trauma_study(True, seed=41, size=256, images=1)
+    assert site.send(sent) == 1
+    wait_until(
+        lambda: [v.state for v in site.versions()] == [StudyState.ANALYSING], timeout=120, interval=0.2
+    )
+    site.kill(site.worker)
+    site.worker = site.start("worker", TRIAGE_FAULT_HOLD_AFTER_CLAIM_SECONDS="0")
+    wait_until(site.settled, timeout=240, interval=0.5)
+    verdict(site, f"lease ran out, analysed again: {site.versions()[0].state}")
+
+
+def test_the_listener_sigkilled_mid_burst_and_the_sender_retries(site: Site, verdict) -> None:
+    sent = trauma(10, first_seed=50)
+    sender = threading.Thread(target=site.send, args=(sent,))
+    sender.start()
+    wait_until(lambda: len(site.acknowledged) >= 4, timeout=120, interval=0.05)
+    site.kill(site.listener)
+    sender.join(120)
+    before = len(site.acknowledged)
+    site.listener = site.start("listener")
+    wait_until(site._answers, timeout=60, interval=0.2)
+    assert site.send(sent) == len(sent), "the sender retries everything; what was stored is kept once"
+    wait_until(site.settled, timeout=300, interval=0.5)
+    verdict(site, f"{before} of {len(sent)} acknowledged before the kill; all {len(sent)} after the retry")
