@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import select
 
+from bench import record
 from delivery import pacs as delivery
 from dicom_node.listener import Listener
 from testkit import phantoms, synthetic
@@ -36,7 +36,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--studies", type=int, default=20, help="of each kind")
     parser.add_argument("--spacing", type=float, default=2.0, help="seconds between studies")
+    parser.add_argument("--size", type=int, default=1024, help="phantom matrix (rows = columns)")
     args = parser.parse_args()
+    figures = run(args.studies, args.spacing, args.size)
+    print(json.dumps(figures))
+    record("delivery", figures)
+
+
+def run(studies: int, spacing: float, size: int) -> dict[str, dict[str, float]]:
+    """Send ``studies`` of each kind, one every ``spacing`` seconds; p50 and p95 per kind."""
     work = Path(tempfile.mkdtemp(prefix="triage-bench-delivery-"))
     routing = yaml.safe_load((REPO / "configs" / "routing.yaml").read_text())
     routing["pipelines"]["fracture"]["quiet_period_seconds"] = (
@@ -59,23 +67,23 @@ def main() -> None:
     worker = start_triage("worker", settings, work / "worker.log")
     try:
         kinds = {}
-        for index in range(2 * args.studies):
+        for index in range(2 * studies):
             screen = index % 2 == 1
             datasets = (
-                phantoms.screen("L" if index % 6 == 1 else None, seed=index, size=1024)
+                phantoms.screen("L" if index % 6 == 1 else None, seed=index, size=size)
                 if screen
-                else phantoms.trauma_study(index % 4 == 0, seed=index, size=1024, images=3)
+                else phantoms.trauma_study(index % 4 == 0, seed=index, size=size, images=3)
             )
             kinds[datasets[0].StudyInstanceUID] = "screen" if screen else "trauma"
             result = storescu(port, *synthetic.write(datasets, work / "send" / str(index)))
             if result.returncode != 0:
                 raise RuntimeError(result.stderr)
-            time.sleep(args.spacing)
+            time.sleep(spacing)
 
         def all_reported() -> bool:
             with listener.database.session() as session:
                 states = list(session.scalars(select(StudyVersion.state)))
-            return len(states) == 2 * args.studies and all(s == StudyState.REPORTED for s in states)
+            return len(states) == 2 * studies and all(s == StudyState.REPORTED for s in states)
 
         wait_until(all_reported, timeout=600, interval=0.5)
         latencies: dict[str, list[float]] = {"trauma": [], "screen": []}
@@ -87,17 +95,13 @@ def main() -> None:
                 assert sr.delivered_at is not None and version.completed_at is not None
                 seconds = (sr.delivered_at - version.completed_at).total_seconds()
                 latencies[kinds[version.study.study_instance_uid]].append(seconds)
-        print(f"delivery: completion -> Orthanc acknowledged the SR, one study every {args.spacing:g} s, CPU")
+        print(f"delivery: completion -> Orthanc acknowledged the SR, one study every {spacing:g} s, CPU")
         for kind, values in latencies.items():
             print(
                 f"  {kind:7s} n={len(values)}  p50 {percentile(values, 50):.2f} s  "
                 f"p95 {percentile(values, 95):.2f} s  (target p95 <= 3 s)"
             )
-        print(
-            json.dumps(
-                {k: {"p50_s": percentile(v, 50), "p95_s": percentile(v, 95)} for k, v in latencies.items()}
-            )
-        )
+        return {k: {"p50_s": percentile(v, 50), "p95_s": percentile(v, 95)} for k, v in latencies.items()}
     finally:
         stop(worker)
         for sender in senders:
@@ -108,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bench import record
 from inference.breast import BreastPipeline
 from inference.fracture import FracturePipeline
 from inference.inputs import read_study
@@ -36,15 +37,12 @@ def bench(name: str, pipeline, payloads, model, images_per_study: int, storage: 
     prepare, forward, decide) on the same studies."""
     pipeline(payloads[0], read_study(payloads[0], storage))  # warm-up: first call allocates
     prepared = [
-        torch.stack(
-            [prepare(i.pixels, i.facts, model.card.input_size).pixels for i in read_study(p, storage).images]
-        )
+        [prepare(i.pixels, i.facts, model.card.input_size) for i in read_study(p, storage).images]
         for p in payloads
     ]
     started = time.perf_counter()
-    with torch.inference_mode(), model.autocast():
-        for batch in prepared:
-            model.network(batch.to(model.device))
+    for inputs in prepared:  # the network as the card says to run it (test-time flip included)
+        model.predict(inputs)
     raw = len(payloads) * images_per_study / (time.perf_counter() - started)
     latencies = []
     started = time.perf_counter()
@@ -66,9 +64,16 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048, help="phantom matrix (rows = columns)")
     args = parser.parse_args()
+    figures = run(args.studies, args.size)
+    print(json.dumps(figures))
+    record("inference", figures)
+
+
+def run(studies: int, size: int) -> dict[str, dict[str, float]]:
+    """Both pipelines on ``studies`` phantom studies each at ``size`` x ``size``; their figures."""
     device = pick_device()
     print(
-        f"inference: {args.studies} studies each, phantoms {args.size}x{args.size}, device {device}, "
+        f"inference: {studies} studies each, phantoms {size}x{size}, device {device}, "
         f"{torch.get_num_threads()} torch threads"
     )
     work = Path(tempfile.mkdtemp(prefix="triage-bench-inference-"))
@@ -76,18 +81,17 @@ def main() -> None:
         fracture = load_model(REPO / "models" / "fracture", device)
         breast = load_model(REPO / "models" / "breast", device)
         trauma = [
-            store(phantoms.trauma_study(i % 2 == 0, seed=i, size=args.size, images=3), work, "fracture")
-            for i in range(args.studies)
+            store(phantoms.trauma_study(i % 2 == 0, seed=i, size=size, images=3), work, "fracture")
+            for i in range(studies)
         ]
         screens = [
-            store(phantoms.screen("L" if i % 3 == 0 else None, seed=i, size=args.size), work, "breast")
-            for i in range(args.studies)
+            store(phantoms.screen("L" if i % 3 == 0 else None, seed=i, size=size), work, "breast")
+            for i in range(studies)
         ]
-        results = {
+        return {
             "trauma_3_images": bench("trauma", FracturePipeline(fracture), trauma, fracture, 3, work),
             "screen_4_views": bench("screen", BreastPipeline(breast, 5), screens, breast, 4, work),
         }
-        print(json.dumps(results))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
+from bench import record
 from testkit import synthetic
 from testkit.peers import REPO, Orthanc, free_port, require_tool, wait_until
 
@@ -169,32 +171,46 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--size", type=int, default=2048, help="rows and columns of each DX")
     parser.add_argument("--large-gib", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3, help="runs per peer; the median is reported")
     args = parser.parse_args()
+    figures = run(args.count, args.size, args.large_gib, args.runs)
+    print(json.dumps(figures))
+    record("ingest", figures)
+
+
+def run(count: int, size: int, large_gib: float, runs: int = 3) -> dict[str, object]:
+    """Each peer receives the same instances ``runs`` times, interleaved; the medians, their ratios,
+    and the listener's peak memory for one large instance. Returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     try:
-        paths = make_instances(work / "dx", args.count, args.size, args.size)
+        paths = make_instances(work / "dx", count, size, size)
         total_mb = sum(p.stat().st_size for p in paths) / 1e6
         print(
-            f"ingest: {args.count} DX {args.size}x{args.size} 16-bit, {total_mb:.0f} MB, "
-            f"one storescu association, TCP_NODELAY=1, files under {work}"
+            f"ingest: {count} DX {size}x{size} 16-bit, {total_mb:.0f} MB, one storescu association, "
+            f"TCP_NODELAY=1, median of {runs} interleaved runs, files under {work}"
         )
-        seconds = {}
-        for name, run in (("storescp", bench_storescp), ("orthanc", bench_orthanc), ("triage", bench_triage)):
-            seconds[name] = run(work, paths)
-            print(f"  {name:9s} {seconds[name]:7.2f} s  {total_mb / seconds[name]:8.1f} MB/s")
-            shutil.rmtree(
-                work / {"storescp": "storescp", "orthanc": "orthanc", "triage": "triage-home"}[name],
-                ignore_errors=True,
+        peers = (("storescp", bench_storescp), ("orthanc", bench_orthanc), ("triage", bench_triage))
+        folders = {"storescp": "storescp", "orthanc": "orthanc", "triage": "triage-home"}
+        found: dict[str, list[float]] = {name: [] for name, _ in peers}
+        for _ in range(runs):  # interleaved, so that a noisy minute touches every peer alike
+            for name, bench in peers:
+                found[name].append(bench(work, paths))
+                shutil.rmtree(work / folders[name], ignore_errors=True)
+        rate = {name: total_mb / statistics.median(times) for name, times in found.items()}
+        for name in rate:
+            print(
+                f"  {name:9s} {rate[name]:8.1f} MB/s  (runs: {', '.join(f'{t:.2f} s' for t in found[name])})"
             )
-        rate = {name: total_mb / s for name, s in seconds.items()}
-        print(f"  triage / orthanc  = {rate['triage'] / rate['orthanc']:.2f}x  (target >= 1.5x)")
-        print(f"  triage / storescp = {rate['triage'] / rate['storescp']:.2f}x  (target >= 0.5x)")
-        before, peak, size = bench_memory(work, args.large_gib)
+        ratios = {"triage_over_orthanc": rate["triage"] / rate["orthanc"],
+                  "triage_over_storescp": rate["triage"] / rate["storescp"]}  # fmt: skip
+        print(f"  triage / orthanc  = {ratios['triage_over_orthanc']:.2f}x  (target >= 1.5x)")
+        print(f"  triage / storescp = {ratios['triage_over_storescp']:.2f}x  (target >= 0.5x)")
+        before, peak, large = bench_memory(work, large_gib)
         print(
-            f"memory: one {size / (1 << 30):.2f} GiB instance: listener peak RSS {before:.0f} MiB "
+            f"memory: one {large / (1 << 30):.2f} GiB instance: listener peak RSS {before:.0f} MiB "
             f"before, {peak:.0f} MiB after (target < 300 MiB)"
         )
-        print(json.dumps({"mb_per_s": rate, "peak_rss_mib": peak, "large_instance_bytes": size}))
+        return {"mb_per_s": rate, "ratios": ratios, "peak_rss_mib": peak, "large_instance_bytes": large}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,7 +11,6 @@ the queue page read every latest version to keep a hundred and failed past 65,53
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ import sqlalchemy
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
-from testkit.peers import REPO
+from bench import record
 from triage.outcomes import BreastOutcome, FractureOutcome
 from triage.records.accounts import add_user
 from triage.records.db import Database, migrate
@@ -201,10 +200,7 @@ def main() -> None:
     for name, found in figures.items():
         small_ms, large_ms = found["small_s"] * 1000, found["large_s"] * 1000
         print(f"{name:<24}{small_ms:>12.1f}{large_ms:>12.1f}{found['ratio']:>13.2f}")
-    path = REPO / "bench.json"
-    recorded = json.loads(path.read_text()) if path.exists() else {}
-    recorded["worklist"] = {"small": args.small, "large": args.large, "pages": figures}
-    path.write_text(json.dumps(recorded, indent=2) + "\n")
+    record("worklist", {"small": args.small, "large": args.large, "pages": figures})
 
 
 if __name__ == "__main__":
