@@ -25,7 +25,8 @@ from triage.values import DicomPeer
 ACK, REFUSED = delivered.Attempt(True, sent_key="k"), delivered.Attempt(False, "association rejected")
 
 
-def analysed_version(database):
+def analysed_version(database, last=StudyState.ANALYSED):
+    """A version taken to ``last`` (ANALYSED: it has a verdict), its summary image and SR queued."""
     receive(database, [synthetic.dx()], T0)
     with database.session() as session:
         [version] = queries.versions_in(session, StudyState.RECEIVING)
@@ -33,7 +34,7 @@ def analysed_version(database):
             (StudyState.COMPLETE, StudyState.RECEIVING),
             (StudyState.QUEUED, StudyState.COMPLETE),
             (StudyState.ANALYSING, StudyState.QUEUED),
-            (StudyState.ANALYSED, StudyState.ANALYSING),
+            (last, StudyState.ANALYSING),
         ):
             assert store.transition(session, version.id, old, new, T0)
         results.add_delivery(session, version.id, ResultObject("sc", "1.2.3.2", "k/sc.dcm"), T0)

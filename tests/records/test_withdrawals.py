@@ -3,31 +3,15 @@ rejected there, whenever the acknowledgement comes, once per set of acknowledged
 
 from sqlalchemy import select
 
-from testkit import synthetic
-from tests.dicom_node.test_studies import T0, receive
+from tests.delivery.test_pacs import analysed_version
+from tests.dicom_node.test_studies import T0
 from triage import messages
-from triage.records import deliveries, queries, results, store, withdrawals
+from triage.records import deliveries, results, withdrawals
 from triage.records.results import ResultObject
 from triage.records.tables import AuditEvent, Delivery, DeliveryState, OutboxMessage, StudyState, StudyVersion
 
 ACK = deliveries.Attempt(True, sent_key="k/sc.dcm")
-STEPS = (
-    (StudyState.RECEIVING, StudyState.COMPLETE),
-    (StudyState.COMPLETE, StudyState.QUEUED),
-    (StudyState.QUEUED, StudyState.ANALYSING),
-)
-
-
-def version_with_objects(database, last=StudyState.ANALYSED):
-    """A version taken to ``last`` (ANALYSED: it has a verdict), its summary image and SR queued."""
-    receive(database, [synthetic.dx()], T0)
-    with database.session() as session:
-        [version] = queries.versions_in(session, StudyState.RECEIVING)
-        for old, new in (*STEPS, (StudyState.ANALYSING, last)):
-            assert store.transition(session, version.id, old, new, T0)
-        results.add_delivery(session, version.id, ResultObject("sc", "1.2.3.2", "k/sc.dcm"), T0)
-        results.add_delivery(session, version.id, ResultObject("sr", "1.2.3.1", "k/sr.dcm"), T0)
-        return version.id
+version_with_objects = analysed_version
 
 
 def rejections_queued(database):
