@@ -87,9 +87,15 @@ class Site:
                 assoc.release()
 
     def versions(self) -> list:
-        """Every version's id, number, state and reason, oldest first."""
+        """Every version's id, study, number, state and reason, oldest first."""
         with self.database.reading() as session:
-            query = select(StudyVersion.id, StudyVersion.number, StudyVersion.state, StudyVersion.reason)
+            query = select(
+                StudyVersion.id,
+                StudyVersion.study_id,
+                StudyVersion.number,
+                StudyVersion.state,
+                StudyVersion.reason,
+            )
             return list(session.execute(query.order_by(StudyVersion.id)).all())
 
     def settled(self) -> bool:

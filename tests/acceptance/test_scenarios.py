@@ -20,6 +20,8 @@ from triage.records.tables import StudyState
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 
+OUTAGE_SECONDS = 120.0  # the broker down two minutes while ingest goes on
+
 
 def trauma(count: int, images: int = 2, first_seed: int = 0) -> list:
     """``count`` phantom trauma studies in mixed transfer syntaxes (one syntax per study)."""
@@ -120,3 +122,77 @@ def test_the_listener_sigkilled_mid_burst_and_the_sender_retries(site: Site, ver
     assert site.send(sent) == len(sent), "the sender retries everything; what was stored is kept once"
     wait_until(site.settled, timeout=300, interval=0.5)
     verdict(site, f"{before} of {len(sent)} acknowledged before the kill; all {len(sent)} after the retry")
+
+
+def test_the_gate_takes_the_conservative_path_visibly(site: Site, verdict) -> None:
+    """A child's radiograph, a lossy mammogram, a tomosynthesis-only screen, a screen with a spot
+    compression view and a study of two patients: each NOT ANALYSED, with why, its report at the PACS."""
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    child = phantoms.trauma_study(False, seed=61, size=256, images=1)
+    child[0].PatientBirthDate, child[0].PatientAge = "20200101", "006Y"
+    lossy = phantoms.screen(None, seed=62, size=256)
+    lossy[1].LossyImageCompression = "01"
+    tomosynthesis = phantoms.screen(None, seed=63, size=256)
+    for ds in tomosynthesis:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.13.1.3"
+    spot = phantoms.screen(None, seed=64, size=256)
+    modifier = Dataset()
+    modifier.CodeValue, modifier.CodingSchemeDesignator, modifier.CodeMeaning = (
+        "399055006",
+        "SCT",
+        "Spot Compression",
+    )
+    extra = phantoms.screen(None, seed=65, size=256)[0]
+    extra.StudyInstanceUID = spot[0].StudyInstanceUID
+    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "AccessionNumber"):
+        setattr(extra, keyword, getattr(spot[0], keyword))
+    extra.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence([modifier])
+    mixed = phantoms.trauma_study(False, seed=66, size=256, images=2)
+    mixed[1].PatientID = "SOMEONE-ELSE"
+    sent = [*child, *lossy, *tomosynthesis, *spot, extra, *mixed]
+    assert site.send(sent) == len(sent)
+    # The spot view may come after the four plain views completed the screen: it opens version 2,
+    # and version 1's verdict is withdrawn. Five studies, however many versions.
+    wait_until(lambda: len({v.study_id for v in site.versions()}) == 5 and site.settled(), timeout=240)
+    assert all(v.state == StudyState.NOT_ANALYSED for v in site.versions()), site.versions()
+    said = " | ".join(v.reason for v in site.versions())
+    expected = {"child": "age", "lossy": "lossily compressed", "tomosynthesis": "Tomosynthesis",
+                "spot view": "diagnostic view (spot compression)", "two patients": "patient"}  # fmt: skip
+    missing = [case for case, words in expected.items() if words not in said]
+    assert not missing, f"no reason given for {missing}: {said}"
+    verdict(site, f"5 of 5 NOT ANALYSED, each saying why ({', '.join(expected)})")
+
+
+def test_the_broker_down_while_ingest_goes_on(tmp_path, make_settings, verdict) -> None:
+    """A private Redis stopped for ``OUTAGE_SECONDS`` while studies keep arriving: every one is
+    stored and acknowledged, waits in the outbox, and is analysed and reported once it is back."""
+    import subprocess
+
+    from testkit.peers import free_port
+
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    redis = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    found = None
+    try:
+        time.sleep(0.5)
+        found = Site(tmp_path, make_settings, {"TRIAGE_BROKER_URL": f"redis://127.0.0.1:{port}/0"})
+        redis.terminate()
+        redis.wait(30)
+        down = time.monotonic()
+        sent = trauma(4, first_seed=70)
+        assert found.send(sent) == len(sent), "ingest does not wait for the broker"
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
+        redis = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        back = time.monotonic()
+        wait_until(lambda: len(found.versions()) == 4 and found.settled(), timeout=300, interval=0.5)
+        verdict(
+            found, f"broker down {OUTAGE_SECONDS:g} s; all 4 reported {time.monotonic() - back:.0f} s after"
+        )
+    finally:
+        if found is not None:
+            found.close()
+        redis.terminate()
+        redis.wait(30)
