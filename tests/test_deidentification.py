@@ -161,3 +161,30 @@ def test_a_short_label_key_is_refused(tmp_path):
     (tmp_path / "label-key").write_bytes(b"")  # what a crash mid-write used to leave
     with pytest.raises(WeakLabelKey, match="holds 0 bytes; a label key needs 32"):
         label_key(tmp_path)
+
+
+def test_overlay_planes_in_the_unused_high_bits_of_pixel_data_are_cleared():
+    """12 bits stored in 16: bit 15 drew a name as an overlay on older modalities."""
+    import numpy as np
+
+    ds = synthetic.dx(bits=16)
+    ds.BitsStored, ds.HighBit = 12, 11
+    pixels = np.arange(ds.Rows * ds.Columns, dtype=np.uint16).reshape(ds.Rows, ds.Columns) % 4096
+    burned = pixels.copy()
+    burned[10:20, 10:40] |= 1 << 15  # an overlay plane: a name's strokes
+    ds.PixelData = burned.tobytes()
+    ds.BurnedInAnnotation = "NO"
+    clean = deidentify(ds, KEY, "abc123")
+    assert np.array_equal(clean.pixel_array, pixels), "the image stays, the overlay bits go"
+
+
+def test_short_text_outside_the_table_is_emptied_but_the_equipment_and_codes_stay():
+    ds = synthetic.screen()[0]
+    ds.ContrastBolusAgent = f"{CANARY} as Dr Hansen said"  # LO, outside Table E.1-1
+    ds.FilterType = f"{CANARY} room 4"  # SH
+    ds.Manufacturer, ds.ManufacturerModelName = "Vendor", "Model 9"
+    ds.BurnedInAnnotation = "NO"
+    clean = deidentify(ds, KEY, "abc123")
+    assert CANARY not in str(clean)
+    assert (clean.Manufacturer, clean.ManufacturerModelName) == ("Vendor", "Model 9")
+    assert clean.ViewCodeSequence[0].CodeMeaning == ds.ViewCodeSequence[0].CodeMeaning

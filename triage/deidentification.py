@@ -5,9 +5,10 @@ The table itself comes from Kitware's ``dicom-anonymizer`` (extracted from the 2
 triage applies it with its own actions, because its own engine acts only at the top level of a
 data set and replaces UIDs at random per run, where an export must reach into every sequence and
 give an image the same UID in every export (a keyed hash). Beyond the table: every private
-element is removed, every name, date, time and free text the table does not name is emptied, every UID that
-is not a registered one is replaced, and an image whose pixels may carry names (burned-in
-annotation) is refused.
+element is removed, every name, date, time and free text the table does not name is emptied (short
+text too, LO, SH and UC, but for the equipment's names and coded items' parts, ``_RETAINED``), every
+UID that is not a registered one is replaced, overlay planes kept in Pixel Data's unused high bits
+are cleared, and an image whose pixels may carry names (burned-in annotation) is refused.
 
 Compound actions need the IOD's type of each attribute, which this module does not read; it takes
 the choice that keeps an object valid whatever the type: X/Z becomes Z (present, empty), X/D,
@@ -22,6 +23,7 @@ from copy import deepcopy
 from functools import cache
 from hashlib import sha256
 
+import numpy as np
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from pydicom import DataElement, Dataset
 from pydicom.uid import UID
@@ -32,6 +34,16 @@ METHOD = "PS3.15 E.1 Basic Profile, Table E.1-1 of DICOM 2026c (triage)"
 # UT: a Text Value inside a sequence the table only cleans can name anyone).
 _NAMES_DATES_TEXT = {"PN", "DA", "DT", "TM", "LT", "ST", "UT"}
 _META_IDENTIFYING = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+# Short text (LO, SH, UC) outside the table is emptied too, for it may hold anything a modality's
+# user typed (a contrast agent "as Dr Hansen said", a filter named after a room), but for these:
+# what names the equipment, and the parts of a coded item (a view, a region, a method).
+_SHORT_TEXT = {"LO", "SH", "UC"}
+_RETAINED = frozenset({
+    "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "DetectorManufacturerName",
+    "DetectorManufacturerModelName", "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion",
+    "CodeMeaning", "LongCodeValue", "URNCodeValue", "ContextIdentifier", "ContextGroupVersion",
+    "MappingResource", "WindowCenterWidthExplanation", "RescaleType", "DeidentificationMethod",
+})  # fmt: skip
 
 
 class RefusedImage(ValueError):
@@ -109,6 +121,27 @@ def _clean(dataset: Dataset, key: bytes, replace_all: bool = False) -> None:
             element.value = _DUMMY.get(element.VR, b"\x00\x00" if element.VR.startswith("O") else None)
         elif action in ("Z", "U*") or element.VR in _NAMES_DATES_TEXT:
             element.value = None  # zero length: still present where the IOD needs it (Type 2)
+        elif action is None and element.VR in _SHORT_TEXT and element.keyword not in _RETAINED:
+            element.value = None
+
+
+def _clear_unused_high_bits(ds: Dataset) -> None:
+    """Clear the bits of Pixel Data above Bits Stored: older modalities kept overlay planes there
+    (an annotation, a name), which a viewer that shows overlays draws. Unsigned data only: signed
+    data carries its sign extension in those bits."""
+    if "PixelData" not in ds or int(ds.get("PixelRepresentation", 0)) != 0:
+        return
+    allocated, stored = int(ds.get("BitsAllocated", 0)), int(ds.get("BitsStored", 0))
+    if not 0 < stored < allocated or allocated not in (8, 16, 32):
+        return
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and UID(meta.get("TransferSyntaxUID", "")).is_compressed:
+        ds.decompress()
+    pixels = ds.pixel_array
+    high_bit = int(ds.get("HighBit", stored - 1))
+    mask = ((1 << stored) - 1) << (high_bit - stored + 1)
+    if np.any(pixels & ~np.asarray(mask, dtype=pixels.dtype)):
+        ds.PixelData = (pixels & np.asarray(mask, dtype=pixels.dtype)).astype(pixels.dtype).tobytes()
 
 
 def deidentify(ds: Dataset, key: bytes, patient_key: str, allow_unflagged: bool = False) -> Dataset:
@@ -129,6 +162,7 @@ def deidentify(ds: Dataset, key: bytes, patient_key: str, allow_unflagged: bool 
     copy = deepcopy(ds)
     copy.remove_private_tags()
     _clean(copy, key)
+    _clear_unused_high_bits(copy)
     meta: Dataset | None = getattr(copy, "file_meta", None)
     if meta is not None:
         meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
