@@ -38,7 +38,11 @@ class Deliverer:
         bounds: tuple[int, float],
         tls: ssl.SSLContext | None = None,
         timeout_seconds: float = 30.0,
+        leading: Callable[[], bool] = lambda: True,
+        objects_per_check: int = 5,
     ) -> None:
+        self._leading = leading
+        self._objects_per_check = objects_per_check
         self._tls = tls
         self._database = database
         self._results_dir = results_dir
@@ -54,11 +58,28 @@ class Deliverer:
         return Outgoing(self._results_dir / delivery.storage_key, alternates)
 
     def deliver_due(self, now: datetime, limit: int = 50) -> int:
-        """Try every due delivery once; return how many the PACS acknowledged."""
+        """Try every due delivery once, a few objects at a time, for as long as this process leads
+        (one that lost the lead mid-pass stops within ``objects_per_check`` objects, so two leaders
+        never deliver for a whole pass); return how many the PACS acknowledged."""
         with self._database.session() as session:
             due = [(d.id, self._outgoing(d)) for d in queries.due_deliveries(session, now, limit)]
-        if not due:
-            return 0
+        delivered, tried = 0, 0
+        for start in range(0, len(due), self._objects_per_check):
+            if not self._leading():
+                logger.warning(
+                    "no longer leading: %d due result object(s) left to the leader", len(due) - start
+                )
+                break
+            chunk = due[start : start + self._objects_per_check]
+            delivered += self._deliver(chunk, now)
+            tried += len(chunk)
+        if delivered < tried:
+            logger.warning(
+                "%d of %d result object(s) not yet accepted by %s", tried - delivered, tried, self._pacs
+            )
+        return delivered
+
+    def _deliver(self, due: list[tuple[int, Outgoing]], now: datetime) -> int:
         sent = store_objects([item for _, item in due], self._pacs, self._calling, self._tls, self._timeout)
         delivered = 0
         with self._database.session() as session:
@@ -70,10 +91,6 @@ class Deliverer:
                     session, delivery_id, attempt, now, self._max_attempts, self._deadline_seconds
                 )
                 delivered += result.ok
-        if delivered < len(due):
-            logger.warning(
-                "%d of %d result object(s) not yet accepted by %s", len(due) - delivered, len(due), self._pacs
-            )
         return delivered
 
 
@@ -111,11 +128,12 @@ def start(
         (settings.delivery_max_attempts, settings.delivery_deadline_seconds),
         client_tls_context(settings),
         settings.dimse_timeout_seconds,
+        leading,
     )
     threads = [
         PeriodicThread(
             "pacs-delivery",
-            lambda: deliverer.deliver_due(database.now()) if leading() else 0,
+            lambda: deliverer.deliver_due(database.now()),
             settings.monitor_interval_seconds,
         ),
         PeriodicThread("pacs-check", lambda: check_reachable(settings, database), PEER_CHECK_SECONDS),

@@ -270,3 +270,23 @@ def test_every_refusal_is_counted_and_none_loops(database, settings):
         pacs.stop()
     assert deliveries(database)["sc"].state == DeliveryState.FAILED
     assert state(database).state == StudyState.NOT_ANALYSED
+
+
+@pytest.mark.integration
+def test_a_deliverer_that_loses_the_lead_mid_pass_stops_within_a_few_objects(database, settings):
+    """Two leaders must never deliver for a whole pass: the lead is checked before each few objects."""
+    pacs, _ = reported_study(database, settings, [SC, SR_3D])
+    reported_study(database, settings, [SC, SR_3D])[0].stop()  # a second study's objects, due as well
+    answers = iter([True, False])
+    deliverer = Deliverer(
+        database, settings.results_dir, pacs.peer, "TRIAGE", (5, 600), timeout_seconds=5,
+        leading=lambda: next(answers, False), objects_per_check=1,
+    )  # fmt: skip
+    try:
+        assert deliverer.deliver_due(T0) == 1
+    finally:
+        pacs.stop()
+    assert pacs.stored == [SC], "one object, then the lead was gone"
+    with database.session() as session:
+        attempted = [d.attempts for d in session.scalars(select(Delivery).order_by(Delivery.id))]
+    assert sorted(attempted) == [0, 0, 0, 1], "what it did not try is left, untouched, to the leader"
