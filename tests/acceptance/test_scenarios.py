@@ -40,11 +40,57 @@ def trauma(count: int, images: int = 2, first_seed: int = 0) -> list:
 
 @pytest.mark.short
 def test_ingest_over_four_associations_in_mixed_syntaxes(site: Site, verdict) -> None:
-    sent = trauma(8)
+    ingest(site, verdict, studies=8)
+
+
+def test_ingest_of_200_studies_over_four_associations(site: Site, verdict) -> None:
+    ingest(site, verdict, studies=200)
+
+
+def ingest(site: Site, verdict, studies: int) -> None:
+    sent = trauma(studies)
+    started = time.monotonic()
     assert site.send(sent, associations=4) == len(sent)
-    wait_until(site.settled, timeout=180, interval=0.5)
+    received = time.monotonic() - started
+    wait_until(site.settled, timeout=60 + 3 * studies, interval=0.5)
     reported = sum(v.state == StudyState.REPORTED for v in site.versions())
-    verdict(site, f"{len(sent)} instances, 8 studies, {reported} REPORTED")
+    verdict(
+        site, f"{len(sent)} instances received in {received:.0f} s, {studies} studies, {reported} REPORTED"
+    )
+
+
+def test_duplicates_and_a_conflicting_duplicate(site: Site, verdict) -> None:
+    """The same study sent twice is stored once; an instance re-sent with other pixels under the same
+    SOP Instance UID is kept in quarantine and its study goes conservative."""
+    import numpy as np
+
+    plain = phantoms.trauma_study(False, seed=81, size=256, images=2)
+    assert site.send(plain) == 2 and site.send(plain) == 2
+    conflicted = phantoms.trauma_study(False, seed=82, size=256, images=2)
+    assert site.send(conflicted) == 2
+    other = conflicted[1].copy()
+    pixels = other.pixel_array.copy()
+    pixels[:16, :16] = pixels.max()
+    other.PixelData = np.ascontiguousarray(pixels).tobytes()
+    assert site.send([other]) == 1, "kept in quarantine, so acknowledged"
+    site.acknowledged.discard(str(other.SOPInstanceUID))  # the stored copy is the first one
+    wait_until(lambda: len({v.study_id for v in site.versions()}) == 2 and site.settled(), timeout=240)
+    by_study = {v.study_id: v for v in site.versions()}
+    states = sorted(str(v.state) for v in by_study.values())
+    assert any("conflict" in v.reason for v in site.versions()), site.versions()
+    verdict(site, f"the duplicate stored once; the conflicting one quarantined, its study {states}")
+
+
+def test_a_screen_with_two_views_then_the_rest_late(site: Site, verdict) -> None:
+    views = phantoms.screen(None, seed=91, size=256)
+    assert site.send(views[:2]) == 2
+    wait_until(lambda: site.versions() and site.settled(), timeout=120, interval=0.5)
+    [first] = site.versions()
+    assert first.state == StudyState.NOT_ANALYSED and "incomplete screen" in first.reason
+    assert site.send(views[2:]) == 2
+    wait_until(lambda: len(site.versions()) == 2 and site.settled(), timeout=240, interval=0.5)
+    latest = site.versions()[-1]
+    verdict(site, f"version 1 NOT ANALYSED (incomplete), version 2 with four views {latest.state}")
 
 
 def test_the_pacs_down_while_results_wait(site: Site, verdict) -> None:
