@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pynetdicom import AE
 from sqlalchemy import select
 
 from testkit import invariants
-from testkit.peers import Orthanc, free_port, start_triage, stop, wait_until
+from testkit.peers import Orthanc, free_port, require_tool, start_triage, stop, wait_until
 from triage.records.db import Database, migrate
 from triage.records.tables import Delivery, DeliveryState, StudyVersion
 
@@ -30,14 +31,24 @@ SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless)
 class Site:
     """triage as `triage serve` runs it (listener and worker processes), sending to Orthanc."""
 
-    def __init__(self, folder: Path, make_settings, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, make_settings, env: dict[str, str] | None = None, storescp: tuple[str, ...] = ()
+    ) -> None:
         port = free_port()
         self.folder = folder
         self.env = env or {}  # settings the processes take beyond testkit.peers.triage_env's
-        self.pacs = Orthanc(folder / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
-        self.settings = make_settings(
-            dicom_port=port, api_port=free_port(), pacs=f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}"
-        )
+        self.pacs: Orthanc | None = None
+        self.storescp: subprocess.Popen[bytes] | None = None
+        if storescp:  # DCMTK's storescp as the PACS, with the misbehaviour its options ask for
+            pacs_port, self.received = free_port(), folder / "storescp"
+            self.received.mkdir(parents=True)
+            command = [require_tool("storescp"), *storescp, "-od", str(self.received), str(pacs_port)]
+            self.storescp = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            peer = f"STORESCP@127.0.0.1:{pacs_port}"
+        else:
+            self.pacs = Orthanc(folder / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
+            peer = f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}"
+        self.settings = make_settings(dicom_port=port, api_port=free_port(), pacs=peer)
         migrate(self.settings.resolved_database_url)
         self.database = Database(self.settings.resolved_database_url)
         self.acknowledged: set[str] = set()
@@ -123,18 +134,26 @@ class Site:
             self.database, self.settings.storage_dir, self.acknowledged, self.pacs, self.database.now()
         )
 
+    def received_by_storescp(self, prefix: str) -> list[Path]:
+        """The files storescp wrote for a modality prefix ("SC", "SR", "KO")."""
+        return sorted(self.received.glob(f"{prefix}.*"))
+
     def close(self) -> None:
         for process in (self.worker, self.listener):
             stop(process)
-        self.pacs.stop()
+        if self.pacs is not None:
+            self.pacs.stop()
+        if self.storescp is not None:
+            stop(self.storescp)
         self.database.dispose()
 
 
 @pytest.fixture
 def site(tmp_path, make_settings, request) -> Iterator[Site]:
-    """A site; a scenario's ``env`` marker (pytest.mark.env(NAME="value")) sets its processes' settings."""
-    marker = request.node.get_closest_marker("env")
-    found = Site(tmp_path, make_settings, marker.kwargs if marker else None)
+    """A site; a scenario's ``env`` marker (pytest.mark.env(NAME="value")) sets its processes' settings,
+    its ``storescp`` marker (pytest.mark.storescp("--abort-after")) makes storescp the PACS."""
+    marker, pacs = request.node.get_closest_marker("env"), request.node.get_closest_marker("storescp")
+    found = Site(tmp_path, make_settings, marker.kwargs if marker else None, pacs.args if pacs else ())
     try:
         yield found
     finally:

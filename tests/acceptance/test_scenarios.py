@@ -242,3 +242,61 @@ def test_the_broker_down_while_ingest_goes_on(tmp_path, make_settings, verdict) 
             found.close()
         redis.terminate()
         redis.wait(30)
+
+
+# DCMTK's storescp accepting only the summary image and rejection notes, never an SR class.
+NO_SR = r"""[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+[[PresentationContexts]]
+[NoSR]
+PresentationContext1 = SecondaryCaptureImageStorage\Uncompressed
+PresentationContext2 = KeyObjectSelectionDocumentStorage\Uncompressed
+PresentationContext3 = VerificationSOPClass\Uncompressed
+[[Profiles]]
+[Default]
+PresentationContexts = NoSR
+"""
+
+
+@pytest.mark.env(TRIAGE_DELIVERY_MAX_ATTEMPTS="3")
+@pytest.mark.storescp("--abort-after")
+def test_a_pacs_that_drops_every_association_mid_batch(site: Site, verdict) -> None:
+    sent = phantoms.trauma_study(False, seed=101, size=256, images=1)
+    assert site.send(sent) == 1
+    wait_until(site.settled, timeout=240, interval=0.5)
+    [version] = site.versions()
+    assert version.state == StudyState.NOT_ANALYSED and "could not be delivered" in version.reason
+    verdict(site, "3 tries, each association dropped: FAILED visibly, the study NOT ANALYSED")
+
+
+@pytest.mark.storescp("--sleep-after", "3")
+def test_a_slow_pacs(site: Site, verdict) -> None:
+    sent = phantoms.trauma_study(False, seed=102, size=256, images=1)
+    started = time.monotonic()
+    assert site.send(sent) == 1
+    wait_until(site.settled, timeout=240, interval=0.5)
+    [version] = site.versions()
+    assert version.state == StudyState.REPORTED
+    verdict(site, f"3 s after each store: REPORTED {time.monotonic() - started:.0f} s after sending")
+
+
+def test_a_pacs_that_takes_the_summary_image_and_refuses_every_sr_class(
+    tmp_path, make_settings, verdict
+) -> None:
+    """The summary image (its banner names the verdict) is at the PACS; the SR never gets there: the
+    study goes NOT ANALYSED and the summary image is rejected there by a note."""
+    profile = tmp_path / "no-sr.cfg"
+    profile.write_text(NO_SR)
+    found = Site(tmp_path / "site", make_settings, storescp=("-xf", str(profile), "Default"))
+    try:
+        sent = phantoms.trauma_study(False, seed=103, size=256, images=1)
+        assert found.send(sent) == 1
+        wait_until(lambda: found.settled() and found.received_by_storescp("KO"), timeout=240, interval=0.5)
+        [version] = found.versions()
+        assert version.state == StudyState.NOT_ANALYSED and "refused for good" in version.reason
+        assert found.received_by_storescp("SC") and not found.received_by_storescp("SR")
+        verdict(found, "SR refused for good: NOT ANALYSED; the summary image rejected at the PACS")
+    finally:
+        found.close()
