@@ -90,7 +90,10 @@ class Site:
             return
         try:
             for ds in group:
-                status = assoc.send_c_store(ds)
+                try:
+                    status = assoc.send_c_store(ds)
+                except RuntimeError:  # the listener went away mid-burst: the rest is unsent
+                    return
                 if "Status" in status and int(status.Status) == 0:
                     self.acknowledged.add(str(ds.SOPInstanceUID))
         finally:
