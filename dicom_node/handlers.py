@@ -8,6 +8,8 @@ committed; otherwise a failure status tells the sender to keep the instance and 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +87,15 @@ class StorageHandlers:
     """The bound C-ECHO and C-STORE handlers of the listener."""
 
     def __init__(
-        self, database: Database, paths: StoragePaths, guard: DiskGuard, max_instance_bytes: int | None = None
+        self,
+        database: Database,
+        paths: StoragePaths,
+        guard: DiskGuard,
+        max_instance_bytes: int | None = None,
+        fault_kill_at: str = "",
     ) -> None:
         self._database = database
+        self._fault_kill_at = fault_kill_at
         self._paths = paths
         self.guard = guard
         self._locks = _UidLocks()
@@ -181,10 +189,20 @@ class StorageHandlers:
                 key,
             )
             return Status.SUCCESS
+        self._fault("received")
         storage.make_durable(path, self._paths.storage_dir, received.storage_key)
+        self._fault("stored")
         with self._database.session() as session:
             store.add_instance(session, received, now)
+        self._fault("committed")
         return Status.SUCCESS
+
+    def _fault(self, step: str) -> None:
+        """Fault injection for the acceptance suite (``fault_kill_listener_at``, off by default):
+        the listener dies here, as at a power cut, before it answers."""
+        if self._fault_kill_at == step:
+            logger.error("fault injection: the listener kills itself %s", step)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _restore(self, path: Path, received: store.ReceivedInstance) -> Status:
         """Put a removed original back where its row says, from a re-send of the same bytes."""

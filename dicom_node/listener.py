@@ -86,6 +86,7 @@ class Listener:
                 settings.quarantine_quota_bytes,
             ),
             settings.max_instance_bytes,
+            settings.fault_kill_listener_at,
         )
         self.duplicates = DuplicateComparer(
             self.database, settings.storage_dir, settings.quarantine_dir, settings.home

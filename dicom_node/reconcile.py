@@ -27,11 +27,11 @@ from sqlalchemy import select
 from dicom_node.spool import remove_if_abandoned
 from triage.records import storage, store
 from triage.records.db import Database, utcnow
+from triage.records.store import ORPHAN_REASON
 from triage.records.tables import Instance
 
 logger = logging.getLogger(__name__)
 
-ORPHAN_REASON = "a stored file without a database row: the listener stopped before it answered"
 _KEYS_PER_QUERY = 500
 _FOLDERS_PER_STEP = 100
 

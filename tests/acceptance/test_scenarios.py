@@ -300,3 +300,31 @@ def test_a_pacs_that_takes_the_summary_image_and_refuses_every_sr_class(
         verdict(found, "SR refused for good: NOT ANALYSED; the summary image rejected at the PACS")
     finally:
         found.close()
+
+
+@pytest.mark.parametrize("step", ["received", "stored", "committed"])
+def test_the_listener_killed_at_each_durability_step(tmp_path, make_settings, verdict, step) -> None:
+    """The listener dies (SIGKILL, from the fault setting) at one step of storing an instance, before
+    it answers: the sender has no 0x0000 and sends again to the restarted listener. What the dead one
+    left (a partial reception, a durable file without a row, a row without an answer) is settled:
+    stored once, or moved to quarantine as an orphan, never lost and never twice."""
+    found = Site(tmp_path, make_settings, {
+        "TRIAGE_FAULT_KILL_LISTENER_AT": step, "TRIAGE_LEFTOVER_GRACE_SECONDS": "1",
+        "TRIAGE_RECONCILE_INTERVAL_SECONDS": "1",
+    })  # fmt: skip
+    try:
+        sent = phantoms.trauma_study(False, seed=111, size=256, images=1)
+        assert found.send(sent) == 0, "no answer came: the listener died first"
+        found.listener.wait(30)
+        found.listener = found.start("listener", TRIAGE_FAULT_KILL_LISTENER_AT="")
+        wait_until(found._answers, timeout=60, interval=0.2)
+        assert found.send(sent) == 1
+        wait_until(found.settled, timeout=240, interval=0.5)
+        time.sleep(3)  # a reconciling pass after the grace: leftovers of the dead listener settled
+        incoming = [
+            p for p in found.settings.incoming_dir.rglob("*") if p.is_file() and p.name != ".receiving"
+        ]
+        assert incoming == [], incoming
+        verdict(found, f"killed after '{step}': re-sent, stored once, {found.versions()[0].state}")
+    finally:
+        found.close()

@@ -182,3 +182,26 @@ def test_the_study_monitor_goes_on_while_storage_is_walked(make_settings, tmp_pa
     finally:
         release.set()
         node.stop()
+
+
+def test_an_orphan_in_quarantine_does_not_make_its_study_conflicting(database):
+    """A durable file without a row was never answered: its sender sends it again, and the study it
+    names is not flagged as missing a refused instance (an instance refused with a status is)."""
+    from sqlalchemy import select
+
+    from tests.dicom_node.test_studies import T0, receive
+    from triage.records import store
+    from triage.records.tables import Study
+
+    orphaned, refused = synthetic.dx(), synthetic.dx()
+    with database.session() as session:
+        for ds, reason in ((orphaned, ORPHAN_REASON), (refused, "cannot be parsed")):
+            store.add_quarantined(
+                session, storage_key=f"q/{ds.SOPInstanceUID}", sha256="0" * 64, calling_ae_title="",
+                reason=reason, now=T0, sop_instance_uid=str(ds.SOPInstanceUID),
+                study_instance_uid=str(ds.StudyInstanceUID),
+            )  # fmt: skip
+    receive(database, [orphaned, refused], T0)
+    with database.session() as session:
+        conflict = {s.study_instance_uid: s.conflict for s in session.scalars(select(Study))}
+    assert conflict == {str(orphaned.StudyInstanceUID): False, str(refused.StudyInstanceUID): True}

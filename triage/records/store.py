@@ -31,6 +31,9 @@ from triage.records.tables import (
 )
 
 TRIAGE = "triage"  # the actor of what triage does by itself
+# Why a stored file without a row is in quarantine: the listener died between making it durable and
+# committing its row, so it never answered, and the sender (which got no 0x0000) sends it again.
+ORPHAN_REASON = "a stored file without a database row: the listener stopped before it answered"
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,11 @@ def study_for(session: Session, received: ReceivedInstance, now: datetime) -> St
     study = session.scalar(by_uid.with_for_update())
     if study is not None:
         return study
-    refused_before = session.scalar(
+    refused_before = session.scalar(  # an orphan was not refused: its sender sends it again
         select(func.count())
         .select_from(QuarantinedObject)
         .where(QuarantinedObject.study_instance_uid == received.study_instance_uid)
+        .where(QuarantinedObject.reason != ORPHAN_REASON)
     )
     try:
         with session.begin_nested():
