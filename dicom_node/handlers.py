@@ -190,7 +190,9 @@ class StorageHandlers:
             )
             return Status.SUCCESS
         self._fault("received")
-        storage.make_durable(path, self._paths.storage_dir, received.storage_key)
+        storage.make_durable(
+            path, self._paths.storage_dir, received.storage_key, lambda: self._fault("synced")
+        )
         self._fault("stored")
         with self._database.session() as session:
             store.add_instance(session, received, now)

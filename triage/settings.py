@@ -139,9 +139,10 @@ class Settings(BaseSettings):
     # study, so that a test can kill it mid-analysis. Never set it in production (0: off).
     fault_hold_after_claim_seconds: float = Field(default=0.0, ge=0)
     # Fault injection for the acceptance suite: the listener SIGKILLs itself at this step of storing
-    # an instance ("received": in its file, before it is made durable; "stored": durable, before the
-    # commit; "committed": before the answer). Never set it in production ("": off).
-    fault_kill_listener_at: Literal["", "received", "stored", "committed"] = ""
+    # an instance ("received": in its file, before it is made durable; "synced": after the fsync,
+    # before the rename; "stored": durable, before the commit; "committed": before the answer).
+    # Never set it in production ("": off).
+    fault_kill_listener_at: Literal["", "received", "synced", "stored", "committed"] = ""
     # Leftovers of a crash (see dicom_node/reconcile.py): how old a loose file must be before it is
     # settled (longer than any reception or write may pause), and how often storage is walked.
     leftover_grace_seconds: float = Field(default=3600.0, gt=0)

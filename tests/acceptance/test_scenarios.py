@@ -302,7 +302,7 @@ def test_a_pacs_that_takes_the_summary_image_and_refuses_every_sr_class(
         found.close()
 
 
-@pytest.mark.parametrize("step", ["received", "stored", "committed"])
+@pytest.mark.parametrize("step", ["received", "synced", "stored", "committed"])
 def test_the_listener_killed_at_each_durability_step(tmp_path, make_settings, verdict, step) -> None:
     """The listener dies (SIGKILL, from the fault setting) at one step of storing an instance, before
     it answers: the sender has no 0x0000 and sends again to the restarted listener. What the dead one

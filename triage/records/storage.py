@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,11 +76,12 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def make_durable(source: Path, root: Path, key: str) -> Path:
+def make_durable(source: Path, root: Path, key: str, after_sync: Callable[[], None] | None = None) -> Path:
     """Move a received file to ``root/key`` durably, replacing whatever lies there; return its path.
 
     A file already at ``key`` can only be an orphan of a store that crashed before its database
     row was committed (the caller checked), so it was never acknowledged and may be replaced.
+    ``after_sync`` runs between the fsync and the rename (the acceptance suite's fault injection).
     """
     target = root / key
     new_dirs = []
@@ -100,6 +102,8 @@ def make_durable(source: Path, root: Path, key: str) -> Path:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if after_sync is not None:
+        after_sync()
     source.replace(target)
     fsync_directory(target.parent)
     for created in new_dirs:  # a new directory's own entry must reach its parent too
