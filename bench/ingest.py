@@ -1,7 +1,8 @@
 """Ingest benchmark: triage's listener (durability on) against Orthanc and DCMTK storescp.
 
 One run, same 200 DX instances (2048 x 2048, 16-bit), each peer receiving them from one storescu
-association over loopback with Nagle off (TCP_NODELAY=1, as FIELD-NOTES.md says is only fair).
+association over loopback with Nagle off (TCP_NODELAY=1: DCMTK and Orthanc leave Nagle's algorithm on
+by default, which caps them far below their real speed, so the comparison is fair only without it).
 Then the listener's peak memory (VmHWM) while it receives one instance of 1 GiB.
 Prints figures and ratios; asserts nothing (targets are read by people, not by CI).
 """

@@ -124,7 +124,9 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
 
 
 def threads_per_process(settings: Settings, concurrency: int, cpus: int | None = None) -> int:
-    """Torch threads per worker process: the cores shared out, never oversubscribed (FIELD-NOTES)."""
+    """Torch threads per worker process: the cores shared out, never oversubscribed (on a 2-core
+    machine, two processes with two torch threads each ran 0.7 images/s in total, against 5.7 with
+    one thread each)."""
     if settings.worker_threads:
         return settings.worker_threads
     return max(1, (cpus or os.cpu_count() or 1) // concurrency)

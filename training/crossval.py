@@ -1,10 +1,11 @@
 """Grouped cross-validation of a training recipe: one model per fold, every fold's test part pooled.
 
 Each fold is a whole training run (``training.train.run``) into ``OUT/folds/<k>``; folds run in
-separate processes with one torch thread each (two processes with one thread beat one with two on
-these CPUs: FIELD-NOTES), and a fold already finished is not run again, so an interrupted
-cross-validation resumes. The model of the config's ``test_fold`` is the one shipped: it is copied to
-``OUT`` with the pooled figures in its card's ``cross_validated``.
+separate processes with one torch thread each (measured on these 2-core CPUs: two threads in one
+process gained little under load, two processes with one thread each scale), and a fold already
+finished is not run again, so an interrupted cross-validation resumes. The model of the config's
+``test_fold`` is the one shipped: it is copied to ``OUT`` with the pooled figures in its card's
+``cross_validated``.
 """
 
 from __future__ import annotations

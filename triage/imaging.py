@@ -23,15 +23,7 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.valuerep import validate_value
 
-# View Code Sequence values (CID 4014) for the two standard screening views, SNOMED CT and the
-# retired SNOMED-RT codes that older modalities still send.
-_VIEW_CODES = {
-    "399162004": "CC",
-    "R-10242": "CC",
-    "399368009": "MLO",
-    "R-10226": "MLO",
-}
-
+from triage.view_codes import view, view_modifier
 
 # The largest single frame triage decodes: a 4096 x 4096 image at 32 bits is 64 MiB; a full-field
 # mammogram (about 4000 x 3300 at 16 bits) is a third of that. Checked from the header before any
@@ -87,35 +79,6 @@ class HeaderFacts:
         return cls(**kept)
 
 
-# View Modifier Code Sequence values (CID 4015) that make a view a diagnostic work-up image.
-_DIAGNOSTIC_MODIFIERS = {"399055006": "SPOT COMPRESSION", "399163009": "MAGNIFICATION"}
-
-
-def _view_modifier(ds: Dataset) -> str:
-    """The diagnostic modifier of the image's view, inside the View Code Sequence item or beside it."""
-    view_codes = ds.get("ViewCodeSequence") or []
-    modifiers = [*(view_codes[0].get("ViewModifierCodeSequence") or [] if view_codes else []),
-                 *(ds.get("ViewModifierCodeSequence") or [])]  # fmt: skip
-    for code in modifiers:
-        found = _DIAGNOSTIC_MODIFIERS.get(str(code.get("CodeValue", "")))
-        meaning = str(code.get("CodeMeaning", "")).lower()
-        if found is None and ("spot" in meaning or "magnif" in meaning):  # retired codes, by meaning
-            found = "SPOT COMPRESSION" if "spot" in meaning else "MAGNIFICATION"
-        if found is not None:
-            return found
-    return ""
-
-
-def _view(ds: Dataset) -> str:
-    view_codes = ds.get("ViewCodeSequence")
-    if view_codes:
-        code = view_codes[0]
-        view = _VIEW_CODES.get(str(code.get("CodeValue", "")), str(code.get("CodeMeaning", "")))
-        if view:
-            return view
-    return str(ds.get("ViewPosition", "")).upper()
-
-
 def header_facts(ds: Dataset) -> HeaderFacts:
     """Derive the header facts from DICOM attributes, by keyword."""
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
@@ -123,8 +86,8 @@ def header_facts(ds: Dataset) -> HeaderFacts:
         modality=str(ds.get("Modality", "")).upper(),
         body_part_examined=str(ds.get("BodyPartExamined", "")).upper(),
         laterality=str(ds.get("ImageLaterality", "") or ds.get("Laterality", "")).upper(),
-        view=_view(ds),
-        view_modifier=_view_modifier(ds),
+        view=view(ds),
+        view_modifier=view_modifier(ds),
         breast_implant_present=str(ds.get("BreastImplantPresent", "")).upper(),
         photometric_interpretation=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 else None,

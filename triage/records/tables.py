@@ -27,6 +27,14 @@ from triage.records.audit_tables import AuditCursor as AuditCursor
 from triage.records.audit_tables import AuditEvent as AuditEvent
 from triage.records.audit_tables import AuditSeal as AuditSeal
 from triage.records.db import Base, utcnow
+from triage.records.status_tables import PACS as PACS
+from triage.records.status_tables import PEER_CHECK_SECONDS as PEER_CHECK_SECONDS
+from triage.records.status_tables import PROCESS_STATUS_PREFIX as PROCESS_STATUS_PREFIX
+from triage.records.status_tables import LeaderLease as LeaderLease
+from triage.records.status_tables import PeerStatus as PeerStatus
+from triage.records.work_tables import Delivery as Delivery
+from triage.records.work_tables import DeliveryState as DeliveryState
+from triage.records.work_tables import OutboxMessage as OutboxMessage
 
 
 class OutcomeJSON(TypeDecorator[FractureOutcome | BreastOutcome]):
@@ -182,22 +190,6 @@ class Comparison:
     PENDING, SAME, DIFFERS, RESOLVED = "pending", "same", "differs", "resolved"
 
 
-class OutboxMessage(Base):
-    """A task to publish to the broker, written in the same transaction as the state it follows from."""
-
-    __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "published_at", "next_attempt_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    task_name: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    published_at: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-
-
 class Result(Base):
     """What a model said about one study version, and everything needed to trust or redo it."""
 
@@ -218,35 +210,6 @@ class Result(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class DeliveryState(enum.StrEnum):
-    PENDING = "PENDING"
-    DELIVERED = "DELIVERED"
-    FAILED = "FAILED"  # terminal: tries exhausted, visible, the study stays conservative
-
-
-class Delivery(Base):
-    """One DICOM object (SR or summary image) to store at the PACS, retried until acknowledged."""
-
-    __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
-    storage_key: Mapped[str] = mapped_column(String(255))
-    # The same content in another SOP class (Comprehensive SR beside Comprehensive 3D SR), sent instead
-    # when the PACS accepts only that; sent_storage_key is what the PACS acknowledged.
-    alternate_storage_key: Mapped[str] = mapped_column(String(255), default="")
-    sent_storage_key: Mapped[str] = mapped_column(String(255), default="")
-    state: Mapped[DeliveryState] = mapped_column(String(16), default=DeliveryState.PENDING)
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[datetime | None]
 
 
 class Role(enum.StrEnum):
@@ -332,31 +295,3 @@ class ShadowResult(Base):
     weights_sha256: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[FractureOutcome | BreastOutcome] = mapped_column(OutcomeJSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-PACS = "pacs"  # the peer status of the configured PACS
-PROCESS_STATUS_PREFIX = "process:"  # peer status rows of triage serve's children ("process:worker")
-PEER_CHECK_SECONDS = 15.0  # how often the delivering process asks each destination (C-ECHO)
-
-
-class LeaderLease(Base):
-    """Who leads over this database, until when (the database server's clock). On PostgreSQL the
-    lease is the lead itself; on SQLite a file lock is, and the lease only reports it."""
-
-    __tablename__ = "leader_lease"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    renewed_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-
-
-class PeerStatus(Base):
-    """What the process that delivers results last found of a destination (C-ECHO), for the web app."""
-
-    __tablename__ = "peer_status"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reachable: Mapped[bool]
-    detail: Mapped[str] = mapped_column(Text, default="")
-    checked_at: Mapped[datetime]

@@ -1,0 +1,38 @@
+"""The tables of what the processes report of themselves and their peers: the leader's lease, and
+each destination's and each `triage serve` child's last known state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from triage.records.db import Base
+
+PACS = "pacs"  # the peer status of the configured PACS
+PROCESS_STATUS_PREFIX = "process:"  # peer status rows of triage serve's children ("process:worker")
+PEER_CHECK_SECONDS = 15.0  # how often the delivering process asks each destination (C-ECHO)
+
+
+class LeaderLease(Base):
+    """Who leads over this database, until when (the database server's clock). On PostgreSQL the
+    lease is the lead itself; on SQLite a file lock is, and the lease only reports it."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class PeerStatus(Base):
+    """What the process that delivers results last found of a destination (C-ECHO), for the web app."""
+
+    __tablename__ = "peer_status"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reachable: Mapped[bool]
+    detail: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime]
