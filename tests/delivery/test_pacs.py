@@ -121,7 +121,7 @@ def test_a_delivery_no_attempt_judges_fails_at_its_deadline_all_the_same(databas
         assert delivered.fail_overdue(session, T0 + timedelta(seconds=30), deadline_seconds=60) == 0
     assert state(database).state == StudyState.ANALYSED
     with database.session() as session:
-        assert delivered.fail_overdue(session, T0 + timedelta(seconds=61), deadline_seconds=60) == 2
+        assert delivered.fail_overdue(session, T0 + timedelta(seconds=61), deadline_seconds=60) == 1
     assert {d.state for d in deliveries(database).values()} == {DeliveryState.FAILED}
     version = state(database)
     assert version.state == StudyState.NOT_ANALYSED and "60 s delivery deadline" in version.reason

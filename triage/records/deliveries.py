@@ -91,18 +91,20 @@ def record_delivery(
 def fail_overdue(session: Session, now: datetime, deadline_seconds: float) -> int:
     """Fail every result object still waiting past its deadline that no attempt has judged: one held
     back behind a sibling, or one no process tries (no PACS where the worker had one). Withdrawal
-    objects are left to their retries. Returns how many failed."""
+    objects are left to their retries. Returns how many failed (their siblings, not sent, aside)."""
     overdue = session.scalars(
         select(Delivery)
         .where(Delivery.state == DeliveryState.PENDING, Delivery.kind.not_in(WITHDRAWAL_KINDS))
         .where(Delivery.created_at < now - timedelta(seconds=deadline_seconds))
         .order_by(Delivery.id)
     ).all()
+    failed = 0
     for delivery in overdue:
         if delivery.state == DeliveryState.PENDING:  # a sibling's failure may have settled it
             why = f"not acknowledged within the {deadline_seconds:g} s delivery deadline"
             _fail_version_deliveries(session, delivery, why, now)
-    return len(overdue)
+            failed += 1
+    return failed
 
 
 def _reject_if_withdrawn(session: Session, delivery: Delivery, now: datetime) -> None:
