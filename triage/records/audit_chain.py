@@ -5,8 +5,8 @@ on the chain. A seal covers every event id after the previous seal's last, up to
 its digest is SHA-256 over the previous seal's digest and those events' canonical form. Changing,
 removing or inserting an event below the newest seal, or editing a seal, breaks the chain where
 it happened; ``verify`` finds it. What the chain cannot show by itself is the newest seals cut off
-together with their events: the head digest ``verify`` prints (and the syslog forwarder sends off
-the host) is what an operator compares to rule that out.
+together with their events: the head digest ``verify`` prints is what an operator keeps elsewhere
+and compares to rule that out (the syslog forwarder sends the events off the host, not the seals).
 
 On PostgreSQL an event's id is taken when it is inserted, not when it commits, so a transaction
 still open can commit a lower id after a higher one is visible: whatever reads the log in id order
