@@ -17,14 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evaluation.evaluate import Exam, exams, predict
+from evaluation.evidence import fracture_evidence, single_read_evidence
 from evaluation.metrics import metric_with_ci, proportion_metric
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity_bound,
     threshold_for_specificity_bound,
 )
+from inference.breast import score_for
 from inference.model import LoadedModel
-from triage.cards import CARD, FractureCard, Metric, ModelCard
+from triage.cards import CARD, Evidence, FractureCard, Metric, ModelCard
 from triage.manifests import Sample
 
 
@@ -59,6 +61,9 @@ def calibrate(
         f"({sum(e.label for e in measure)} positive); targets: sensitivity {target_sensitivity} and "
         f"specificity {target_specificity} (95 % lower bounds)"
     )
+    measured_on = (
+        f"triage calibrate on {manifest.name}: {len(measure)} held-out exams, {len(choose)} chosen on"
+    )
     measured: dict[str, Metric] = {
         "exam_auroc": metric_with_ci("auroc", [e.label for e in measure], [e.probability for e in measure])
     }
@@ -78,8 +83,15 @@ def calibrate(
                 sum(e.probability < threshold for e in negatives), len(negatives)
             )
         measured["auroc"] = measured["exam_auroc"]
+        # Boxes are not measured here: their evidence is not carried over to other thresholds.
+        updates["evidence"] = fracture_evidence(measured, doubt, measured_on)
     else:
-        updates = {"decile_cut_points": decile_cut_points([e.probability for e in choose])}
+        cut_points = decile_cut_points([e.probability for e in choose])
+        exam_scores = [score_for(e.probability, cut_points) for e in measure]
+        evidence = Evidence(
+            single_read=single_read_evidence(exam_scores, [int(e.label) for e in measure], measured_on)
+        )
+        updates = {"decile_cut_points": cut_points, "evidence": evidence}
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / card.weights_file, out / card.weights_file)
     new = CARD.validate_python(

@@ -15,9 +15,12 @@ from triage.records.tables import Feedback, FeedbackKind, Result, ShadowResult, 
 
 
 def _verdict(outcome: FractureOutcome | BreastOutcome) -> str:
-    """What a result said, as compared between models: the state, or the 1-10 score."""
+    """What a model said, as compared between models: the state, or the 1-10 score (not the verdict
+    the evidence gate let act: two models' evidence differs, their answers are what is compared)."""
     if isinstance(outcome, BreastOutcome) and outcome.score is not None:
         return f"score {outcome.score}"
+    if isinstance(outcome, FractureOutcome) and outcome.state is not None:
+        return str(outcome.state)
     return str(outcome.verdict)
 
 

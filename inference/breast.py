@@ -18,7 +18,9 @@ from inference.inputs import StudyImages
 from inference.model import LoadedModel
 from inference.predict import Detection
 from inference.transforms import Prepared, prepare
+from triage import evidence
 from triage.cards import BreastCard
+from triage.evidence import Gatekeeper
 from triage.messages import AnalyseStudy
 from triage.outcomes import Analysed, Box, BreastOutcome, Route, Skipped, ViewFindings
 
@@ -65,11 +67,15 @@ def outcome_for(
 class BreastPipeline:
     """A four-view screen -> per-view malignancy probability -> exam score -> reading route."""
 
-    def __init__(self, model: LoadedModel, single_read_max_score: int) -> None:
+    def __init__(
+        self, model: LoadedModel, single_read_max_score: int, gatekeeper: Gatekeeper | None = None
+    ) -> None:
         assert isinstance(model.card, BreastCard), "the breast pipeline runs screening models"
         self._model = model
         self._card = model.card
         self._single_read_max_score = single_read_max_score
+        # Default: the card's evidence at the default bars, no overrides (the worker passes the site's).
+        self._gatekeeper = gatekeeper or Gatekeeper()
         self.identity = model.identity
 
     def __call__(self, payload: AnalyseStudy, study: StudyImages) -> Analysed | Skipped:
@@ -106,6 +112,7 @@ class BreastPipeline:
                 "skipped": payload.skipped,
             }
         )
+        outcome = evidence.apply(outcome, self._gatekeeper(self._card, self._single_read_max_score))
         summary = f"score {outcome.score} -> {outcome.route}" + (" HIGH_RISK" if outcome.high_risk else "")
         return Analysed(
             summary=summary,

@@ -18,7 +18,9 @@ from inference.inputs import StudyImages
 from inference.model import LoadedModel
 from inference.predict import Detection, ImageResult
 from inference.transforms import Prepared, prepare
+from triage import evidence
 from triage.cards import FractureCard
+from triage.evidence import Gatekeeper
 from triage.messages import AnalyseStudy
 from triage.outcomes import Analysed, Box, FractureOutcome, ImageFindings, Skipped
 
@@ -31,10 +33,12 @@ def study_probability(images: Sequence[ImageResult]) -> float:
 class FracturePipeline:
     """A trauma study's images -> boxes per image -> FRACTURE / DOUBT / NO FRACTURE."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, gatekeeper: Gatekeeper | None = None) -> None:
         assert isinstance(model.card, FractureCard), "the fracture pipeline runs fracture models"
         self._model = model
         self._card = model.card
+        # Default: the card's evidence at the default bars, no overrides (the worker passes the site's).
+        self._gatekeeper = gatekeeper or Gatekeeper()
         self.identity = model.identity
 
     def __call__(self, payload: AnalyseStudy, study: StudyImages) -> Analysed | Skipped:
@@ -61,6 +65,7 @@ class FracturePipeline:
             images=images,
             skipped=payload.skipped,
         )
+        outcome = evidence.apply(outcome, self._gatekeeper(card))
         return Analysed(
             summary=f"{outcome.verdict.label} (probability {probability:.3f})",
             model=self.identity,

@@ -24,7 +24,7 @@ from inference.inputs import StudyImages
 from inference.summary import render, summary_image
 from triage import __version__
 from triage.messages import AnalyseStudy
-from triage.outcomes import BreastOutcome, FractureOutcome, Mark, ModelIdentity, Verdict
+from triage.outcomes import BreastOutcome, Decision, FractureOutcome, Mark, ModelIdentity, Verdict
 from triage.records.results import ResultObject
 from triage.records.storage import make_durable
 
@@ -37,8 +37,22 @@ STATE_CODES = {
     Verdict.NO_FRACTURE: Code(
         "NO-FRACTURE", SCHEME, "No fracture found; eligible for discharge per local protocol"
     ),
+    Verdict.NORMAL_READING: Code(
+        "NORMAL-READING", SCHEME, "Below DOUBT, rule-out not enabled for this model; read as usual"
+    ),
     Verdict.NOT_ANALYSED: Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
 }
+# The evidence gate (triage.evidence): each decision the model's evidence does not support, or that an
+# admin enabled against it, is a coded item of the study group; why, as TEXT beside the notes.
+DECISION_CODES = {
+    Decision.RULE_OUT: Code("RULE-OUT", SCHEME, "Rule-out (eligible for discharge)"),
+    Decision.SINGLE_READ: Code("SINGLE-READING", SCHEME, "Single reading"),
+    Decision.BOXES: Code("LOCALISATION", SCHEME, "Localisation (boxes)"),
+}
+DECISION_NOT_ENABLED = Code("NOT-ENABLED", SCHEME, "Decision not enabled: evidence below the site's bar")
+DECISION_OVERRIDDEN = Code("OVERRIDDEN", SCHEME, "Decision enabled against the evidence by an admin")
+WHY_NOT_ENABLED = Code("WHY-NOT-ENABLED", SCHEME, "Why a decision is not enabled")
+WHY_OVERRIDDEN = Code("WHY-OVERRIDDEN", SCHEME, "Who enabled a decision against the evidence, and why")
 ANALYSED = Code("ANALYSED", SCHEME, "Analysed by triage")
 TRIAGE_STATE = Code("STATE", SCHEME, "Triage state")
 LESION = Code("52988006", "SCT", "Lesion")
@@ -144,11 +158,24 @@ def _study_group(
     )
 
 
+def _gate_evaluations(outcome: FractureOutcome | BreastOutcome) -> list[tuple[Code, Code]]:
+    """The evidence gate frozen into the outcome, as coded items: each decision off, or overridden."""
+    return [
+        *((DECISION_NOT_ENABLED, DECISION_CODES[d]) for d in sorted(outcome.not_enabled)),
+        *((DECISION_OVERRIDDEN, DECISION_CODES[d]) for d in sorted(outcome.overridden)),
+    ]
+
+
 def _notes(outcome: FractureOutcome | BreastOutcome, reason: str) -> list[hd.sr.TextContentItem]:
-    """Why the study was not analysed, and which images were left out and why, as TEXT items."""
+    """Why the study was not analysed, which images were left out and why, and why each decision of
+    the evidence gate is off or overridden, as TEXT items."""
     items = []
     if reason:
         items.append(hd.sr.TextContentItem(name=REASON, value=reason[:1024], relationship_type="CONTAINS"))
+    for name, found in ((WHY_NOT_ENABLED, outcome.not_enabled), (WHY_OVERRIDDEN, outcome.overridden)):
+        for decision, why in sorted(found.items()):
+            value = f"{decision.label}: {why}"[:1024]
+            items.append(hd.sr.TextContentItem(name=name, value=value, relationship_type="CONTAINS"))
     for sop_instance_uid, why in sorted(outcome.skipped.items()):
         items.append(
             hd.sr.TextContentItem(
@@ -224,7 +251,7 @@ def fracture_report(
     study = _study_group(
         str(sources[0].StudyInstanceUID), version, model, FRACTURE,
         [score(STUDY_SCORE, outcome.probability)] if outcome.probability is not None else [],
-        [(TRIAGE_STATE, STATE_CODES[outcome.verdict])],
+        [(TRIAGE_STATE, STATE_CODES[outcome.verdict]), *_gate_evaluations(outcome)],
     )  # fmt: skip
     groups = [*_region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
     notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
@@ -249,6 +276,7 @@ def breast_report(
         (TRIAGE_STATE, ANALYSED if outcome.analysed else STATE_CODES[Verdict.NOT_ANALYSED]),
         (READING_ROUTE, ROUTE_CODES[Verdict(outcome.route)]),
         (HIGH_RISK, codes.SCT.Yes if outcome.high_risk else codes.SCT.No),
+        *_gate_evaluations(outcome),
     ]
     study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
     groups = [*_region_groups(by_uid, outcome.marks, LESION, LESION_SCORE, model), study]

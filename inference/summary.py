@@ -24,11 +24,17 @@ RED, YELLOW, ORANGE, WHITE, BLACK = (230, 40, 40), (250, 210, 40), (255, 140, 0)
 
 def banner(outcome: FractureOutcome | BreastOutcome, reason: str) -> str:
     """The banner's words."""
+    off = (
+        f"  ({', '.join(d.label for d in sorted(outcome.not_enabled))} not enabled)"
+        if outcome.not_enabled
+        else ""
+    )
     if isinstance(outcome, FractureOutcome) and outcome.analysed and outcome.probability is not None:
-        return f"{outcome.verdict.label}  (AI probability {outcome.probability:.2f})"
+        return f"{outcome.verdict.label}  (AI probability {outcome.probability:.2f}){off}"[:160]
     if isinstance(outcome, BreastOutcome) and outcome.analysed:
         route = outcome.route.replace("_", " ")
-        return f"SCORE {outcome.score} OF 10 - {route}" + ("  HIGH RISK" if outcome.high_risk else "")
+        risk = "  HIGH RISK" if outcome.high_risk else ""
+        return f"SCORE {outcome.score} OF 10 - {route}{risk}{off}"[:160]
     reading = "DOUBLE READ" if isinstance(outcome, BreastOutcome) else "READ AS USUAL"
     return f"NOT ANALYSED - {reading}: {reason}"[:160]
 

@@ -19,8 +19,11 @@ from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
 from inference.tasks import AnalyseStudyTask, PipelineRun, ReportNotAnalysedTask
 from inference.withdrawal import WithdrawResultTask
+from triage.evidence import Bars, Gatekeeper, OverridesFor
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
+from triage.outcomes import Decision
 from triage.pipelines import Pipeline
+from triage.records import overrides
 from triage.records.db import Database
 from triage.records.outbox import make_celery, recorded_payload
 from triage.settings import Settings
@@ -39,8 +42,11 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
     promoted (or rolled-back) model before the next study: hot reload, no restart.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
         self._settings = settings
+        # The evidence gate at the site's bars, with the admins' overrides from the database when
+        # there is one (a worker always has one; a test or a bench may not: no overrides).
+        self._gatekeeper = Gatekeeper(Bars.of(settings), _overrides(database) if database else None)
         self._loaded: dict[str, PipelineRun] = {}
         self._sources: dict[str, str] = {}
         self._checked: dict[str, float] = {}
@@ -113,14 +119,22 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
         if model.card.pipeline != name:
             raise ModelUnavailable(f"{folder} holds a {model.card.pipeline} model, not a {name} one")
         if name == Pipeline.FRACTURE:
-            return FracturePipeline(model)
-        return BreastPipeline(model, self._settings.single_read_max_score)
+            return FracturePipeline(model, self._gatekeeper)
+        return BreastPipeline(model, self._settings.single_read_max_score, self._gatekeeper)
 
     def __iter__(self) -> Iterator[Pipeline]:
         return iter(Pipeline)
 
     def __len__(self) -> int:
         return len(Pipeline)
+
+
+def _overrides(database: Database) -> OverridesFor:
+    def read(model_name: str, model_version: str) -> Mapping[Decision, str]:
+        with database.reading() as session:
+            return overrides.in_force(session, model_name, model_version)
+
+    return read
 
 
 def threads_per_process(settings: Settings, concurrency: int, cpus: int | None = None) -> int:

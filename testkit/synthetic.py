@@ -223,3 +223,29 @@ def radiograph(
     ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
     del ds.PixelSpacing, ds.ImagerPixelSpacing  # FracAtlas gives none: square pixels of unknown size
     return ds
+
+
+def synthetic_evidence(doubt_threshold: float = 0.2, single_read_max_score: int = 10) -> dict[str, object]:
+    """A card's ``evidence`` that meets the default bars of the evidence gate (triage.evidence), for
+    phantom models in tests: made up, and its source says so. Leave it out to test the gate off."""
+    source = "synthetic: made up by the tests, not measured"
+
+    def metric(value: float, low: float, high: float, n: int) -> dict[str, object]:
+        return {"value": value, "ci95_low": low, "ci95_high": high, "n": n}
+
+    return {
+        "rule_out": {
+            "sensitivity_at_doubt": metric(1.0, 0.97, 1.0, 120),
+            "doubt_threshold": doubt_threshold,
+            "source": source,
+        },
+        "single_read": [
+            {
+                "single_read_max_score": single_read_max_score,
+                "cancers_single_read": metric(0.05, 0.01, 0.12, 60),
+                "screens_single_read": metric(0.5, 0.45, 0.55, 400),
+                "source": source,
+            }
+        ],
+        "boxes": {"map50": metric(0.5, 0.4, 0.6, 200), "source": source},
+    }

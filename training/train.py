@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from evaluation.evidence import fracture_evidence
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity,
@@ -211,9 +212,11 @@ def _fracture_card(
         held_out += (
             f"; the test part is fold {config.test_fold} of {config.folds} grouped by connected groups"
         )
+    metrics = fracture_figures(scored)
     return write_model(
-        out, network, **common, held_out=held_out, metrics=fracture_figures(scored),
+        out, network, **common, held_out=held_out, metrics=metrics,
         fracture_threshold=fracture, doubt_threshold=doubt,
+        evidence=fracture_evidence(metrics, doubt, f"training's test part: {held_out}"),
     )  # fmt: skip
 
 
@@ -226,7 +229,9 @@ def _breast_card(
     scored: list[Scored],
     test: list[Sample],
 ) -> ModelCard:
-    """The nine decile cut-points of the test women's exam probabilities."""
+    """The nine decile cut-points of the test women's exam probabilities. No single-reading evidence:
+    the cut-points are chosen on the very exams it would be measured on (``triage calibrate`` chooses
+    on some exams and measures on others, and writes it)."""
     labels, probabilities = exams(scored)
     held_out = (
         f"{len(labels)} women ({len(test)} views) of {found.credits[0].name} never trained on; "

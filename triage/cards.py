@@ -43,6 +43,41 @@ class Metric(_Frozen):
     n: int
 
 
+class RuleOutEvidence(_Frozen):
+    """What lets NO FRACTURE mark a patient eligible for discharge: sensitivity at the DOUBT
+    threshold on labelled exams never trained or tuned on (``n`` = the fractures among them)."""
+
+    sensitivity_at_doubt: Metric
+    doubt_threshold: float = Field(ge=0, le=1)
+    source: str  # the manifest (or bundled test part) it was measured on, and by which command
+
+
+class SingleReadEvidence(_Frozen):
+    """What lets a screen go to one reader at scores up to ``single_read_max_score``: the share of
+    cancers that landed in the single-read arm (``n`` = the cancers) and the share of screens there."""
+
+    single_read_max_score: int = Field(ge=0, le=10)
+    cancers_single_read: Metric
+    screens_single_read: Metric
+    source: str
+
+
+class BoxEvidence(_Frozen):
+    """What lets boxes be shown as findings: mAP at IoU 0.5 against radiologists' boxes."""
+
+    map50: Metric
+    source: str
+
+
+class Evidence(_Frozen):
+    """The validation evidence a card carries for each decision that lets a reader do less; the
+    evidence gate (``triage.evidence``) weighs it against the site's bars. Absent: not shown."""
+
+    rule_out: RuleOutEvidence | None = None
+    single_read: tuple[SingleReadEvidence, ...] = ()  # one per single-reading threshold measured
+    boxes: BoxEvidence | None = None
+
+
 class IntendedUse(_Frozen):
     """Where the model may be used, in words and as rules the intended-use gate applies.
 
@@ -116,6 +151,7 @@ class _Card(_Frozen):
     metrics: dict[str, Metric]  # this model, on its own held-out test part
     # The training recipe, by grouped cross-validation: every fold's test part pooled (empty: not run).
     cross_validated: dict[str, Metric] = Field(default_factory=dict)
+    evidence: Evidence = Field(default_factory=Evidence)
     # Average the image logit with that of the image mirrored left-right (one more forward pass).
     test_time_flip: bool = False
     weights_file: str = "weights.pt"

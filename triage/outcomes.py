@@ -43,6 +43,9 @@ class Verdict(enum.StrEnum):
     NO_FRACTURE = "NO_FRACTURE"
     SINGLE_READ = "SINGLE_READ"
     DOUBLE_READ = "DOUBLE_READ"
+    # Below DOUBT, from a model whose evidence does not support a rule-out (triage.evidence): the
+    # probability is advisory and the study is read as usual, never marked eligible for discharge.
+    NORMAL_READING = "NORMAL_READING"
     NOT_ANALYSED = "NOT_ANALYSED"  # the conservative path: normal reading, or double reading
     PENDING = "PENDING"  # triage has not finished with it: read it as usual if it cannot wait
     IGNORED = "IGNORED"  # not a study triage analyses
@@ -51,6 +54,20 @@ class Verdict(enum.StrEnum):
     def label(self) -> str:
         """The words shown to a reader: ``NO FRACTURE``, ``NOT ANALYSED``."""
         return self.value.replace("_", " ")
+
+
+class Decision(enum.StrEnum):
+    """A decision that lets a reader do less; each is taken only where the model's validation
+    evidence meets the site's bar (``triage.evidence``), or an admin overrode that, audited."""
+
+    RULE_OUT = "rule_out"  # NO FRACTURE marks a patient eligible for discharge
+    SINGLE_READ = "single_read"  # a screen goes to one reader
+    BOXES = "boxes"  # the model's boxes are shown as findings
+
+    @property
+    def label(self) -> str:
+        return {"rule_out": "rule-out (eligible for discharge)", "single_read": "single reading",
+                "boxes": "localisation (boxes)"}[self.value]  # fmt: skip
 
 
 class MarkKind(enum.StrEnum):
@@ -132,6 +149,10 @@ class FractureOutcome(_Frozen):
     images: tuple[ImageFindings, ...] = ()
     skipped: dict[str, str] = Field(default_factory=dict)  # SOP Instance UID -> why it was left out
     reason: str = ""  # why it was not analysed
+    # The evidence gate as it stood when the result was made, frozen with it: each decision the
+    # model's evidence does not support, and why; each enabled against the evidence, by whom and why.
+    not_enabled: dict[Decision, str] = Field(default_factory=dict)
+    overridden: dict[Decision, str] = Field(default_factory=dict)
 
     @property
     def analysed(self) -> bool:
@@ -139,12 +160,17 @@ class FractureOutcome(_Frozen):
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict(self.state) if self.state is not None else Verdict.NOT_ANALYSED
+        if self.state is None:
+            return Verdict.NOT_ANALYSED
+        if self.state is FractureState.NO_FRACTURE and Decision.RULE_OUT in self.not_enabled:
+            return Verdict.NORMAL_READING
+        return Verdict(self.state)
 
     @property
     def eligible_for_discharge(self) -> bool:
-        """Only NO FRACTURE may mark a patient eligible for discharge per local protocol."""
-        return self.state is FractureState.NO_FRACTURE
+        """Only NO FRACTURE, from a model whose evidence supports the rule-out, may mark a patient
+        eligible for discharge per local protocol."""
+        return self.verdict is Verdict.NO_FRACTURE
 
     @property
     def flagged(self) -> bool | None:
@@ -155,6 +181,8 @@ class FractureOutcome(_Frozen):
     def marks(self) -> tuple[Mark, ...]:
         """Every box, drawn as FRACTURE when its image (or, stored without one, the box) reaches the
         FRACTURE threshold, else as DOUBT."""
+        if Decision.BOXES in self.not_enabled:
+            return ()
         threshold = self.thresholds.fracture if self.thresholds else 1.0
         return tuple(
             Mark(
@@ -192,11 +220,15 @@ class BreastOutcome(_Frozen):
     per_view: tuple[ViewFindings, ...] = ()
     skipped: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
+    not_enabled: dict[Decision, str] = Field(default_factory=dict)  # as on FractureOutcome
+    overridden: dict[Decision, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unscored_is_double_read(self) -> Self:
         if self.score is None and (self.route is not Route.DOUBLE_READ or self.high_risk):
             raise ValueError("a screen without a score goes to double reading and is not high risk")
+        if self.route is Route.SINGLE_READ and Decision.SINGLE_READ in self.not_enabled:
+            raise ValueError("single reading is not enabled for this model: the screen is double read")
         return self
 
     @property
@@ -218,6 +250,8 @@ class BreastOutcome(_Frozen):
 
     @property
     def marks(self) -> tuple[Mark, ...]:
+        if Decision.BOXES in self.not_enabled:
+            return ()
         return tuple(
             Mark(view.sop_instance_uid, lesion.corners, lesion.score, MarkKind.LESION)
             for view in self.per_view

@@ -85,6 +85,18 @@ class Settings(BaseSettings):
     routing_file: Path = Field(default_factory=lambda: bundled("configs") / "routing.yaml")
     models_dir: Path = Field(default_factory=lambda: bundled("models"))
     single_read_max_score: int = Field(default=5, ge=0, le=10)
+    # The evidence gate (triage.evidence): a decision that lets a reader do less is taken only when
+    # the model's card shows held-out evidence at these bars, conservative by default. A rule-out:
+    # sensitivity at DOUBT with a 95 % lower bound of at least 0.95, on at least 50 fractures (a Wilson
+    # lower bound of 0.95 needs at least 74 fractures, every one found; the count also guards figures
+    # from other intervals). Single reading: at most 15 % of cancers in the single-read arm at the 95 %
+    # upper bound, on at least 30 cancers. Boxes: mAP@50 of at least 0.30 (below it most boxes point
+    # a reader away from the finding).
+    evidence_rule_out_min_sensitivity_low: float = Field(default=0.95, ge=0, le=1)
+    evidence_rule_out_min_fractures: int = Field(default=50, ge=1)
+    evidence_single_read_max_cancers_high: float = Field(default=0.15, ge=0, le=1)
+    evidence_single_read_min_cancers: int = Field(default=30, ge=1)
+    evidence_boxes_min_map50: float = Field(default=0.30, ge=0, le=1)
     worker_threads: int = Field(default=0, ge=0)
     delivery_max_attempts: int = Field(default=10, ge=1)
     # However the tries go, a result object not acknowledged this long after it was queued fails for

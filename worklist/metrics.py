@@ -10,8 +10,9 @@ from decimal import Decimal
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from triage.evidence import DECISIONS
 from triage.pipelines import Pipeline
 from triage.records.db import Database
 from triage.records.leadership import leader_state
@@ -23,16 +24,32 @@ from worklist.operations import pacs_state
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
-def _versions(session: Session) -> Metric:
-    family = GaugeMetricFamily(
-        "triage_study_versions", "Study versions by state and pipeline", labels=["state", "pipeline"]
-    )
-    query = select(StudyVersion.state, StudyVersion.pipeline, func.count()).group_by(
-        StudyVersion.state, StudyVersion.pipeline
-    )
-    for state, pipeline, count in session.execute(query):
-        family.add_metric([str(state), pipeline or "none"], count)
+def _by_pipeline(
+    session: Session, name: str, documentation: str, column: InstrumentedAttribute[str], label: str
+) -> Metric:
+    """Study versions counted by one of their columns and their pipeline."""
+    family = GaugeMetricFamily(name, documentation, labels=[label, "pipeline"])
+    query = select(column, StudyVersion.pipeline, func.count()).group_by(column, StudyVersion.pipeline)
+    for value, pipeline, count in session.execute(query).tuples():
+        family.add_metric([str(value), pipeline or "none"], count)
     return family
+
+
+def _versions(session: Session) -> Metric:
+    return _by_pipeline(
+        session, "triage_study_versions", "Study versions by state and pipeline", StudyVersion.state, "state"
+    )
+
+
+def _verdicts(session: Session) -> Metric:
+    return _by_pipeline(
+        session,
+        "triage_verdicts",
+        "Study versions by the verdict that acts (NORMAL_READING: below DOUBT from a model whose "
+        "evidence does not support a rule-out)",
+        StudyVersion.verdict,
+        "verdict",
+    )
 
 
 def _backlog(session: Session) -> Metric:
@@ -101,6 +118,32 @@ def _scores(session: Session) -> Metric:
     return family
 
 
+def _decisions(session: Session) -> Metric:
+    """The evidence gate as the latest analysed result of each pipeline froze it: 1 when a decision
+    was taken (``basis`` evidence, or an admin's override), 0 when it was not enabled."""
+    family = GaugeMetricFamily(
+        "triage_decision_enabled",
+        "Whether the model in force may take a decision that lets a reader do less (latest result)",
+        labels=["pipeline", "decision", "basis"],
+    )
+    for pipeline in Pipeline:
+        outcome = session.scalar(
+            select(Result.outcome)
+            .where(Result.pipeline == pipeline, Result.analysed.is_(True))
+            .order_by(Result.id.desc())
+            .limit(1)
+        )
+        if outcome is None:
+            continue
+        for decision in DECISIONS[pipeline]:
+            if decision in outcome.not_enabled:
+                family.add_metric([pipeline, decision, "none"], 0)
+            else:
+                basis = "override" if decision in outcome.overridden else "evidence"
+                family.add_metric([pipeline, decision, basis], 1)
+    return family
+
+
 def _leader(session: Session, now: datetime) -> Metric:
     family = GaugeMetricFamily(
         "triage_seconds_without_leader",
@@ -121,7 +164,7 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._database.reading() as session:
-            for family in (_versions, _backlog, _deliveries, _latency, _scores):
+            for family in (_versions, _verdicts, _decisions, _backlog, _deliveries, _latency, _scores):
                 yield family(session)
             yield _leader(session, self._database.now())
         pacs = pacs_state(self._settings, self._database)

@@ -80,6 +80,15 @@ class WorklistItem(BaseModel):
     single_read_max_score: int | None = Field(description="The single-reading threshold the result used")
     model_name: str
     model_version: str
+    not_enabled: dict[str, str] = Field(
+        default_factory=dict,
+        description="The evidence gate: each decision (rule-out, single reading, localisation) the "
+        "model's validation evidence does not support, by its label, and why; the probability or "
+        "score is then advisory and the study takes the conservative path",
+    )
+    overridden: dict[str, str] = Field(
+        default_factory=dict, description="Each decision an admin enabled against the evidence: who, why"
+    )
     delivery: DeliveryStatus
     feedback_count: int
     conflict: bool
@@ -126,6 +135,8 @@ def worklist_item(
         score=acting.score if isinstance(acting, BreastOutcome) else None,
         high_risk=isinstance(acting, BreastOutcome) and acting.high_risk,
         single_read_max_score=acting.single_read_max_score if isinstance(acting, BreastOutcome) else None,
+        not_enabled={d.label: why for d, why in acting.not_enabled.items()} if acting else {},
+        overridden={d.label: why for d, why in acting.overridden.items()} if acting else {},
         model_name=result.model_name if result else "",
         model_version=result.model_version if result else "",
         delivery=delivery_status(deliveries),

@@ -59,6 +59,11 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     assert read_card(tmp_path / "cal").version == "1.0.0+phantom"
     assert load_model(tmp_path / "cal", model.device).card.weights_sha256 == model.card.weights_sha256
     assert np.isfinite(card.metrics["exam_auroc"].value)
+    # the single-reading evidence, measured on the held-out women at every threshold
+    at = {e.single_read_max_score: e for e in card.evidence.single_read}
+    assert sorted(at) == list(range(1, 10)) and all(e.cancers_single_read.n == 4 for e in at.values())
+    assert at[1].screens_single_read.value <= at[9].screens_single_read.value
+    assert "triage calibrate on" in at[5].source
 
 
 def test_a_damaged_image_is_skipped_with_its_reason_and_counted(screens, tmp_path):

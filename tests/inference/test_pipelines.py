@@ -9,11 +9,11 @@ from inference.inputs import read_study
 from inference.model import LoadedModel
 from inference.networks import CentrePointDetector, ViewClassifier
 from testkit import phantoms
-from testkit.synthetic import store, stored_study
+from testkit.synthetic import store, stored_study, synthetic_evidence
 from tests.training.test_phantom_training import config, phantom_samples
 from training.loop import train_network
-from triage.cards import parse_card
-from triage.outcomes import Analysed, Skipped
+from triage.cards import Evidence, parse_card
+from triage.outcomes import Analysed, Decision, Skipped
 
 CARD = {
     "version": "0-phantom",
@@ -37,7 +37,9 @@ def phantom_model(network, make, modality, **card):
     pipeline = "fracture" if make is phantoms.radiograph else "breast"
     cfg = config(pipeline, card["architecture"])
     trained = train_network(network, phantom_samples(make, 48, 1, modality), cfg, max_steps=40)
-    return LoadedModel(parse_card({**CARD, "pipeline": pipeline, **card}), trained, torch.device("cpu"))
+    evidence = synthetic_evidence(card.get("doubt_threshold", 0.0))  # the gate's decisions on
+    values = {**CARD, "pipeline": pipeline, "evidence": evidence, **card}
+    return LoadedModel(parse_card(values), trained, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +137,31 @@ def test_a_lesion_detector_scores_the_screen_and_marks_the_lesion(lesion_detecto
     assert all(v.lesions for v in right), "the lesion is marked on both right views"
     x0, _, x1, _ = right[0].lesions[0].corners
     assert 0 <= x0 < x1 <= 128, "marks are on the source image, mirrored back"
+
+
+def without_evidence(model):
+    """The same network under a card that carries no validation evidence."""
+    return LoadedModel(model.card.model_copy(update={"evidence": Evidence()}), model.network, model.device)
+
+
+def test_without_rule_out_evidence_no_fracture_reads_as_usual_and_boxes_are_hidden(detector, tmp_path):
+    intact = phantoms.trauma_study(False, seed=6, images=2)
+    result = FracturePipeline(without_evidence(detector))(*stored_study(intact, tmp_path, "fracture"))
+    assert isinstance(result, Analysed) and result.outcome.state == "NO_FRACTURE"
+    assert result.outcome.verdict == "NORMAL_READING" and not result.outcome.eligible_for_discharge
+    assert set(result.outcome.not_enabled) == {Decision.RULE_OUT, Decision.BOXES}
+    broken = phantoms.trauma_study(True, seed=5, size=256, images=3)
+    flagged = FracturePipeline(without_evidence(detector))(*stored_study(broken, tmp_path, "fracture"))
+    assert isinstance(flagged, Analysed) and flagged.outcome.verdict in ("FRACTURE", "DOUBT")
+    assert any(i.boxes for i in flagged.outcome.images) and flagged.outcome.marks == (), "kept, not shown"
+
+
+def test_without_single_reading_evidence_every_screen_is_double_read(classifier, tmp_path):
+    pipeline = BreastPipeline(without_evidence(classifier), single_read_max_score=10)  # all would be
+    result = pipeline(*stored_study(phantoms.screen(None, seed=4, size=128), tmp_path, "breast"))
+    assert isinstance(result, Analysed) and result.outcome.score is not None
+    assert result.outcome.route == "DOUBLE_READ" and Decision.SINGLE_READ in result.outcome.not_enabled
+    enabled = BreastPipeline(classifier, single_read_max_score=10)(
+        *stored_study(phantoms.screen(None, seed=4, size=128), tmp_path, "breast")
+    )
+    assert isinstance(enabled, Analysed) and enabled.outcome.route == "SINGLE_READ"

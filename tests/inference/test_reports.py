@@ -143,3 +143,42 @@ def test_not_analysed_reason_and_skipped_images_are_in_the_sr(tmp_path):
     texts = [item.TextValue for item in dcmread(path).ContentSequence if "TextValue" in item]
     assert "1.2.3.4: modality CT is not one of ['CR', 'DX']" in texts
     assert "Not analysed by triage" in text
+
+
+@pytest.mark.integration
+def test_the_evidence_gate_is_in_the_sr_coded_with_why(tmp_path):
+    """A rule-out the evidence does not support: NORMAL-READING, a coded NOT-ENABLED item per
+    decision off with why as TEXT, and no region for the boxes; an override is coded too."""
+    from triage import evidence
+    from triage.evidence import Gate
+    from triage.outcomes import Decision
+
+    sources = phantoms.trauma_study(False, seed=6, images=2)
+    gate = Gate(
+        not_enabled={Decision.BOXES: "mAP@50 0.01 is below the site's bar (0.3)"},
+        overridden={Decision.RULE_OUT: "enabled against the evidence by cli:admin: local audit"},
+    )
+    off = Gate(not_enabled={Decision.RULE_OUT: "no rule-out evidence", **gate.not_enabled})
+    for name, found, state in (("off", off, "NORMAL-READING"), ("overridden", gate, "NO-FRACTURE")):
+        outcome = evidence.apply(outcome_for(sources, "NO_FRACTURE"), found)
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(round_trip(fracture_report(sources, outcome, MODEL, 1))[1])
+        assert dciodvfy_errors(path) == []
+        text = content_text(path)
+        assert f"({state},99TRIAGE," in text and "POLYLINE" not in text
+        assert '"Decision not enabled: evidence below the site\'s bar")=(LOCALISATION,99TRIAGE' in text
+        texts = [item.TextValue for item in dcmread(path).ContentSequence if "TextValue" in item]
+        assert "localisation (boxes): mAP@50 0.01 is below the site's bar (0.3)" in texts
+        assert ('Decision enabled against the evidence by an admin")=(RULE-OUT,' in text) == (
+            name == "overridden"
+        )
+    views = phantoms.screen("L", seed=5, size=128)
+    screen = evidence.apply(
+        breast_outcome(views, 3), Gate(not_enabled={Decision.SINGLE_READ: "no single-reading evidence"})
+    )
+    path = tmp_path / "screen.dcm"
+    path.write_bytes(round_trip(breast_report(views, screen, BREAST_MODEL, 1))[1])
+    assert dciodvfy_errors(path) == []
+    text = content_text(path)
+    assert "Double reading" in text and "(SINGLE-READING,99TRIAGE" in text
+    assert re.search(r'"AI exam risk score \(1-10\)"\)="3(\.0)?"', text), "the score is kept, advisory"

@@ -65,6 +65,16 @@ def test_without_marks_nothing_is_drawn_on_the_images(tmp_path):
         ),
         (BreastOutcome(), "incomplete screen", "NOT ANALYSED - DOUBLE READ: incomplete screen"),
         (
+            FractureOutcome(state="NO_FRACTURE", probability=0.05, not_enabled={"rule_out": "no evidence"}),
+            "",
+            "NORMAL READING  (AI probability 0.05)  (rule-out (eligible for discharge) not enabled)",
+        ),
+        (
+            BreastOutcome(score=3, probability=0.1, not_enabled={"single_read": "x", "boxes": "y"}),
+            "",
+            "SCORE 3 OF 10 - DOUBLE READ  (localisation (boxes), single reading not enabled)",
+        ),
+        (
             FractureOutcome(),
             "pixel data cannot be decoded",
             "NOT ANALYSED - READ AS USUAL: pixel data cannot be decoded",

@@ -100,6 +100,9 @@ def test_a_run_is_logged_to_mlflow_and_registered_with_its_card(settings, traine
     )
     assert "manifest manifest.csv" in tracked.card.data[0].name
     assert tracked.card.doubt_threshold is not None
+    rule_out = tracked.card.evidence.rule_out  # the rule-out evidence, from the test part
+    assert rule_out is not None and rule_out.doubt_threshold == tracked.card.doubt_threshold
+    assert rule_out.sensitivity_at_doubt == tracked.card.metrics["sensitivity_at_doubt"]
 
 
 def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(settings, trained, database):
@@ -197,6 +200,10 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     card = read_card(tmp_path / "cal")
     assert card.weights_sha256 == tracked.card.weights_sha256 and card.version == "0.0.1+site"
     assert card.metrics["sensitivity_at_doubt"].n > 0 and "calibrated with triage calibrate" in card.held_out
+    assert (
+        card.evidence.rule_out is not None and card.evidence.rule_out.doubt_threshold == card.doubt_threshold
+    )
+    assert card.evidence.boxes is None, "boxes are not re-measured at the new thresholds"
     registry.promote(settings, "fracture", "2")
     # The worker analyses a live study with the promoted model, and the result names it.
     study_version_id = queued_trauma_study(database, settings)

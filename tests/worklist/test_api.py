@@ -374,6 +374,27 @@ def test_metrics_count_states_deliveries_latency_and_scores(client, ids):
     assert 'triage_completion_to_report_seconds_bucket{le="3.0",pipeline="fracture"} 0.0' in text
     assert 'triage_queue_depth{queue="analysis"} 0.0' in text
     assert "SYN000" not in text and "Phantom" not in text
+    assert 'triage_verdicts{pipeline="fracture",verdict="NO_FRACTURE"} 1.0' in text
+    # the seeded outcomes carry no gate: every decision counts as supported by the evidence
+    assert 'triage_decision_enabled{basis="evidence",decision="rule_out",pipeline="fracture"} 1.0' in text
+
+
+def test_metrics_show_the_evidence_gate_of_the_latest_result(client, any_database, settings):
+    from triage import evidence
+    from triage.evidence import Gate
+    from triage.outcomes import Decision
+
+    seed.worklist_of_every_kind(any_database, settings)
+    intact = seed.trauma(21, fractured=False)
+    gate = Gate(not_enabled={Decision.RULE_OUT: "no evidence"}, overridden={Decision.BOXES: "by admin"})
+    outcome = evidence.apply(seed.fracture_outcome("NO_FRACTURE", 0.05, {}), gate)
+    seed.add_study(
+        any_database, settings, intact, pipeline="fracture", state=seed.StudyState.ANALYSED, outcome=outcome
+    )
+    text = client.get("/metrics").text
+    assert 'triage_verdicts{pipeline="fracture",verdict="NORMAL_READING"} 1.0' in text
+    assert 'triage_decision_enabled{basis="none",decision="rule_out",pipeline="fracture"} 0.0' in text
+    assert 'triage_decision_enabled{basis="override",decision="boxes",pipeline="fracture"} 1.0' in text
 
 
 def test_readiness_reports_database_queue_and_pacs(client, settings):

@@ -230,3 +230,58 @@ def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_sett
             assert planted.evaluate("sessionStorage.getItem('triage-token')") is None
     finally:
         provider.server.shutdown()
+
+
+def test_the_page_says_which_decisions_the_models_evidence_does_not_support(served, browser):
+    """NO FRACTURE from a model without rule-out evidence reads NORMAL READING, advisory, with why;
+    its boxes are hidden and the page says localisation is not validated; a screen whose score would
+    single-read it goes to double reading and says so."""
+    from triage import evidence
+    from triage.evidence import Gate
+    from triage.outcomes import BreastOutcome, Decision, Route
+
+    url, database, settings, _ = served
+    intact = seed.trauma(11, fractured=False)
+    uid = str(intact[0].SOPInstanceUID)
+    off = Gate(not_enabled={
+        Decision.RULE_OUT: "the model's card carries no rule-out evidence",
+        Decision.BOXES: "mAP@50 0.01 (95 % CI 0.00-0.04) is below the site's bar (0.3)",
+    })  # fmt: skip
+    outcome = evidence.apply(
+        seed.fracture_outcome("NO_FRACTURE", 0.05, {uid: [([60.0, 60.0, 90.0, 90.0], 0.1)]}), off
+    )
+    seed.add_study(
+        database, settings, intact, pipeline="fracture", state=StudyState.REPORTED, outcome=outcome,
+        deliveries=(seed.DeliveryState.DELIVERED,), at=seed.T0 + seed.timedelta(hours=1),
+    )  # fmt: skip
+    screen = evidence.apply(
+        BreastOutcome(score=2, route=Route.SINGLE_READ, probability=0.05, single_read_max_score=5),
+        Gate(not_enabled={Decision.SINGLE_READ: "the model's card carries no single-reading evidence"}),
+    )
+    seed.add_study(
+        database, settings, seed.screen(12), pipeline="breast", state=StudyState.REPORTED, outcome=screen,
+        deliveries=(seed.DeliveryState.DELIVERED,), at=seed.T0 + seed.timedelta(hours=1),
+    )  # fmt: skip
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(url)
+    page.fill("#sign-in input[name=username]", "dr.lund")
+    page.fill("#sign-in input[name=password]", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+    normal = page.locator("#worklist tbody tr[data-verdict=NORMAL_READING]")
+    expect(normal).to_have_count(1)
+    expect(normal).to_contain_text("NORMAL READING")
+    expect(normal).to_contain_text("Rule-out not enabled for this model: read as usual")
+    expect(normal).not_to_contain_text("Eligible for discharge")
+    normal.click()
+    detail = page.locator("#detail-verdict")
+    expect(detail).to_contain_text("AI probability 0.05")
+    expect(detail).to_contain_text("rule-out (eligible for discharge) not enabled: the model's card carries")
+    expect(detail).to_contain_text("advisory AI probability 0.05")
+    expect(detail).to_contain_text("Localisation is not validated for this model, boxes hidden: mAP@50 0.01")
+    expect(page.locator("#images figure").first).to_be_visible()
+    expect(page.locator("#images svg rect.doubt, #images svg rect.fracture")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "study-rule-out-not-enabled.png"), full_page=True)
+    page.click("#queues button[data-queue=screening]")
+    double = page.locator("#worklist tbody tr", has_text="Single reading not enabled")
+    expect(double).to_have_count(1)
+    assert double.get_attribute("data-verdict") == "DOUBLE_READ"

@@ -50,7 +50,8 @@ def worker(
 
     configure_logging()
     found = settings(config)
-    celery_app = make_worker_app(found, open_database(found), ModelPipelines(found), concurrency)
+    database = open_database(found)
+    celery_app = make_worker_app(found, database, ModelPipelines(found, database), concurrency)
     celery_app.worker_main(
         [
             "worker",

@@ -66,6 +66,9 @@ class AuditAction(enum.StrEnum):
     MODEL_PROMOTED = "model.promoted"
     MODEL_SHADOW = "model.shadow"
     MODEL_ROLLED_BACK = "model.rolled_back"
+    DECISION_OVERRIDDEN = "model.decision_overridden"
+    DECISION_OVERRIDE_REVOKED = "model.decision_override_revoked"
+    DECISION_NOT_ENABLED = "result.decision_not_enabled"
 
     @property
     def dicom_event(self) -> DicomAuditEvent:
@@ -110,6 +113,10 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.MODEL_PROMOTED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.MODEL_SHADOW: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.MODEL_ROLLED_BACK: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_OVERRIDDEN: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_OVERRIDE_REVOKED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    # A result made with a decision off (the conservative path) is a fact about that patient's study.
+    A.DECISION_NOT_ENABLED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
 }
 
 

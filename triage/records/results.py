@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
-from triage.records import verdicts
-from triage.records.tables import Delivery, DeliveryState, PeerStatus, Result, ShadowResult
+from triage.records import store, verdicts
+from triage.records.audit_actions import AuditAction
+from triage.records.tables import Delivery, DeliveryState, PeerStatus, Result, ShadowResult, StudyVersion
 
 
 def add_result(
@@ -49,6 +50,14 @@ def add_result(
         )
     )
     verdicts.settle(session, version_id)
+    if outcome.not_enabled or outcome.overridden:  # the evidence gate, in the study's own audit
+        said = [f"{d.label} not enabled: {why}" for d, why in sorted(outcome.not_enabled.items())]
+        said += [f"{d.label} {why}" for d, why in sorted(outcome.overridden.items())]
+        study_id = session.scalar(select(StudyVersion.study_id).where(StudyVersion.id == version_id))
+        store.audit(
+            session, actor="triage", action=AuditAction.DECISION_NOT_ENABLED, source="worker", now=now,
+            study_ids=[study_id], detail="; ".join(said)[:2000],
+        )  # fmt: skip
 
 
 def add_shadow_result(

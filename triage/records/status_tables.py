@@ -1,11 +1,12 @@
-"""The tables of what the processes report of themselves and their peers: the leader's lease, and
-each destination's and each `triage serve` child's last known state."""
+"""The tables of what the processes report of themselves and their peers (the leader's lease, each
+destination's and each `triage serve` child's last known state) and of the admins' overrides of the
+evidence gate."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.records.db import Base
@@ -36,3 +37,20 @@ class PeerStatus(Base):
     reachable: Mapped[bool]
     detail: Mapped[str] = mapped_column(Text, default="")
     checked_at: Mapped[datetime]
+
+
+class DecisionOverride(Base):
+    """One admin act: ``decision`` enabled for one model version against its evidence."""
+
+    __tablename__ = "decision_overrides"
+    __table_args__ = (Index("ix_decision_overrides_model", "model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(128))

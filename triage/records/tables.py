@@ -30,6 +30,7 @@ from triage.records.db import Base, utcnow
 from triage.records.status_tables import PACS as PACS
 from triage.records.status_tables import PEER_CHECK_SECONDS as PEER_CHECK_SECONDS
 from triage.records.status_tables import PROCESS_STATUS_PREFIX as PROCESS_STATUS_PREFIX
+from triage.records.status_tables import DecisionOverride as DecisionOverride
 from triage.records.status_tables import LeaderLease as LeaderLease
 from triage.records.status_tables import PeerStatus as PeerStatus
 from triage.records.work_tables import Delivery as Delivery

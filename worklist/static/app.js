@@ -166,6 +166,8 @@ async function loadQueue() {
     cell(row, item.feedback_count || "");
     let note = "";
     if (item.eligible_for_discharge) note = "Eligible for discharge per local protocol; over-read later";
+    else if (item.verdict === "NORMAL_READING") note = "Rule-out not enabled for this model: read as usual (AI probability advisory)";
+    else if (item.not_enabled["single reading"]) note = "Single reading not enabled for this model: double read (score advisory)";
     else if (item.verdict === "NOT_ANALYSED" || item.verdict === "IGNORED") note = item.reason;
     else if (item.verdict === "PENDING") note = `AI pending (${item.state}): read as usual if it cannot wait`;
     if (item.conflict) note = `Conflicting images received. ${note}`;
@@ -198,10 +200,14 @@ async function openStudy(studyId, keepBoxes) {
   const verdict = $("#detail-verdict");
   verdict.replaceChildren(badge(item.verdict, item.verdict_label));
   const words = [];
-  if (item.probability != null) words.push(`AI probability ${item.probability.toFixed(2)}`);
+  if (item.probability != null) words.push(`${item.verdict === "NORMAL_READING" ? "advisory " : ""}AI probability ${item.probability.toFixed(2)}`);
   if (item.score != null) words.push(`score ${item.score} of 10 (single reading ≤ ${item.single_read_max_score})`);
   if (item.eligible_for_discharge) words.push("eligible for discharge per local protocol; over-read later");
   if (item.model_name) words.push(`model ${item.model_name} ${item.model_version}`);
+  for (const [decision, why] of Object.entries(item.not_enabled)) {
+    words.push(decision.startsWith("localisation") ? `Localisation is not validated for this model, boxes hidden: ${why}` : `${decision} not enabled: ${why}`);
+  }
+  for (const [decision, why] of Object.entries(item.overridden)) words.push(`OVERRIDE: ${decision} ${why}`);
   words.push(`state ${item.state}${item.reason ? `: ${item.reason}` : ""}`);
   words.push(`results to PACS: ${item.delivery}`);
   verdict.appendChild(document.createTextNode(` ${words.join(" · ")}`));

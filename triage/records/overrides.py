@@ -1,0 +1,83 @@
+"""Decisions an admin enabled against a model's evidence: each with who, when and why, in force until
+revoked. The evidence gate (``triage.evidence``) reads them for the model that makes a result; every
+change is audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.outcomes import Decision
+from triage.records import store
+from triage.records.audit_actions import AuditAction
+from triage.records.status_tables import DecisionOverride
+
+
+def in_force(session: Session, model_name: str, model_version: str) -> dict[Decision, str]:
+    """The overrides in force for a model version: decision -> who enabled it, when and why."""
+    rows = session.scalars(
+        select(DecisionOverride)
+        .where(
+            DecisionOverride.model_name == model_name,
+            DecisionOverride.model_version == model_version,
+            DecisionOverride.revoked_at.is_(None),
+        )
+        .order_by(DecisionOverride.id)
+    )
+    return {
+        Decision(
+            row.decision
+        ): f"enabled against the evidence by {row.actor} on {row.at:%Y-%m-%d}: {row.reason}"
+        for row in rows
+    }
+
+
+def enable(
+    session: Session,
+    model_name: str,
+    model_version: str,
+    decision: Decision,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Enable ``decision`` for the model version against its evidence (a reason is required)."""
+    if not reason.strip():
+        raise ValueError("an override needs a reason")
+    revoke(session, model_name, model_version, decision, actor, now, audited=False)
+    session.add(DecisionOverride(
+        model_name=model_name, model_version=model_version, decision=decision, reason=reason.strip(),
+        actor=actor, at=now,
+    ))  # fmt: skip
+    store.audit(
+        session, actor=actor, action=AuditAction.DECISION_OVERRIDDEN, source="cli", now=now,
+        detail=f"{decision.label} enabled against the evidence for {model_name} {model_version}: {reason}",
+    )  # fmt: skip
+
+
+def revoke(
+    session: Session,
+    model_name: str,
+    model_version: str,
+    decision: Decision,
+    actor: str,
+    now: datetime,
+    audited: bool = True,
+) -> bool:
+    """End an override; the decision goes back to what the evidence supports. Returns whether one was."""
+    rows = list(session.scalars(
+        select(DecisionOverride).where(
+            DecisionOverride.model_name == model_name, DecisionOverride.model_version == model_version,
+            DecisionOverride.decision == decision, DecisionOverride.revoked_at.is_(None),
+        )
+    ))  # fmt: skip
+    for row in rows:
+        row.revoked_at, row.revoked_by = now, actor
+    if rows and audited:
+        store.audit(
+            session, actor=actor, action=AuditAction.DECISION_OVERRIDE_REVOKED, source="cli", now=now,
+            detail=f"{decision.label} override ended for {model_name} {model_version}",
+        )  # fmt: skip
+    return bool(rows)
