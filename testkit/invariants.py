@@ -7,12 +7,13 @@ storage and the PACS's own copy (Orthanc's REST API).
 3. No study is discharge-eligible or single-read without a complete, provenance-stamped result whose
    objects the PACS acknowledged; nothing a withdrawn version sent is left unrejected at the PACS.
 4. No duplicate result or SR per version and model.
-5. The audit log is whole: its hash chain verifies.
+5. The audit log is whole: its hash chain verifies; with a collector, every event reached it once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from triage.records import audit_chain
 from triage.records.db import Database
 from triage.records.storage import sha256_of
 from triage.records.tables import (
+    AuditEvent,
     Delivery,
     DeliveryState,
     Instance,
@@ -47,17 +49,23 @@ class Finding:
 
 
 def check(
-    database: Database, storage_dir: Path, acknowledged: Iterable[str], pacs: Any | None, now: datetime
+    database: Database,
+    storage_dir: Path,
+    acknowledged: Iterable[str],
+    pacs: Any | None,
+    now: datetime,
+    forwarded: Sequence[int] | None = None,
 ) -> list[Finding]:
     """The five invariants; ``acknowledged``: SOP Instance UIDs the senders were answered 0x0000 for;
-    ``pacs``: an Orthanc (testkit.peers) whose copy is checked, or None."""
+    ``pacs``: an Orthanc (testkit.peers) whose copy is checked, or None; ``forwarded``: the sequence
+    ids a syslog collector took (testkit.syslog), or None without one."""
     with database.reading() as session:
         return [
             _stored(session, storage_dir, set(acknowledged)),
             _settled(session, now),
             _acting(session, pacs),
             _unique(session),
-            _audit(session),
+            _audit(session, forwarded),
         ]
 
 
@@ -135,7 +143,23 @@ def _unique(session: Any) -> Finding:
     return Finding(4, not doubled and not results, detail)
 
 
-def _audit(session: Any) -> Finding:
+def sequence_id(event_id: int) -> int:
+    """The RFC 5424 ``meta sequenceId`` the forwarder gives an audit event (delivery/audit_syslog.py)."""
+    return event_id % 2147483647 or 1
+
+
+def _audit(session: Any, forwarded: Sequence[int] | None) -> Finding:
     found = audit_chain.verify(session)
-    return Finding(5, found.intact, f"{found.sealed_events} sealed, {found.unsealed_events} unsealed; "
-                   f"{'; '.join(found.problems[:2]) or 'chain intact'}")  # fmt: skip
+    problems = list(found.problems[:2])
+    if forwarded is not None:
+        ids = [sequence_id(i) for i in session.scalars(select(AuditEvent.id))]
+        taken = Counter(forwarded)
+        missing = [i for i in ids if i not in taken]
+        twice = [i for i, count in taken.items() if count > 1]
+        if missing or twice:
+            problems.append(f"not at the collector: {missing[:3]} of {len(ids)}; taken twice: {twice[:3]}")
+        else:
+            problems.append(f"all {len(ids)} at the collector once")
+    intact = found.intact and not any(p.startswith("not at the collector") for p in problems)
+    return Finding(5, intact, f"{found.sealed_events} sealed, {found.unsealed_events} unsealed; "
+                   f"{'; '.join(problems) or 'chain intact'}")  # fmt: skip

@@ -21,8 +21,9 @@ from sqlalchemy import select
 
 from testkit import invariants
 from testkit.peers import Orthanc, free_port, require_tool, start_triage, stop, wait_until
+from testkit.syslog import Collector
 from triage.records.db import Database, migrate
-from triage.records.tables import Delivery, DeliveryState, StudyVersion
+from triage.records.tables import AuditEvent, Delivery, DeliveryState, StudyVersion
 
 ROWS: list[tuple[str, bool, str]] = []
 SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless)
@@ -36,7 +37,7 @@ class Site:
     ) -> None:
         port = free_port()
         self.folder = folder
-        self.env = env or {}  # settings the processes take beyond testkit.peers.triage_env's
+        self.env = dict(env or {})  # settings the processes take beyond testkit.peers.triage_env's
         self.pacs: Orthanc | None = None
         self.storescp: subprocess.Popen[bytes] | None = None
         if storescp:  # DCMTK's storescp as the PACS, with the misbehaviour its options ask for
@@ -48,6 +49,10 @@ class Site:
         else:
             self.pacs = Orthanc(folder / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port)})
             peer = f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}"
+        # Every scenario forwards its audit log to a syslog collector (invariant 5: each event once).
+        collector_port = free_port()
+        self.collector = Collector(collector_port)
+        self.env.setdefault("TRIAGE_AUDIT_SYSLOG_URL", f"tcp://127.0.0.1:{collector_port}")
         self.settings = make_settings(dicom_port=port, api_port=free_port(), pacs=peer)
         migrate(self.settings.resolved_database_url)
         self.database = Database(self.settings.resolved_database_url)
@@ -55,6 +60,7 @@ class Site:
         self.listener = self.start("listener")
         self.worker = self.start("worker")
         wait_until(self._answers, timeout=60, interval=0.2)
+        wait_until(lambda: self.log_says("worker", " ready.") > 0, timeout=120, interval=0.2)
 
     def start(self, command: str, **extra: str):
         log = self.folder / f"{command}-{time.monotonic_ns()}.log"
@@ -123,23 +129,48 @@ class Site:
 
     def kill(self, process) -> None:
         """SIGKILL a triage process and its children (a worker's prefork pool), as the OOM killer would."""
+        self.signal(process, signal.SIGKILL)
+        process.wait(30)
+
+    def signal(self, process, number: int) -> None:
+        """Send a signal to a triage process and its children (SIGSTOP: a hung process, SIGCONT)."""
         try:
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         except FileNotFoundError:
             children = []
         for pid in [process.pid, *map(int, children)]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.wait(30)
+                os.kill(pid, number)
+
+    def last_errors(self) -> str:
+        with self.database.reading() as session:
+            return " | ".join(session.scalars(select(Delivery.last_error)))
+
+    def tries(self) -> int:
+        with self.database.reading() as session:
+            return max(session.scalars(select(Delivery.attempts)), default=0)
+
+    def log_says(self, command: str, words: str) -> int:
+        """How many times ``words`` appear in the logs of this site's ``command`` processes."""
+        return sum(
+            log.read_text(errors="replace").count(words) for log in self.folder.glob(f"{command}-*.log")
+        )
 
     def check(self) -> list[invariants.Finding]:
+        wait_until(self._forwarded, timeout=90, interval=0.5)  # the forwarder runs every few seconds
         return invariants.check(
-            self.database, self.settings.storage_dir, self.acknowledged, self.pacs, self.database.now()
-        )
+            self.database, self.settings.storage_dir, self.acknowledged, self.pacs, self.database.now(),
+            self.collector.sequence_ids(),
+        )  # fmt: skip
+
+    def _forwarded(self) -> bool:
+        with self.database.reading() as session:
+            ids = {invariants.sequence_id(i) for i in session.scalars(select(AuditEvent.id))}
+        return ids <= set(self.collector.sequence_ids())
 
     def received_by_storescp(self, prefix: str) -> list[Path]:
         """The files storescp wrote for a modality prefix ("SC", "SR", "KO")."""
-        return sorted(self.received.glob(f"{prefix}.*"))
+        return sorted(self.received.glob(f"{prefix}*.*"))  # DCMTK writes "SRd." for an SR document
 
     def close(self) -> None:
         for process in (self.worker, self.listener):
@@ -148,6 +179,7 @@ class Site:
             self.pacs.stop()
         if self.storescp is not None:
             stop(self.storescp)
+        self.collector.stop()
         self.database.dispose()
 
 

@@ -6,11 +6,16 @@ from explicit, documented settings (fault_hold_after_claim_seconds), never from 
 
 from __future__ import annotations
 
+import shutil
+import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from pydicom.uid import RLELossless
+from sqlalchemy import select
 
 from testkit import phantoms
 from testkit.peers import triage_env, wait_until
@@ -328,3 +333,138 @@ def test_the_listener_killed_at_each_durability_step(tmp_path, make_settings, ve
         verdict(found, f"killed after '{step}': re-sent, stored once, {found.versions()[0].state}")
     finally:
         found.close()
+
+
+@pytest.mark.storescp("-v")
+def test_a_pacs_answering_out_of_resources_until_it_recovers(site: Site, verdict) -> None:
+    """storescp whose storage folder is gone answers every C-STORE 0xA700 (Out of Resources): the
+    results wait and are tried again, the study is not REPORTED meanwhile; once the PACS has its
+    storage back they are delivered."""
+    site.received.rmdir()
+    sent = phantoms.trauma_study(False, seed=121, size=256, images=1)
+    assert site.send(sent) == 1
+    wait_until(lambda: "0xA700" in site.last_errors() and site.tries() >= 2, timeout=180, interval=0.5)
+    assert [v.state for v in site.versions()] == [StudyState.ANALYSED], "not REPORTED while refused"
+    tries = site.tries()
+    site.received.mkdir()
+    wait_until(site.settled, timeout=240, interval=0.5)
+    [version] = site.versions()
+    assert version.state == StudyState.REPORTED and site.received_by_storescp("SR")
+    verdict(site, f"{tries} tries answered 0xA700; REPORTED once the PACS had its storage back")
+
+
+def test_a_paused_worker_past_the_result_deadline(tmp_path, make_settings, routing_file, verdict) -> None:
+    """The worker is paused (SIGSTOP) mid-analysis past the study's result deadline: the study goes
+    NOT ANALYSED with that reason; resumed, the worker's late result changes nothing."""
+    config = yaml.safe_load(routing_file.read_text())
+    config["pipelines"]["fracture"]["result_deadline_seconds"] = 25
+    short = tmp_path / "routing-short.yaml"
+    short.write_text(yaml.safe_dump(config))
+    found = Site(tmp_path / "site", make_settings, {
+        "TRIAGE_ROUTING_FILE": str(short), "TRIAGE_FAULT_HOLD_AFTER_CLAIM_SECONDS": "5",
+    })  # fmt: skip
+    try:
+        sent = phantoms.trauma_study(True, seed=131, size=256, images=1)
+        assert found.send(sent) == 1
+        wait_until(lambda: [v.state for v in found.versions()] == [StudyState.ANALYSING], timeout=120)
+        found.signal(found.worker, signal.SIGSTOP)
+        wait_until(lambda: found.versions()[0].state == StudyState.NOT_ANALYSED, timeout=120, interval=0.5)
+        found.signal(found.worker, signal.SIGCONT)
+        time.sleep(10)  # the resumed worker finishes its analysis and tries to record it
+        wait_until(found.settled, timeout=120, interval=0.5)
+        [version] = found.versions()
+        assert version.state == StudyState.NOT_ANALYSED and "deadline" in version.reason, version
+        verdict(found, f"paused past the deadline: NOT ANALYSED ({version.reason}); the late result ignored")
+    finally:
+        found.close()
+
+
+def test_a_redelivered_analysis_task_changes_nothing(site: Site, verdict) -> None:
+    """The broker delivers a study's analysis task again after it was done (a lost acknowledgement):
+    the worker finds the version no longer queued; one result, one SR."""
+    from triage.messages import ANALYSE_STUDY
+    from triage.records.outbox import QUEUE, make_celery, task_id
+    from triage.records.tables import OutboxMessage
+
+    sent = phantoms.trauma_study(False, seed=141, size=256, images=1)
+    assert site.send(sent) == 1
+    wait_until(lambda: [v.state for v in site.versions()] == [StudyState.REPORTED], timeout=180, interval=0.5)
+    with site.database.reading() as session:
+        message = session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == ANALYSE_STUDY)).one()
+        message_id, payload = message.id, dict(message.payload)
+    app = make_celery(site.settings)
+    for _ in range(2):
+        app.send_task(ANALYSE_STUDY, kwargs={"payload": payload}, task_id=task_id(message_id), queue=QUEUE)
+    wait_until(lambda: site.log_says("worker", "is not queued (any more)") >= 2, timeout=120, interval=0.5)
+    assert [v.state for v in site.versions()] == [StudyState.REPORTED]
+    verdict(site, "the task delivered twice more: not queued any more, one result, one SR")
+
+
+def test_a_model_whose_output_is_nan(tmp_path, make_settings, verdict) -> None:
+    """Weights damaged to give NaN (a valid card and hash, so the model loads): every study goes
+    NOT ANALYSED with "invalid model output", reported to the PACS as such."""
+    import torch
+
+    from inference.model import load_model
+    from training.export import write_model
+    from triage.cards import read_card
+
+    models = tmp_path / "models"
+    bundled = Path(__file__).parents[2] / "models"
+    shutil.copytree(bundled / "breast", models / "breast")
+    loaded = load_model(bundled / "fracture", torch.device("cpu"))
+    with torch.no_grad():
+        for parameter in loaded.network.parameters():
+            parameter.fill_(float("nan"))
+    card = read_card(bundled / "fracture").model_dump(exclude={"weights_file", "weights_sha256"})
+    write_model(models / "fracture", loaded.network, **{**card, "version": "2.0.0+nan-test"})
+    found = Site(tmp_path / "site", make_settings, {"TRIAGE_MODELS_DIR": str(models)})
+    try:
+        sent = trauma(3, first_seed=150)
+        assert found.send(sent) == len(sent)
+        wait_until(lambda: len(found.versions()) == 3 and found.settled(), timeout=240, interval=0.5)
+        reasons = {v.reason for v in found.versions()}
+        assert all(v.state == StudyState.NOT_ANALYSED for v in found.versions()), found.versions()
+        assert all("invalid model output" in r for r in reasons), reasons
+        verdict(found, "NaN from the network: 3 of 3 NOT ANALYSED (invalid model output), reported")
+    finally:
+        found.close()
+
+
+@pytest.mark.storescp("--sleep-after", "4")
+def test_a_retraction_racing_the_delivery(site: Site, verdict) -> None:
+    """An admin retracts the verdict while its objects are on the way to a slow PACS: whatever the
+    PACS acknowledged, before or after the retraction, is rejected there by a note."""
+    sent = phantoms.trauma_study(False, seed=161, size=256, images=1)
+    assert site.send(sent) == 1
+    wait_until(lambda: site.received_by_storescp("SC"), timeout=180, interval=0.1)  # the first is in
+    env = triage_env(site.settings, **site.env)
+    retracted = triage("results", "retract", str(sent[0].StudyInstanceUID), "--reason", "wrong side", env=env)
+    assert retracted.returncode == 0, retracted.stderr
+    wait_until(lambda: site.settled() and site.received_by_storescp("KO"), timeout=240, interval=0.5)
+    [version] = site.versions()
+    assert version.state == StudyState.NOT_ANALYSED
+    held = len(site.received_by_storescp("SC")) + len(site.received_by_storescp("SR"))
+    verdict(site, f"retracted mid-delivery: {held} object(s) at the PACS, each rejected by a note")
+
+
+def test_the_database_locked_during_a_burst(site: Site, verdict) -> None:
+    """Another process holds SQLite's write lock for 40 s (past the 30 s busy timeout) while studies
+    arrive: nothing is answered 0x0000 without its row; the sender retries; all are stored once."""
+    import sqlite3
+
+    sent = trauma(6, first_seed=170)
+    database_path = str(site.settings.resolved_database_url).removeprefix("sqlite:///")
+    lock = sqlite3.connect(database_path, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    sender = threading.Thread(target=site.send, args=(sent,))
+    sender.start()
+    time.sleep(40)
+    lock.execute("COMMIT")
+    lock.close()
+    sender.join(120)
+    during = len(site.acknowledged)
+    wait_until(site._answers, timeout=60, interval=0.2)
+    assert site.send(sent) == len(sent), "the sender retries what was not acknowledged"
+    wait_until(lambda: len(site.versions()) == 6 and site.settled(), timeout=300, interval=0.5)
+    verdict(site, f"locked 40 s: {during} of {len(sent)} acknowledged meanwhile; all stored after the retry")

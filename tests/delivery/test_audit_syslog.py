@@ -4,7 +4,6 @@ lost while the collector is down, none is sent twice after a restart, and every 
 audits is a DICOM audit event."""
 
 import re
-import socketserver
 import ssl
 import threading
 from pathlib import Path
@@ -16,55 +15,10 @@ from sqlalchemy import select
 from delivery import audit_syslog
 from testkit import synthetic
 from testkit.peers import REPO, free_port
+from testkit.syslog import Collector
 from tests.dicom_node.test_studies import T0, receive
 from triage.records import store
 from triage.records.tables import AuditCursor, AuditEvent
-
-FRAME = re.compile(
-    rb"^<85>1 (\S+) (\S+) triage - DICOM\+RFC3881 \[meta sequenceId=\"(\d+)\"\] \xef\xbb\xbf(.*)$", re.S
-)
-
-
-class Collector:
-    """A syslog collector: reads octet-counted frames (RFC 6587 / RFC 5425) off each connection."""
-
-    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
-        self.frames: list[bytes] = []
-        collector = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                connection = self.request
-                if tls is not None:
-                    try:
-                        connection = tls.wrap_socket(connection, server_side=True)
-                    except (ssl.SSLError, OSError):
-                        return
-                buffer = b""
-                while chunk := connection.recv(65536):
-                    buffer += chunk
-                    while b" " in buffer:
-                        length, _, rest = buffer.partition(b" ")
-                        if len(rest) < int(length):
-                            break
-                        collector.frames.append(rest[: int(length)])
-                        buffer = rest[int(length) :]
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def messages(self):
-        parsed = []
-        for frame in self.frames:
-            found = FRAME.match(frame)
-            assert found, frame[:200]
-            parsed.append((int(found.group(3)), ET.fromstring(found.group(4))))
-        return parsed
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
