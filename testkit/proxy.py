@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 
 from testkit.peers import free_port
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:``port`` to ``target_port``; ``cut()`` freezes every link, ``close()``
-    ends them all."""
+    """Forwards 127.0.0.1:``port`` to ``target_port``; ``cut()`` freezes every link, ``down()``
+    refuses new connections and resets the open ones (a server that is down), ``up()`` listens
+    again on the same port, ``close()`` ends them all."""
 
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
@@ -26,6 +28,19 @@ class CuttableProxy:
     def cut(self) -> None:
         """Stop forwarding, without closing anything: bytes sent now are never answered."""
         self._forwarding.clear()
+
+    def down(self) -> None:
+        """The server is gone: open links are reset, new connections refused, until ``up()``."""
+        self._server.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+                sock.close()
+        self._sockets.clear()
+
+    def up(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
         self._forwarding.set()

@@ -33,7 +33,12 @@ class Site:
     """triage as `triage serve` runs it (listener and worker processes), sending to Orthanc."""
 
     def __init__(
-        self, folder: Path, make_settings, env: dict[str, str] | None = None, storescp: tuple[str, ...] = ()
+        self,
+        folder: Path,
+        make_settings,
+        env: dict[str, str] | None = None,
+        storescp: tuple[str, ...] = (),
+        database_url: str | None = None,
     ) -> None:
         port = free_port()
         self.folder = folder
@@ -53,7 +58,8 @@ class Site:
         collector_port = free_port()
         self.collector = Collector(collector_port)
         self.env.setdefault("TRIAGE_AUDIT_SYSLOG_URL", f"tcp://127.0.0.1:{collector_port}")
-        self.settings = make_settings(dicom_port=port, api_port=free_port(), pacs=peer)
+        extra = {"database_url": database_url} if database_url else {}
+        self.settings = make_settings(dicom_port=port, api_port=free_port(), pacs=peer, **extra)
         migrate(self.settings.resolved_database_url)
         self.database = Database(self.settings.resolved_database_url)
         self.acknowledged: set[str] = set()
@@ -66,32 +72,36 @@ class Site:
         log = self.folder / f"{command}-{time.monotonic_ns()}.log"
         return start_triage(command, self.settings, log, **{**self.env, **extra})
 
-    def _answers(self) -> bool:
+    def _answers(self, port: int | None = None) -> bool:
         ae = AE(ae_title="STORESCU")
         ae.add_requested_context("1.2.840.10008.1.1")
-        assoc = ae.associate("127.0.0.1", self.settings.dicom_port, ae_title="TRIAGE")
+        assoc = ae.associate("127.0.0.1", port or self.settings.dicom_port, ae_title="TRIAGE")
         if not assoc.is_established:
             return False
         assoc.release()
         return True
 
-    def send(self, datasets: list[Dataset], associations: int = 1) -> int:
+    def send(self, datasets: list[Dataset], associations: int = 1, port: int | None = None) -> int:
         """C-STORE over ``associations`` associations at once, in the data sets' own transfer
-        syntaxes; keeps the SOP Instance UIDs answered 0x0000. Returns how many were."""
+        syntaxes, to this site's listener (or another on ``port``); keeps the SOP Instance UIDs
+        answered 0x0000. Returns how many were."""
         groups = [datasets[i::associations] for i in range(associations)]
-        threads = [threading.Thread(target=self._send_group, args=(group,)) for group in groups if group]
+        target = port or self.settings.dicom_port
+        threads = [
+            threading.Thread(target=self._send_group, args=(group, target)) for group in groups if group
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(300)
         return sum(str(ds.SOPInstanceUID) in self.acknowledged for ds in datasets)
 
-    def _send_group(self, group: list[Dataset]) -> None:
+    def _send_group(self, group: list[Dataset], port: int) -> None:
         ae = AE(ae_title="STORESCU")
         for syntax in {str(ds.file_meta.TransferSyntaxUID) for ds in group}:
             for sop_class in {str(ds.SOPClassUID) for ds in group}:
                 ae.add_requested_context(sop_class, syntax)
-        assoc = ae.associate("127.0.0.1", self.settings.dicom_port, ae_title="TRIAGE")
+        assoc = ae.associate("127.0.0.1", port, ae_title="TRIAGE")
         if not assoc.is_established:
             return
         try:
@@ -216,3 +226,22 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_sep("=", "acceptance: scenario, pass or fail, its figure")
     for name, passed, figure in ROWS:
         terminalreporter.write_line(f"{name:<52} {'pass' if passed else 'FAIL':<5} {figure}")
+
+
+@pytest.fixture
+def private_postgres(request) -> Iterator[str]:
+    """A database of its own on the machine's PostgreSQL, for one scenario, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"triage_acceptance_{os.getpid()}_{time.monotonic_ns()}"
+    admin = sqlalchemy.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

@@ -468,3 +468,70 @@ def test_the_database_locked_during_a_burst(site: Site, verdict) -> None:
     assert site.send(sent) == len(sent), "the sender retries what was not acknowledged"
     wait_until(lambda: len(site.versions()) == 6 and site.settled(), timeout=300, interval=0.5)
     verdict(site, f"locked 40 s: {during} of {len(sent)} acknowledged meanwhile; all stored after the retry")
+
+
+def _reported(site: Site, count: int) -> bool:
+    versions = site.versions()
+    return len(versions) == count and all(v.state == StudyState.REPORTED for v in versions)
+
+
+@pytest.mark.parametrize("how", ["killed", "cut off without a FIN"])
+def test_the_leader_killed_or_cut_off(tmp_path, make_settings, private_postgres, verdict, how) -> None:
+    """Two listeners over one PostgreSQL database; the leader is SIGKILLed, or its network to the
+    database goes silent (no FIN, no RST). The other takes the lead when the lease lapses (30 s by
+    the database's clock), and a study it receives completes and reaches the PACS."""
+    from testkit.peers import free_port, stop
+    from testkit.proxy import CuttableProxy
+
+    proxy = CuttableProxy(5432)
+    found = Site(tmp_path, make_settings, database_url=private_postgres)
+    standby = None
+    try:
+        stop(found.listener)  # the leader again, its database link through the proxy
+        via_proxy = private_postgres.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        found.listener = found.start("listener", TRIAGE_DATABASE_URL=via_proxy)
+        wait_until(found._answers, timeout=60, interval=0.2)
+        standby_port = free_port()
+        standby = found.start("listener", TRIAGE_DICOM_PORT=str(standby_port))
+        wait_until(lambda: found._answers(standby_port), timeout=60, interval=0.2)
+        assert found.send(phantoms.trauma_study(False, seed=181, size=256, images=1)) == 1
+        wait_until(lambda: _reported(found, 1), timeout=180, interval=0.5)
+        if how == "killed":
+            found.kill(found.listener)
+        else:
+            proxy.cut()
+        fault = time.monotonic()
+        assert found.send(phantoms.trauma_study(True, seed=182, size=256, images=1), port=standby_port) == 1
+        wait_until(lambda: _reported(found, 2), timeout=240, interval=0.5)
+        took = time.monotonic() - fault
+        verdict(found, f"leader {how}: the standby led and reported a new study {took:.0f} s later")
+    finally:
+        if found.listener.poll() is None:
+            found.kill(found.listener)  # cut off, it may hang on its silent link
+        if standby is not None:
+            stop(standby)
+        found.close()
+        proxy.close()
+
+
+def test_the_database_down_during_a_burst(tmp_path, make_settings, private_postgres, verdict) -> None:
+    """PostgreSQL goes away for 30 s (connections reset, new ones refused) while studies arrive: no
+    instance is answered 0x0000 without its row; once it is back the sender's retry stores all."""
+    from testkit.proxy import CuttableProxy
+
+    proxy = CuttableProxy(5432)
+    via_proxy = private_postgres.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    found = Site(tmp_path, make_settings, {"TRIAGE_DATABASE_URL": via_proxy}, database_url=private_postgres)
+    try:
+        sent = trauma(6, first_seed=190)
+        proxy.down()
+        down = time.monotonic()
+        during = found.send(sent)
+        time.sleep(max(0.0, 30 - (time.monotonic() - down)))
+        proxy.up()
+        wait_until(lambda: found.send(sent) == len(sent), timeout=180, interval=5)
+        wait_until(lambda: len(found.versions()) == 6 and found.settled(), timeout=300, interval=0.5)
+        verdict(found, f"down 30 s: {during} of {len(sent)} acknowledged meanwhile; all stored after it")
+    finally:
+        found.close()
+        proxy.close()
