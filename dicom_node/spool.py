@@ -8,6 +8,7 @@ flight, which measured a third faster end to end than reading the file back to h
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -88,7 +89,10 @@ class HashingSpool:
         # pynetdicom spools in the association's DUL thread: the association this spool belongs to.
         self.owner = threading.current_thread()
         self.claimed = False  # a handler has it: the association's end leaves it to the handler
-        self.file: IO[bytes] = self._file.file
+        self._raw: IO[bytes] = self._file.file
+        # pynetdicom flushes ``spool.file`` itself after each fragment: a full disk surfaces there
+        # (the buffered write succeeded), so that flush must not raise either.
+        self.file = _FlushGuard(self)
         self._digest = hashlib.sha256()
         self._max_bytes = max_bytes
         self._written = 0
@@ -103,24 +107,43 @@ class HashingSpool:
             return self._fail(f"the instance is larger than the {limit} accepted", len(data))
         try:
             self._digest.update(data)
-            return self.file.write(data)
+            return self._raw.write(data)
         except OSError as error:
             return self._fail(f"it could not be written: {error.strerror or type(error).__name__}", len(data))
 
     def _fail(self, reason: str, size: int) -> int:
         self.failure = reason
         try:  # give the space back now, not when the association ends
-            self.file.seek(0)
-            self.file.truncate()
+            self._raw.seek(0)
+            self._raw.truncate()
         except OSError:
             pass
         return size
 
+    def flush(self) -> None:
+        if self.failure:
+            return
+        try:
+            self._raw.flush()
+        except OSError as error:
+            self._fail(f"it could not be written: {error.strerror or type(error).__name__}", 0)
+
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # what a full disk left in the buffer is given up
+            self._file.close()
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+class _FlushGuard:
+    """``spool.file`` as pynetdicom uses it (``flush`` only), going through the spool's guard."""
+
+    def __init__(self, spool: HashingSpool) -> None:
+        self._spool = spool
+
+    def flush(self) -> None:
+        self._spool.flush()
 
 
 class Spools:

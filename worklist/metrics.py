@@ -30,7 +30,7 @@ def _by_pipeline(
     """Study versions counted by one of their columns and their pipeline."""
     family = GaugeMetricFamily(name, documentation, labels=[label, "pipeline"])
     query = select(column, StudyVersion.pipeline, func.count()).group_by(column, StudyVersion.pipeline)
-    for value, pipeline, count in session.execute(query).tuples():
+    for value, pipeline, count in session.execute(query):
         family.add_metric([str(value), pipeline or "none"], count)
     return family
 
