@@ -535,3 +535,67 @@ def test_the_database_down_during_a_burst(tmp_path, make_settings, private_postg
     finally:
         found.close()
         proxy.close()
+
+
+def test_the_disk_full_during_a_burst(tmp_path, make_settings, verdict) -> None:
+    """triage's home (storage, database, results) on a 40 MiB tmpfs, a 48 MiB burst with an 8 MiB
+    free-space watermark: what cannot be kept is refused (0xA700 or the association turned away),
+    nothing acknowledged is lost; with space back, the sender's retry is taken and all settle."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.fail("this scenario mounts a tmpfs and needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(disk)], check=True)
+    found = None
+    try:
+
+        def on_the_small_disk(**values):
+            return make_settings(home=disk / "home", **values)
+
+        found = Site(tmp_path / "site", on_the_small_disk, {"TRIAGE_STORAGE_MIN_FREE_BYTES": str(8 << 20)})
+        sent = []
+        for n in range(12):
+            sent += phantoms.trauma_study(n % 2 == 0, seed=200 + n, size=1024, images=2)
+        during = found.send(sent)
+        assert 0 < during < len(sent), f"{during} of {len(sent)}: the disk was to fill mid-burst"
+        subprocess.run(["mount", "-o", "remount,size=512m", "tmpfs", str(disk)], check=True)
+        wait_until(lambda: found.send(sent) == len(sent), timeout=180, interval=5)
+        wait_until(lambda: len({v.study_id for v in found.versions()}) == 12 and found.settled(), timeout=400)
+        verdict(found, f"disk full: {during} of {len(sent)} acknowledged; all stored once space came back")
+    finally:
+        if found is not None:
+            found.close()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_one_gigabyte_instance(site: Site, verdict) -> None:
+    """A 1 GiB radiograph beside an ordinary one in a trauma study: streamed to disk and stored with
+    its hash (the listener's memory does not grow with it), then NOT ANALYSED, since no image that
+    large is decoded, with the reason; the ordinary image is kept beside it."""
+    from pydicom.uid import generate_uid
+
+    ordinary = phantoms.trauma_study(False, seed=221, size=256, images=1)[0]
+    huge = ordinary.copy()
+    huge.SOPInstanceUID = huge.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    huge.InstanceNumber = 2
+    huge.Rows = huge.Columns = 23170  # 23170 x 23170 x 2 bytes: 1.0 GiB of pixel data
+    huge.PixelData = bytes(23170 * 23170 * 2)
+    started = time.monotonic()
+    assert site.send([ordinary, huge]) == 2
+    received = time.monotonic() - started
+    peak = _peak_resident_mib(site.listener.pid)
+    wait_until(site.settled, timeout=300, interval=0.5)
+    [version] = site.versions()
+    assert version.state == StudyState.NOT_ANALYSED and "more than the 64 MiB" in version.reason, version
+    verdict(
+        site,
+        f"1 GiB received in {received:.0f} s, listener peak RSS {peak} MiB; NOT ANALYSED ({version.reason})",
+    )
+
+
+def _peak_resident_mib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) >> 10
