@@ -31,6 +31,8 @@ class CuttableProxy:
 
     def down(self) -> None:
         """The server is gone: open links are reset, new connections refused, until ``up()``."""
+        with contextlib.suppress(OSError):  # stop listening now: a blocked accept() keeps it open
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         for sock in self._sockets:
             with contextlib.suppress(OSError):

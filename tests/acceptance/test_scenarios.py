@@ -599,3 +599,39 @@ def test_a_one_gigabyte_instance(site: Site, verdict) -> None:
 def _peak_resident_mib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) >> 10
+
+
+def test_rabbitmq_down_while_ingest_goes_on(tmp_path, make_settings, verdict) -> None:
+    """RabbitMQ (a virtual host of its own, reached through a proxy on an ephemeral port) goes away
+    for ``OUTAGE_SECONDS``: connections reset, new ones refused. Studies keep arriving and are
+    stored and acknowledged; they wait in the outbox and are analysed and reported once it is back."""
+    import subprocess
+
+    from testkit.proxy import CuttableProxy
+
+    vhost = f"triage-acceptance-{time.monotonic_ns()}"
+    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", *command], check=True, capture_output=True, timeout=60)
+    proxy = CuttableProxy(5672)
+    found = None
+    try:
+        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}"
+        found = Site(tmp_path, make_settings, {"TRIAGE_BROKER_URL": url})
+        assert found.send(phantoms.trauma_study(False, seed=231, size=256, images=1)) == 1
+        wait_until(lambda: _reported(found, 1), timeout=180, interval=0.5)
+        proxy.down()
+        down = time.monotonic()
+        sent = trauma(4, first_seed=232)
+        assert found.send(sent) == len(sent), "ingest does not wait for the broker"
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
+        proxy.up()
+        back = time.monotonic()
+        wait_until(lambda: len(found.versions()) == 5 and found.settled(), timeout=300, interval=0.5)
+        verdict(
+            found, f"RabbitMQ down {OUTAGE_SECONDS:g} s; all 4 reported {time.monotonic() - back:.0f} s after"
+        )
+    finally:
+        if found is not None:
+            found.close()
+        proxy.close()
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True, timeout=60)

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _EMBEDDED_POLL_SECONDS = 0.05  # kombu's server-less transports poll; 1 s by default is 1 s per study
 _MAX_BACKOFF_SECONDS = 60.0
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 _TASK_ID = re.compile(r"outbox-(?P<id>[1-9][0-9]{0,17})")
 
 
@@ -67,6 +68,12 @@ def make_celery(settings: Settings, name: str = "triage") -> Celery:
     app = Celery(name)
     if settings.broker_url is not None:
         app.conf.broker_url = settings.broker_url.get_secret_value()
+        if app.conf.broker_url.split(":", 1)[0] in AMQP_SCHEMES:
+            # Publisher confirms: without them a task written to a connection RabbitMQ resets a moment
+            # later is lost while the outbox counts it published (seen with the broker going down
+            # mid-burst), and its study waits for its deadline. With them, publishing returns only
+            # once RabbitMQ has the message, or raises and the outbox tries again.
+            app.conf.broker_transport_options = {"confirm_publish": True}
     else:
         folder = settings.queue_dir.resolve()
         for sub in ("messages", "processed", "control"):
