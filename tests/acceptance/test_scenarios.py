@@ -635,3 +635,44 @@ def test_rabbitmq_down_while_ingest_goes_on(tmp_path, make_settings, verdict) ->
             found.close()
         proxy.close()
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True, timeout=60)
+
+
+@pytest.mark.env(TRIAGE_MODEL_CHECK_SECONDS="2")
+def test_a_promotion_while_studies_flow(site: Site, verdict) -> None:
+    """A site's model version is promoted in the MLflow registry while trauma studies keep arriving:
+    every result names the model that made it, the worker changes model between studies (never in
+    one), and within seconds every new result is the promoted model's."""
+    from inference import registry
+    from training.tracking import log_run
+    from triage.cards import read_card
+    from triage.pipelines import Pipeline
+    from triage.records.tables import Result
+
+    bundled = Path(__file__).parents[2] / "models" / "fracture"
+    folder = site.folder / "site-model"
+    shutil.copytree(bundled, folder)
+    card = read_card(folder).model_copy(update={"version": "2.0.0+site"})
+    card.write(folder)
+    run_id = log_run(site.settings, Pipeline.FRACTURE, "site copy", {"kind": "test"}, {}, model_folder=folder)
+    number = registry.register(site.settings, folder, run_id)
+    sender = threading.Thread(target=lambda: [site.send(trauma(1, first_seed=240 + n)) or time.sleep(1)
+                                              for n in range(24)])  # fmt: skip
+    sender.start()
+    time.sleep(10)
+    promoted = triage("models", "promote", "fracture", number, env=triage_env(site.settings, **site.env))
+    assert promoted.returncode == 0, promoted.stderr
+    at = site.database.now()
+    sender.join(300)
+    wait_until(lambda: len(site.versions()) == 24 and site.settled(), timeout=300, interval=0.5)
+    with site.database.reading() as session:
+        made = list(session.execute(select(Result.created_at, Result.model_version).order_by(Result.id)))
+    versions = [v for _, v in made]
+    assert set(versions) <= {"2.0.0", "2.0.0+site"} and all(versions), versions
+    switched = versions.index("2.0.0+site")
+    assert versions[switched:] == ["2.0.0+site"] * (len(versions) - switched), "never back to the old one"
+    lag = (made[switched].created_at - at).total_seconds()
+    verdict(
+        site,
+        f"{switched} results by 2.0.0, {len(versions) - switched} by 2.0.0+site; "
+        f"switched {lag:.0f} s after the promotion",
+    )
