@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -245,3 +246,38 @@ def private_postgres(request) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def movable_clock_postgres(tmp_path) -> Iterator[tuple[str, Path]]:
+    """A PostgreSQL server of its own whose clock a test moves: it runs under libfaketime reading
+    its offset from a file ("+2h", "-2h"), so the database clock steps as an NTP step or an
+    operator would move it. Yields the URL and the file."""
+    import glob
+    import shutil as files
+
+    if os.geteuid() != 0:
+        pytest.fail("this scenario runs PostgreSQL as the postgres user and needs root (CI runs as root)")
+    binaries = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+    folder = Path(tempfile.mkdtemp(prefix="triage-pg-clock-"))
+    files.chown(folder, "postgres")
+    clock = folder / "clock"
+    clock.write_text("+0\n")
+    clock.chmod(0o644)
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(folder / "data"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)  # fmt: skip
+    library = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+    assert library.exists(), "libfaketime is not installed: run 'make peers' (make test does)"
+    faked = ["env", f"LD_PRELOAD={library}",
+             f"FAKETIME_TIMESTAMP_FILE={clock}", "FAKETIME_NO_CACHE=1"]  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_postgres, *faked, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-o", options,
+                    "-l", str(folder / "log"), "-w", "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", clock
+    finally:
+        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate",
+                        "stop"], check=False, capture_output=True)  # fmt: skip
+        files.rmtree(folder, ignore_errors=True)

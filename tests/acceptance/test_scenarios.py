@@ -6,6 +6,7 @@ from explicit, documented settings (fault_hold_after_claim_seconds), never from 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import threading
@@ -676,3 +677,38 @@ def test_a_promotion_while_studies_flow(site: Site, verdict) -> None:
         f"{switched} results by 2.0.0, {len(versions) - switched} by 2.0.0+site; "
         f"switched {lag:.0f} s after the promotion",
     )
+
+
+def _settled_with(site: Site, count: int) -> bool:
+    return len(site.versions()) == count and site.settled()
+
+
+RECALIBRATED_SECONDS = 65  # every process reads the database server's clock again each minute
+
+
+@pytest.mark.timeout(900)
+def test_the_database_clock_stepped_forward_and_back(
+    tmp_path, make_settings, movable_clock_postgres, verdict
+):
+    """The database server's clock (the one every deadline, lease and quiet period is measured in)
+    steps two hours forward, then four back, with a study arriving at each step. A study caught by
+    a step may go NOT ANALYSED (its deadline seems passed) but is never cleared on a stale result;
+    once every process has read the clock again, new studies are analysed and reported as usual."""
+    url, clock = movable_clock_postgres
+    found = Site(tmp_path, make_settings, database_url=url)
+    try:
+        seen = []
+        for n, step in enumerate(("+0", "+2h", "-2h")):
+            clock.write_text(f"{step}\n")
+            caught = trauma(1, first_seed=250 + 2 * n)
+            assert found.send(caught) == len(caught)
+            time.sleep(RECALIBRATED_SECONDS if step != "+0" else 0)
+            after = trauma(1, first_seed=251 + 2 * n)
+            assert found.send(after) == len(after)
+            wait_until(functools.partial(_settled_with, found, 2 * (n + 1)), timeout=240, interval=0.5)
+            caught_state, after_state = (v.state for v in found.versions()[-2:])
+            assert after_state == StudyState.REPORTED, found.versions()
+            seen.append(f"{step}: caught {caught_state}, after {after_state}")
+        verdict(found, "; ".join(seen))
+    finally:
+        found.close()
