@@ -122,6 +122,10 @@ def summary_image(
     )
     if laterality is None and {"L", "R"} <= lateralities:
         image.ImageLaterality = "B"  # PS3.3 C.7.6.1: both sides shown on one image (a screen)
+    if "Laterality" not in image and "ImageLaterality" not in image:
+        # General Series Laterality is Type 2C: required for a paired body part (a hand, a hip)
+        # unless Image Laterality is given; empty when the sources show no single side (U, none).
+        image.Laterality = ""
     image.SeriesDescription = "AI-generated triage summary, not verified by a radiologist"
     image.BurnedInAnnotation = "YES"
     image.ImageComments = DISCLAIMER

@@ -118,3 +118,28 @@ def test_screen_summary_is_valid_and_keeps_danish_names(tmp_path, charset, name)
     stored = dcmread(path)
     assert str(stored.PatientName) == name and stored.SpecificCharacterSet == charset
     assert stored.ImageLaterality == "B"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("lateralities", "body_part"),
+    [(("U", "U"), "HAND"), ((None, None), "HIP"), (("L", "R"), "SHOULDER"), (("R", None), "LEG")],
+)
+def test_summary_image_of_sources_without_one_side_passes_dciodvfy(tmp_path, lateralities, body_part):
+    """Trauma radiographs often carry no single left or right (ImageLaterality U, or none): the
+    summary image still has General Series Laterality (Type 2C, empty then), as dciodvfy requires."""
+    sources = phantoms.trauma_study(True, seed=3, images=2, size=128)
+    for ds, laterality in zip(sources, lateralities, strict=True):
+        ds.BodyPartExamined = body_part
+        if laterality is None:
+            del ds.ImageLaterality
+        else:
+            ds.ImageLaterality = laterality
+    _, study = stored_study(sources, tmp_path / "src", "fracture")
+    outcome = FractureOutcome(state="DOUBT", probability=0.4)
+    image = summary_image(study, render(study, outcome, "", "m 1"), generate_uid(), generate_uid())
+    path = tmp_path / "sc.dcm"
+    image.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    stored = dcmread(path)
+    assert "Laterality" in stored or stored.get("ImageLaterality") == "B"
