@@ -175,12 +175,14 @@ class Listener:
 
     def _safety_net(self) -> None:
         """Fail result objects past their delivery deadline that no attempt judged (their versions go
-        conservative), and queue again the rejection of what the PACS holds of a withdrawn verdict
-        where the task that should have sent it failed or was lost."""
+        conservative), queue again the rejection of what the PACS holds of a withdrawn verdict
+        where the task that should have sent it failed or was lost, and queue again the analysis of
+        versions no worker took in ``queued_republish_seconds`` (a broker that lost the message)."""
         with self.database.session() as session:
             now = self.database.now()
             overdue = deliveries.fail_overdue(session, now, self.settings.delivery_deadline_seconds)
             queued = withdrawals.queue_unrejected(session, now)
+        self.monitor.requeue_stale(now, self.settings.queued_republish_seconds)
         if overdue:
             logger.warning("%d result object(s) missed their delivery deadline", overdue)
         if queued:

@@ -93,6 +93,34 @@ class StudyMonitor:
             logger.info("re-queued %d study version(s) found queued at start", requeued)
         return requeued
 
+    def requeue_stale(self, now: datetime, older_than_seconds: float) -> int:
+        """Queue again the versions queued longer than ``older_than_seconds`` whose task left the
+        outbox: a broker that lost its messages (a Redis restarted without persistence, a publish
+        the broker never confirmed) would otherwise leave them waiting for their result deadline.
+        A duplicate task is harmless (the first worker to claim the version analyses it); a task
+        still waiting in the outbox (the broker is down) is not duplicated. The history says so.
+
+        Returns:
+            How many versions were queued again.
+        """
+        cutoff = now - timedelta(seconds=older_than_seconds)
+        with self._database.session() as session:
+            waiting = {
+                p["study_version_id"] for p in queries.pending_task_payloads(session, messages.ANALYSE_STUDY)
+            }
+            requeued = 0
+            for version in queries.queued_since_before(session, cutoff):
+                if version.id in waiting:
+                    continue
+                why = (
+                    f"queued again: no worker took it in {older_than_seconds:.0f} s (a broker message lost?)"
+                )
+                if store.transition(session, version.id, StudyState.QUEUED, StudyState.QUEUED, now, why):
+                    requeued += self._enqueue(session, version, now)
+        if requeued:
+            logger.warning("queued %d study version(s) again that no worker took in time", requeued)
+        return requeued
+
     def sweep(self, now: datetime | None = None) -> SweepResult:
         """One pass: complete due versions, withdraw verdicts a later version replaces, expire late
         ones, reclaim abandoned ones, publish."""

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # Shorter than the result deadlines (fracture 900 s), so that a lost worker's study gets another try.
     analysis_lease_seconds: float = Field(default=240.0, gt=0)
     analysis_max_attempts: int = Field(default=3, ge=1)  # claims before "analysis failed"
+    # A version queued this long that no worker took is queued again (checked every minute): a broker
+    # may lose messages (Redis restarted without persistence). Shorter than the result deadlines.
+    queued_republish_seconds: float = Field(default=300.0, gt=0)
     # Fault injection for the acceptance and crash tests: a worker waits this long after claiming a
     # study, so that a test can kill it mid-analysis. Never set it in production (0: off).
     fault_hold_after_claim_seconds: float = Field(default=0.0, ge=0)

@@ -209,6 +209,28 @@ def test_recover_requeues_queued_work_whose_message_was_lost(database, monitor, 
     assert monitor.recover(T0 + timedelta(seconds=4)) == 0  # its message is pending
 
 
+def test_a_version_no_worker_took_in_time_is_queued_again_visibly(database, monitor):
+    """A broker that lost a published message (Redis restarted without persistence): the leader's
+    safety net queues the version again after ``queued_republish_seconds``, says so in its history,
+    and never duplicates a task still waiting in the outbox."""
+    receive(database, [synthetic.dx()], T0)
+    monitor.sweep(T0 + timedelta(seconds=2))
+    assert monitor.requeue_stale(T0 + timedelta(seconds=400), 300) == 0, "its task is still in the outbox"
+    with database.session() as session:  # the broker took the message, then lost it
+        for message in session.scalars(select(OutboxMessage)):
+            message.published_at = T0
+    assert monitor.requeue_stale(T0 + timedelta(seconds=200), 300) == 0, "not yet past the bound"
+    assert monitor.requeue_stale(T0 + timedelta(seconds=400), 300) == 1
+    assert len(outbox(database)) == 2
+    [(_, state, reason)] = versions(database)
+    assert state == StudyState.QUEUED and "queued again: no worker took it in 300 s" in reason
+    with database.session() as session:
+        for message in session.scalars(select(OutboxMessage)):
+            message.published_at = T0
+    assert monitor.requeue_stale(T0 + timedelta(seconds=500), 300) == 0, "queued again 100 s ago"
+    assert monitor.requeue_stale(T0 + timedelta(seconds=701), 300) == 1
+
+
 def test_recover_restarts_the_quiet_period_of_receiving_studies(database, monitor, settings):
     receive(database, [synthetic.dx()], T0)
     restart = T0 + timedelta(minutes=5)  # the listener was down; nobody could send

@@ -59,6 +59,23 @@ def removed_originals(session: Session, version: StudyVersion) -> int:
     )
 
 
+def queued_since_before(session: Session, cutoff: datetime) -> list[StudyVersion]:
+    """Versions in QUEUED whose latest move into QUEUED was before ``cutoff``."""
+    latest = (
+        select(StateChange.version_id, func.max(StateChange.at).label("at"))
+        .where(StateChange.state == StudyState.QUEUED)
+        .group_by(StateChange.version_id)
+        .subquery()
+    )
+    query = (
+        select(StudyVersion)
+        .join(latest, latest.c.version_id == StudyVersion.id)
+        .where(StudyVersion.state == StudyState.QUEUED, latest.c.at < cutoff)
+        .order_by(StudyVersion.id)
+    )
+    return list(session.scalars(query))
+
+
 def pending_task_payloads(session: Session, task_name: str) -> list[dict[str, Any]]:
     """Payloads of outbox messages of one task not yet published."""
     return list(
