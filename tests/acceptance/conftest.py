@@ -179,6 +179,11 @@ class Site:
             ids = {invariants.sequence_id(i) for i in session.scalars(select(AuditEvent.id))}
         return ids <= set(self.collector.sequence_ids())
 
+    def notes_at_the_pacs(self) -> list:
+        """The key object notes (IOCM rejection notes) Orthanc holds."""
+        assert self.pacs is not None
+        return self.pacs.request("POST", "/tools/find", {"Level": "Instance", "Query": {"Modality": "KO"}})
+
     def received_by_storescp(self, prefix: str) -> list[Path]:
         """The files storescp wrote for a modality prefix ("SC", "SR", "KO")."""
         return sorted(self.received.glob(f"{prefix}*.*"))  # DCMTK writes "SRd." for an SR document
