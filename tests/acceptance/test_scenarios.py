@@ -6,6 +6,7 @@ from explicit, documented settings (fault_hold_after_claim_seconds), never from 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import signal
@@ -711,3 +712,41 @@ def test_the_database_clock_stepped_forward_and_back(
         verdict(found, "; ".join(seen))
     finally:
         found.close()
+
+
+def test_aborted_transfers_leave_nothing_behind(site: Site, verdict) -> None:
+    """Three senders abort (A-ABORT) in the middle of a 200 MiB C-STORE: nothing is acknowledged or
+    kept, the partial files are gone at once (not when the listener stops), and the study sent
+    again afterwards is stored once."""
+    from pydicom.uid import generate_uid
+    from pynetdicom import AE
+
+    ordinary = phantoms.trauma_study(False, seed=261, size=256, images=1)[0]
+    large = ordinary.copy()
+    large.SOPInstanceUID = large.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    large.Rows = large.Columns = 10240  # 200 MiB of pixel data
+    large.PixelData = bytes(10240 * 10240 * 2)
+    incoming = site.settings.incoming_dir
+    for _ in range(3):
+        ae = AE(ae_title="STORESCU")
+        ae.add_requested_context(large.SOPClassUID, large.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", site.settings.dicom_port, ae_title="TRIAGE")
+        assert assoc.is_established
+        sending = threading.Thread(target=lambda a=assoc: _quietly(a.send_c_store, large))
+        sending.start()
+        wait_until(lambda: _partial_bytes(incoming) > 20 << 20, timeout=60, interval=0.05)
+        assoc.abort()
+        sending.join(60)
+    wait_until(lambda: _partial_bytes(incoming) == 0, timeout=30, interval=0.2)
+    assert site.send([large, ordinary]) == 2, "sent again whole, both are taken"
+    wait_until(site.settled, timeout=240, interval=0.5)
+    verdict(site, "3 transfers aborted at 20+ MiB of 200 MiB: nothing kept; the study sent again stored once")
+
+
+def _quietly(send, dataset) -> None:
+    with contextlib.suppress(RuntimeError, OSError, ValueError):  # the association was aborted under it
+        send(dataset)
+
+
+def _partial_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != ".receiving")
