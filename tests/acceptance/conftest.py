@@ -235,22 +235,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture
-def private_postgres(request) -> Iterator[str]:
+def private_postgres() -> Iterator[str]:
     """A database of its own on the machine's PostgreSQL, for one scenario, dropped afterwards."""
-    import sqlalchemy
+    from bench.worklist import scratch_database
 
-    name = f"triage_acceptance_{os.getpid()}_{time.monotonic_ns()}"
-    admin = sqlalchemy.create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_database(f"triage_acceptance_{os.getpid()}_{time.monotonic_ns()}") as url:
+        yield url
 
 
 @pytest.fixture
