@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from evaluation import metrics
+from evaluation.evidence import fracture_evidence, single_read_evidence
 from evaluation.workload import sweep
 from inference.breast import exam_probability, score_for
 from inference.model import LoadedModel
 from inference.transforms import prepare
-from triage.cards import BreastCard, FractureCard, ModelCard
+from triage.cards import BreastCard, Evidence, FractureCard, Metric, ModelCard
 from triage.imaging import UnreadableImage
 from triage.manifests import Sample
 from triage.pipelines import Pipeline
@@ -185,6 +186,7 @@ def figures(
     boxes = _boxes(images)
     if boxes is not None:
         result["boxes"] = boxes
+    result["evidence"] = _evidence(card, result, labels, scores, dataset)
     result["subgroups"] = subgroups(found, points, resamples)
     return result
 
@@ -201,6 +203,26 @@ def _screening(card: BreastCard, labels: Sequence[int], scores: Sequence[float])
             "positive_rate": _proportion(sum(members), len(members)),
         }
     return {"scores": per_score, "workload": [w.model_dump() for w in sweep(exam_scores, labels)]}
+
+
+def _evidence(
+    card: ModelCard, found: dict[str, Any], labels: Sequence[int], scores: Sequence[float], dataset: Path
+) -> dict[str, Any]:
+    """The evidence gate's figures for this model on this manifest (``triage.cards.Evidence``), as a
+    card would carry them: the rule-out at the card's DOUBT, or single reading at thresholds 1-9."""
+    source = f"triage evaluate on {dataset.name}: {len(labels)} exams"
+    if isinstance(card, FractureCard):
+        sensitivity = found["operating_points"]["doubt"]["sensitivity"]
+        if sensitivity["value"] is None:
+            return Evidence().model_dump(mode="json")
+        metric = Metric(**{k: round(float(v), 4) if k != "n" else int(v) for k, v in sensitivity.items()})
+        return fracture_evidence({"sensitivity_at_doubt": metric}, card.doubt_threshold, source).model_dump(
+            mode="json"
+        )
+    exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
+    return Evidence(single_read=single_read_evidence(exam_scores, list(labels), source)).model_dump(
+        mode="json"
+    )
 
 
 def _boxes(images: Sequence[Prediction]) -> dict[str, Any] | None:

@@ -52,6 +52,11 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     assert found["workload"][0]["reads_per_1000_exams"] == 2000
     assert set(found["subgroups"]["device"]) == {"vendor-a", "vendor-b"}
     assert set(found["operating_points"]) == {"double_reading"}
+    from triage.cards import Evidence
+
+    evidence = Evidence.model_validate(found["evidence"])  # a card's evidence block, ready to paste
+    assert [e.single_read_max_score for e in evidence.single_read] == list(range(1, 10))
+    assert evidence.single_read[4].cancers_single_read.n == 10
 
     card = calibrate(model, REPO / "models" / "breast", samples, screens, tmp_path / "cal", "1.0.0+phantom")
     assert len(card.decile_cut_points) == 9 and list(card.decile_cut_points) == sorted(card.decile_cut_points)

@@ -172,6 +172,9 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     assert {"sensitivity", "specificity", "ppv", "npv"} <= set(found["operating_points"]["doubt"])
     assert found["boxes"]["true_boxes"] == 20 and 0 <= found["boxes"]["map50"] <= 1
     assert set(found["subgroups"]["site"]) == {"site0", "site1", "site2"}
+    rule_out = found["evidence"]["rule_out"]  # the gate's figures, as a card carries them
+    assert rule_out["doubt_threshold"] == tracked.card.doubt_threshold
+    assert rule_out["sensitivity_at_doubt"]["n"] == found["dataset"]["positive_exams"]
     assert "<img" in (tmp_path / "report" / "report.html").read_text()
     client = registry.client(settings)
     runs = client.search_runs([registry.experiment_id(settings, "fracture")], "tags.kind = 'evaluation'")
