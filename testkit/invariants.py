@@ -5,7 +5,8 @@ storage and the PACS's own copy (Orthanc's REST API).
 2. Every study version is REPORTED or NOT ANALYSED with a reason, IGNORED or SUPERSEDED with one, or
    still live and younger than its deadline.
 3. No study is discharge-eligible or single-read without a complete, provenance-stamped result whose
-   objects the PACS acknowledged; nothing a withdrawn version sent is left unrejected at the PACS.
+   objects the PACS acknowledged, from a model whose evidence supports that decision (or an admin's
+   audited override); nothing a withdrawn version sent is left unrejected at the PACS.
 4. No duplicate result or SR per version and model.
 5. The audit log is whole: its hash chain verifies; with a collector, every event reached it once.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from triage.outcomes import Verdict
+from triage.outcomes import Decision, Verdict
 from triage.records import audit_chain
 from triage.records.db import Database
 from triage.records.storage import sha256_of
@@ -100,6 +101,8 @@ def _acting(session: Any, pacs: Any | None) -> Finding:
         states = set(session.scalars(select(Delivery.state).where(Delivery.version_id == version.id)))
         if result is None or not result.model_name or not result.model_version:
             problems.append(f"{version.id} acts without a provenance-stamped result")
+        elif set(result.outcome.not_enabled) & {Decision.RULE_OUT, Decision.SINGLE_READ}:
+            problems.append(f"{version.id} acts on a decision its model's evidence does not support")
         if states and (version.state != StudyState.REPORTED or states != {DeliveryState.DELIVERED}):
             problems.append(f"{version.id} acts before the PACS acknowledged its objects")
     withdrawn = session.scalars(
