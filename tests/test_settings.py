@@ -111,3 +111,20 @@ def test_settings_shown_to_operators_mask_every_credential(tmp_path):
     assert values["mlflow_tracking_uri"] == "https://**********@mlflow.example/?token=**********&view=1"
     assert values["oidc_issuer"] == "https://idp.example" and values["oidc_audience"] == "triage"
     assert values["ae_title"] == "TRIAGE"
+
+
+def test_the_pacs_viewer_url_takes_the_study_uid_and_identifiers_only_when_allowed():
+    from pydantic import ValidationError
+
+    from triage.settings import load_settings
+
+    assert load_settings(pacs_viewer_url="https://v/?uid={study_instance_uid}").pacs_viewer_url
+    with pytest.raises(ValidationError, match="need pacs_viewer_identifiers"):
+        load_settings(pacs_viewer_url="https://v/?uid={study_instance_uid}&acc={accession_number}")
+    allowed = load_settings(
+        pacs_viewer_url="https://v/?uid={study_instance_uid}&acc={accession_number}",
+        pacs_viewer_identifiers=True,
+    )
+    assert allowed.pacs_viewer_identifiers
+    with pytest.raises(ValidationError, match="takes \\{study_instance_uid\\}"):
+        load_settings(pacs_viewer_url="https://v/?acc={patient_name}")

@@ -5,6 +5,7 @@ Built once by the entry point and passed down; nothing reads the environment any
 
 from __future__ import annotations
 
+import string
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
     # audit_syslog_ca or the system's CAs; tls_certificate presented when set). Unset: the audit log
     # stays in the database only. Events wait in the database while the collector is down.
     audit_syslog_url: str | None = None
+    # "Open in PACS viewer" (IHE Invoke Image Display style): the site's viewer URL with
+    # {study_instance_uid}; {accession_number} and {patient_id} only with pacs_viewer_identifiers, since
+    # URLs end up in proxy and browser logs. Unset: no button. Each launch is audited.
+    pacs_viewer_url: str | None = None
+    pacs_viewer_identifiers: bool = False
     audit_syslog_ca: Path | None = None
     audit_site_id: str = Field(default="", max_length=64)  # AuditEnterpriseSiteID: the hospital
 
@@ -179,6 +185,21 @@ class Settings(BaseSettings):
         if value is not None:
             syslog_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _viewer_url(self) -> Self:
+        if self.pacs_viewer_url is None:
+            return self
+        found = {name for _, name, _, _ in string.Formatter().parse(self.pacs_viewer_url) if name}
+        allowed = {"study_instance_uid"} | (
+            {"accession_number", "patient_id"} if self.pacs_viewer_identifiers else set()
+        )
+        if "study_instance_uid" not in found or found - allowed:
+            raise ValueError(
+                f"pacs_viewer_url takes {{study_instance_uid}} and only {sorted(allowed)} "
+                f"(accession_number and patient_id need pacs_viewer_identifiers); it has {sorted(found)}"
+            )
+        return self
 
     @field_validator("ae_title")
     @classmethod

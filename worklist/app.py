@@ -8,13 +8,14 @@ a patient's name.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
@@ -34,6 +35,7 @@ from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
 from worklist.routes import admin, oidc, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
+from worklist.schemas import UID
 
 logger = logging.getLogger(__name__)
 _STATIC = Path(__file__).resolve().parent / "static"
@@ -81,6 +83,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(DataError, _data_error)
     app.get("/", include_in_schema=False)(_page)
+    app.get("/IHEInvokeImageDisplay", include_in_schema=False)(_invoke_image_display)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.middleware("http")(_refuse(refused_as_not_json))  # after the gate: a stranger gets 401 first
     deps.install_gate(app, app.state.api_routes)
@@ -184,3 +187,16 @@ def _data_error(request: Request, error: Exception) -> JSONResponse:
 
 def _page() -> FileResponse:
     return FileResponse(_STATIC / "index.html")
+
+
+def _invoke_image_display(request: Request) -> Response:
+    """IHE Invoke Image Display's entry point (``requestType=STUDY&studyUID=...``), so that a PACS can
+    add a "triage result" button: the page opens that study once the user has signed in. Only a
+    redirect: it reads nothing, so it needs no session."""
+    query = request.query_params
+    uid = query.get("studyUID", "")
+    if query.get("requestType") != "STUDY" or len(uid) > 64 or not re.fullmatch(UID, uid):
+        return JSONResponse(
+            {"detail": "requestType=STUDY and a studyUID (a DICOM UID) are required"}, status_code=400
+        )
+    return RedirectResponse(f"/#study-uid={uid}", status_code=303)

@@ -94,6 +94,7 @@ class WorklistPage(BaseModel):
     revision: int
     storage_degraded: bool = Field(description="The listener refuses new instances: storage is nearly full")
     degraded: list[str] = Field(default_factory=list, description="What runs degraded, one sentence each")
+    pacs_viewer: bool = Field(default=False, description="A PACS viewer is configured: rows can open in it")
 
 
 class Revision(BaseModel):
@@ -140,6 +141,14 @@ class Retraction(BaseModel):
     reason: str = Field(
         min_length=3, max_length=500, pattern=TEXT, description="Why the AI result must not act"
     )
+
+
+class ViewerLaunch(BaseModel):
+    url: str = Field(description="The site's PACS viewer URL for this study (the launch is audited)")
+
+
+class StudyRef(BaseModel):
+    study_id: int
 
 
 class Retracted(BaseModel):

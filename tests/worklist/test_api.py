@@ -540,3 +540,46 @@ def test_the_settings_an_admin_sees_hold_no_credential(database, make_settings):
     assert "ml-pass" not in response.text and "ml-user" not in response.text
     assert "unused-secret-path" not in response.text
     assert response.json()["mlflow_tracking_uri"] == "https://**********@mlflow.example/"
+
+
+def test_a_study_opens_in_the_sites_pacs_viewer_audited(any_database, make_settings, ids):
+    from triage.records.tables import Study
+    from worklist.app import create_app
+
+    template = "https://pacs.example/viewer?StudyInstanceUID={study_instance_uid}"
+    settings = make_settings(pacs_viewer_url=template)
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(any_database, settings)) as viewer_client:
+        headers = signed_in(viewer_client, any_database, "rad", Role.RADIOLOGIST)
+        assert queue(viewer_client, headers, "trauma")["pacs_viewer"] is True
+        launched = viewer_client.post(f"/api/studies/{ids['fracture']}/viewer", headers=headers)
+        assert launched.status_code == 200, launched.text
+        with any_database.reading() as session:
+            uid = session.get(Study, ids["fracture"]).study_instance_uid
+        assert launched.json()["url"] == template.format(study_instance_uid=uid)
+        assert viewer_client.post("/api/studies/999999/viewer", headers=headers).status_code == 404
+        found = viewer_client.get(f"/api/studies/by-uid/{uid}", headers=headers)
+        assert found.json() == {"study_id": ids["fracture"]}
+        assert viewer_client.get("/api/studies/by-uid/1.2.3", headers=headers).status_code == 404
+        assert viewer_client.get("/api/studies/by-uid/not-a-uid", headers=headers).status_code == 422
+    [(actor, study_id, _, detail)] = audit_rows(any_database, "viewer.launched")
+    assert (actor, study_id, detail) == ("local:rad", ids["fracture"], "opened in the PACS viewer")
+
+
+def test_without_a_viewer_configured_there_is_nothing_to_open(client, radiologist, ids):
+    assert queue(client, radiologist, "trauma")["pacs_viewer"] is False
+    refused = client.post(f"/api/studies/{ids['fracture']}/viewer", headers=radiologist)
+    assert refused.status_code == 404 and "pacs_viewer_url" in refused.json()["detail"]
+
+
+def test_the_ihe_invoke_image_display_entry_point_hands_the_study_to_the_page(client):
+    sent = client.get(
+        "/IHEInvokeImageDisplay",
+        params={"requestType": "STUDY", "studyUID": "1.2.840.1"},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == "/#study-uid=1.2.840.1"
+    for params in ({"requestType": "PATIENT", "studyUID": "1.2"}, {"requestType": "STUDY"},
+                   {"requestType": "STUDY", "studyUID": "1.2'><script>"}):  # fmt: skip
+        refused = client.get("/IHEInvokeImageDisplay", params=params, follow_redirects=False)
+        assert refused.status_code == 400 and "requestType=STUDY" in refused.json()["detail"]

@@ -285,3 +285,35 @@ def test_the_page_says_which_decisions_the_models_evidence_does_not_support(serv
     double = page.locator("#worklist tbody tr", has_text="Single reading not enabled")
     expect(double).to_have_count(1)
     assert double.get_attribute("data-verdict") == "DOUBLE_READ"
+
+
+def test_a_pacs_button_opens_the_study_and_the_study_opens_in_the_pacs_viewer(
+    make_settings, tmp_path, browser
+):
+    """A PACS's "triage result" button sends the user to /IHEInvokeImageDisplay: after sign-in the
+    page opens that study. Its "Open in PACS viewer" opens the site's viewer on the study (audited)."""
+    from triage.records.tables import AuditEvent, Study
+
+    port = free_port()
+    template = f"http://127.0.0.1:{port}/healthz?viewer-study={{study_instance_uid}}"  # a page that answers
+    settings = make_settings(api_port=port, pacs_viewer_url=template)
+    with serving(settings, tmp_path, TRIAGE_PACS_VIEWER_URL=template) as (url, database, _, ids):
+        with database.reading() as session:
+            uid = session.get(Study, ids["doubt"]).study_instance_uid
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{url}/IHEInvokeImageDisplay?requestType=STUDY&studyUID={uid}")
+        page.fill("#sign-in input[name=username]", "dr.lund")
+        page.fill("#sign-in input[name=password]", PASSWORD)
+        page.click("#sign-in button[type=submit]")
+        expect(page.locator("#detail")).to_be_visible()
+        expect(page.locator("#detail-title")).to_contain_text("SYN0002")
+        expect(page.locator("#worklist tbody tr .open-viewer")).to_have_count(4)
+        with page.expect_popup() as opened:
+            page.click("#open-viewer")
+        assert opened.value.url == template.format(study_instance_uid=uid)
+        page.screenshot(path=str(ARTIFACTS / "study-opened-from-the-pacs.png"), full_page=True)
+        with database.reading() as session:
+            launched = session.scalars(
+                select(AuditEvent.study_id).where(AuditEvent.action == "viewer.launched")
+            )
+            assert list(launched) == [ids["doubt"]]

@@ -42,6 +42,7 @@ class AuditAction(enum.StrEnum):
     STUDY_PATIENT_MISMATCH = "study.patient_mismatch"
     STUDY_VIEWED = "study.viewed"
     IMAGE_VIEWED = "image.viewed"
+    VIEWER_LAUNCHED = "viewer.launched"
     WORKLIST_VIEWED = "worklist.viewed"
     FEEDBACK_RECORDED = "feedback.recorded"
     RESULT_WITHDRAWN = "result.withdrawn"
@@ -84,6 +85,7 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.STUDY_PATIENT_MISMATCH: DicomAuditEvent(PATIENT_RECORD, "U", outcome=MINOR_FAILURE),
     A.STUDY_VIEWED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.IMAGE_VIEWED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
+    A.VIEWER_LAUNCHED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.WORKLIST_VIEWED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.FEEDBACK_RECORDED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.RESULT_WITHDRAWN: DicomAuditEvent(INSTANCES_ACCESSED, "U"),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
+from sqlalchemy import select
 
 from triage.imaging import UnreadableImage, decode_image, png
 from triage.records import conflicts, queries, readings, withdrawals
@@ -24,6 +26,8 @@ from worklist.schemas import (
     Retracted,
     Retraction,
     StudyId,
+    StudyRef,
+    ViewerLaunch,
     problems,
 )
 
@@ -40,6 +44,39 @@ def study(study_id: StudyId, principal: Radiologist, state: State) -> StudyDetai
     with state.database.session() as session:
         audit(session, principal, AuditAction.STUDY_VIEWED, [study_id])
     return detail
+
+
+@router.get("/by-uid/{study_instance_uid}", responses=problems(401, 403, 404, 422))
+def study_by_uid(
+    study_instance_uid: Annotated[str, PathParam(max_length=64, pattern=UID)],
+    principal: Radiologist,
+    state: State,
+) -> StudyRef:
+    """The study with this Study Instance UID (how a PACS's "triage result" button finds it)."""
+    with state.database.reading() as session:
+        found = session.scalar(select(Study.id).where(Study.study_instance_uid == study_instance_uid))
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no study with this Study Instance UID")
+    return StudyRef(study_id=found)
+
+
+@router.post("/{study_id}/viewer", responses=problems(401, 403, 404))
+def open_in_viewer(study_id: StudyId, principal: Radiologist, state: State) -> ViewerLaunch:
+    """The site's PACS viewer URL for the study (``pacs_viewer_url``); the launch is audited."""
+    template = state.settings.pacs_viewer_url
+    if template is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no PACS viewer is configured (pacs_viewer_url)")
+    with state.database.session() as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+        url = template.format(
+            study_instance_uid=quote(study.study_instance_uid, safe=""),
+            accession_number=quote(study.accession_number, safe=""),
+            patient_id=quote(study.patient_id, safe=""),
+        )
+        audit(session, principal, AuditAction.VIEWER_LAUNCHED, [study_id], "opened in the PACS viewer")
+    return ViewerLaunch(url=url)
 
 
 @router.get(

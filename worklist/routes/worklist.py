@@ -46,6 +46,7 @@ def worklist(
             revision=views.revision(session),
             storage_degraded=storage_degraded(state.settings),
             degraded=queries.degraded(session, state.database.now()),
+            pacs_viewer=state.settings.pacs_viewer_url is not None,
         )
     with state.database.session() as session:  # the audit row alone holds the write lock
         audit(

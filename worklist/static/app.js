@@ -61,6 +61,29 @@ $("#sign-in-provider a").addEventListener("click", (event) => {
   location.assign(`/api/oidc/login?tab=${tab}`);
 });
 
+// Sent here by a PACS's "triage result" button (/IHEInvokeImageDisplay): open that study once signed
+// in. Kept across a sign-in through the identity provider, which replaces the fragment.
+(function takeTheStudyToOpen() {
+  const found = new URLSearchParams(location.hash.slice(1));
+  if (!found.has("study-uid")) return;
+  sessionStorage.setItem("triage-open-study", found.get("study-uid"));
+  history.replaceState(null, "", location.pathname);
+})();
+
+async function openRequestedStudy() {
+  const uid = sessionStorage.getItem("triage-open-study");
+  if (!uid) return;
+  sessionStorage.removeItem("triage-open-study");
+  const response = await api(`/api/studies/by-uid/${encodeURIComponent(uid)}`);
+  if (response.ok) await openStudy((await response.json()).study_id);
+  else $("#empty").textContent = "The study the PACS asked for is not in triage.";
+}
+
+async function openInViewer(studyId) {
+  const response = await api(`/api/studies/${studyId}/viewer`, { method: "POST" });
+  if (response.ok) window.open((await response.json()).url, "_blank", "noopener");
+}
+
 // Back from the identity provider: the ID token (or why not) is in the fragment, never sent anywhere.
 (function takeTheFragment() {
   const found = new URLSearchParams(location.hash.slice(1));
@@ -92,7 +115,8 @@ async function start() {
       $("#empty").textContent = "The worklist needs the radiologist role.";
       return;
     }
-    selectQueue(state.queue);
+    await selectQueue(state.queue);
+    await openRequestedStudy();
   } catch (error) { showSignIn(); }
 }
 
@@ -124,7 +148,7 @@ $("#filters").addEventListener("submit", (event) => { event.preventDefault(); lo
 function selectQueue(queue) {
   state.queue = queue;
   document.querySelectorAll("#queues button").forEach((b) => b.classList.toggle("active", b.dataset.queue === queue));
-  loadQueue();
+  return loadQueue();
 }
 
 function queueQuery() {
@@ -140,6 +164,7 @@ function queueQuery() {
 async function loadQueue() {
   const page = await (await api(`/api/worklist?${queueQuery()}`)).json();
   state.revision = page.revision;
+  state.pacsViewer = page.pacs_viewer;
   $("#threshold").textContent = `Single reading: score ≤ ${page.single_read_max_score}`;
   $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   $("#storage-degraded").hidden = !page.storage_degraded;
@@ -172,6 +197,15 @@ async function loadQueue() {
     else if (item.verdict === "PENDING") note = `AI pending (${item.state}): read as usual if it cannot wait`;
     if (item.conflict) note = `Conflicting images received. ${note}`;
     cell(row, note);
+    const viewer = cell(row, "");
+    if (page.pacs_viewer) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "open-viewer";
+      button.textContent = "Open";
+      button.addEventListener("click", (event) => { event.stopPropagation(); openInViewer(item.study_id); });
+      viewer.appendChild(button);
+    }
     row.addEventListener("click", () => openStudy(item.study_id));
     body.appendChild(row);
   }
@@ -211,6 +245,8 @@ async function openStudy(studyId, keepBoxes) {
   words.push(`state ${item.state}${item.reason ? `: ${item.reason}` : ""}`);
   words.push(`results to PACS: ${item.delivery}`);
   verdict.appendChild(document.createTextNode(` ${words.join(" · ")}`));
+  $("#open-viewer").hidden = !state.pacsViewer;
+  $("#open-viewer").onclick = () => openInViewer(item.study_id);
   $("#fracture-fields").hidden = item.pipeline !== "fracture";
   $("#screen-fields").hidden = item.pipeline !== "breast";
   $("#feedback").hidden = !["fracture", "breast"].includes(item.pipeline);
