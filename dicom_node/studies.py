@@ -113,7 +113,8 @@ class StudyMonitor:
                 if version.id in waiting:
                     continue
                 why = (
-                    f"queued again: no worker took it in {older_than_seconds:.0f} s (a broker message lost?)"
+                    f"queued again: no worker took it in {older_than_seconds:.0f} s (a lost broker message, "
+                    "or a backlog)"
                 )
                 if store.transition(session, version.id, StudyState.QUEUED, StudyState.QUEUED, now, why):
                     requeued += self._enqueue(session, version, now)
