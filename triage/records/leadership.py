@@ -37,6 +37,7 @@ from triage.records.db import Database
 from triage.records.tables import LeaderLease
 
 logger = logging.getLogger(__name__)
+RELEASE_MARGIN = timedelta(seconds=1)
 
 LEASE = "listener"
 LEASE_SECONDS = 30.0
@@ -169,7 +170,9 @@ class Leadership:
                     session.execute(
                         update(LeaderLease)
                         .where(LeaderLease.name == LEASE, LeaderLease.holder == self.holder)
-                        .values(expires_at=self._database.now())
+                        # A second in the past: another process's reading of the server's clock may
+                        # trail this one's by the milliseconds of a query (seen as a failed handover).
+                        .values(expires_at=self._database.now() - RELEASE_MARGIN)
                     )
             except SQLAlchemyError as error:
                 logger.warning("the leader's lease could not be given up: %s", type(error).__name__)
