@@ -43,7 +43,7 @@ STATE_CODES = {
     Verdict.NOT_ANALYSED: Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
 }
 # The evidence gate (triage.evidence): each decision the model's evidence does not support, or that an
-# admin enabled against it, is a coded item of the study group; why, as TEXT beside the notes.
+# admin enabled against it, is a coded item of the study's conclusions; why, as TEXT beside them.
 DECISION_CODES = {
     Decision.RULE_OUT: Code("RULE-OUT", SCHEME, "Rule-out (eligible for discharge)"),
     Decision.SINGLE_READ: Code("SINGLE-READING", SCHEME, "Single reading"),
@@ -70,6 +70,11 @@ IMAGE_NOT_ANALYSED = Code("IMAGE-NOT-ANALYSED", SCHEME, "Image not analysed")
 FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
 STUDY_SCORE = Code("STUDY-FRACTURE-PROBABILITY", SCHEME, "AI study fracture probability")
 NO_UNITS = Code("1", "UCUM", "no units")
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+# CID 100 (Quantitative Diagnostic Imaging Procedures) has no projection-radiography or mammography
+# entry; its generic "Imaging procedure" is the one a template validator accepts (the modality is in
+# the header anyway).
+IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
 SERIES_DESCRIPTION = "AI-generated triage result, not verified by a radiologist"
 
 
@@ -144,7 +149,6 @@ def _study_group(
     model: ModelIdentity,
     finding: Code,
     measurements: list[hd.sr.Measurement],
-    evaluations: list[tuple[Code, Code]],
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
@@ -154,8 +158,18 @@ def _study_group(
         finding_type=finding,
         algorithm_id=_algorithm(model),
         measurements=measurements or None,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=n, value=v) for n, v in evaluations],
     )
+
+
+def _qualitative_evaluations(
+    evaluations: Sequence[tuple[Code, Code]], notes: Sequence[hd.sr.TextContentItem]
+) -> hd.sr.ContainerContentItem:
+    """TID 1500's own place for the study's conclusions (row 12, "Qualitative Evaluations"): any
+    coded or text item, so triage's state, route and gate sit inside the template rather than beside it."""
+    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
+    items = [hd.sr.CodeContentItem(name=n, value=v, relationship_type="CONTAINS") for n, v in evaluations]
+    container.ContentSequence = hd.sr.ContentSequence([*items, *notes])
+    return container
 
 
 def _gate_evaluations(outcome: FractureOutcome | BreastOutcome) -> list[tuple[Code, Code]]:
@@ -193,10 +207,9 @@ SR_CLASSES = (hd.sr.Comprehensive3DSR, hd.sr.ComprehensiveSR)  # proposed in thi
 def _document(
     sources: Sequence[Dataset],
     groups: Sequence[Any],
-    procedure: Code,
     model: ModelIdentity,
     version: int,
-    notes: Sequence[hd.sr.TextContentItem] = (),
+    conclusions: hd.sr.ContainerContentItem,
     sr_class: type[hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR] = hd.sr.Comprehensive3DSR,
     supersedes: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
@@ -205,11 +218,11 @@ def _document(
     kind = f"{'withdrawal' if supersedes is not None else 'sr'}:{sr_class.__name__}"
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model),
-        procedure_reported=procedure,
+        procedure_reported=IMAGING_PROCEDURE,
         imaging_measurements=list(groups),
         title=codes.DCM.ImagingMeasurementReport,
     )
-    report[0].ContentSequence.extend(notes)
+    report[0].ContentSequence.append(conclusions)
     return sr_class(
         evidence=list(sources),
         content=report,
@@ -251,11 +264,13 @@ def fracture_report(
     study = _study_group(
         str(sources[0].StudyInstanceUID), version, model, FRACTURE,
         [score(STUDY_SCORE, outcome.probability)] if outcome.probability is not None else [],
-        [(TRIAGE_STATE, STATE_CODES[outcome.verdict]), *_gate_evaluations(outcome)],
     )  # fmt: skip
     groups = [*_region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
-    notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.PlainRadiography, model, version, notes, sr_class, supersedes)
+    conclusions = _qualitative_evaluations(
+        [(TRIAGE_STATE, STATE_CODES[outcome.verdict]), *_gate_evaluations(outcome)],
+        _notes(outcome, "" if outcome.analysed else reason or outcome.reason),
+    )
+    return _document(sources, groups, model, version, conclusions, sr_class, supersedes)
 
 
 def breast_report(
@@ -278,10 +293,12 @@ def breast_report(
         (HIGH_RISK, codes.SCT.Yes if outcome.high_risk else codes.SCT.No),
         *_gate_evaluations(outcome),
     ]
-    study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements, evaluations)
+    study = _study_group(str(sources[0].StudyInstanceUID), version, model, LESION, measurements)
     groups = [*_region_groups(by_uid, outcome.marks, LESION, LESION_SCORE, model), study]
-    notes = _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
-    return _document(sources, groups, codes.SCT.Mammography, model, version, notes, sr_class, supersedes)
+    conclusions = _qualitative_evaluations(
+        evaluations, _notes(outcome, "" if outcome.analysed else reason or outcome.reason)
+    )
+    return _document(sources, groups, model, version, conclusions, sr_class, supersedes)
 
 
 class ReportWriter:

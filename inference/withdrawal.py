@@ -68,7 +68,7 @@ def rejection_note(
 ) -> hd.ko.KeyObjectSelectionDocument:
     """The IOCM rejection note for ``rejected`` (all of one study)."""
     uids = [str(ds.SOPInstanceUID) for ds in rejected]
-    return hd.ko.KeyObjectSelectionDocument(
+    note = hd.ko.KeyObjectSelectionDocument(
         evidence=rejected,
         content=hd.ko.KeyObjectSelection(
             document_title=REJECTED_FOR_PATIENT_SAFETY,
@@ -81,6 +81,12 @@ def rejection_note(
         instance_number=1,
         manufacturer="triage (open source)",
     )
+    # TID 2010 rows 8-10: the referenced objects are IMAGE / COMPOSITE items without a concept name
+    # (highdicom names them "Source", which PixelMed's template validator reports as an error).
+    for item in note.ContentSequence:
+        if item.ValueType in ("IMAGE", "COMPOSITE"):
+            del item.ConceptNameCodeSequence
+    return note
 
 
 class WithdrawResultTask:

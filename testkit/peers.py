@@ -180,6 +180,28 @@ class Orthanc:
         self.log.close()
 
 
+# Debian 12's JDK stops PixelMed's XSLT at its default XPath limits ("JAXP0801003 ... '10,000' limit").
+_PIXELMED_JAVA = "-Djdk.xml.xpathExprOpLimit=0 -Djdk.xml.xpathExprGrpLimit=0 -Djdk.xml.xpathTotalOpLimit=0"
+
+
+def sr_template_findings(path: Path) -> tuple[list[str], list[str]]:
+    """PixelMed's DicomSRValidator on an SR: (template violations, items outside the template). It
+    checks the root template (TID 1500) and its context groups, which dciodvfy does not."""
+    result = subprocess.run(
+        [require_tool("DicomSRValidator"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "JAVA_TOOL_OPTIONS": _PIXELMED_JAVA},
+        timeout=120,
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    assert "Root Template Validation Complete" in lines, f"DicomSRValidator did not finish: {lines[-5:]}"
+    errors = [line for line in lines if line.startswith("Error")]
+    warnings = [line for line in lines if line.startswith("Warning")]
+    return errors, warnings
+
+
 def dciodvfy_errors(path: Path) -> list[str]:
     """The Error lines dicom3tools' dciodvfy prints for a DICOM file (warnings are not errors)."""
     result = subprocess.run(

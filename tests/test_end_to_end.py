@@ -153,7 +153,7 @@ def test_an_incomplete_screen_is_reported_as_not_analysed_for_double_reading(loo
     wait_until(delivered, timeout=120)
     assert states(listener) == [StudyState.NOT_ANALYSED]
     assert modalities(pacs, study) == ["MG", "OT", "SR"]
-    texts = [item.TextValue for item in sr_of(pacs, study).ContentSequence if "TextValue" in item]
+    texts = [element.value for element in sr_of(pacs, study).iterall() if element.keyword == "TextValue"]
     assert state_code(pacs, study) == "NOT-ANALYSED"
     assert "incomplete screen: missing R-CC, R-MLO; double reading" in texts
 
