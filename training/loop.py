@@ -163,7 +163,9 @@ def train_network(
         drop_last=len(samples) > config.batch_size,
     )
     optimiser = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        [parameter for parameter in network.parameters() if parameter.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     batches = len(loader)
     schedule = _schedule(optimiser, round(config.warmup_epochs * batches), config.epochs * batches)

@@ -86,7 +86,23 @@ def build(config: TrainConfig) -> nn.Module:
         "classifier-lite0": ViewClassifier,
         "fracture-lite0": FractureNet,
     }
-    return networks[config.architecture](config.pretrained)
+    network = networks[config.architecture](config.pretrained)
+    freeze_early(network, config.frozen_stages)
+    return network
+
+
+def freeze_early(network: nn.Module, stages: int) -> None:
+    """Keep the stem and the first ``stages`` backbone stages as they are (no gradient, so no backward
+    pass through them); their batch-norm statistics still adapt to radiographs."""
+    if stages == 0:
+        return
+    backbone = network.get_submodule("backbone")
+    blocks = backbone.get_submodule("_blocks")
+    assert isinstance(blocks, nn.Sequential)
+    early = [backbone.get_submodule("_conv_stem"), backbone.get_submodule("_bn0"), *list(blocks)[:stages]]
+    for module in early:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
 
 
 def as_shipped(network: nn.Module) -> None:

@@ -9,7 +9,7 @@ from inference.networks import CentrePointDetector, FractureNet, ViewClassifier
 from testkit.phantoms import mammogram, radiograph
 from training.config import TrainConfig
 from training.loop import train_network
-from training.train import score
+from training.train import build, score
 from triage.imaging import HeaderFacts
 from triage.manifests import Sample
 
@@ -106,3 +106,19 @@ def test_training_resumes_from_its_checkpoint_where_it_stopped(tmp_path):
     assert set(epochs) == {3}  # only the epoch that was left
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+
+def test_frozen_stages_keep_their_imagenet_weights_while_the_rest_learns():
+    samples = phantom_samples(radiograph, 16, seed=4, modality="DX")
+    cfg = config("fracture", "fracture-lite0").model_copy(update={"frozen_stages": 2, "input_size": 64})
+    network = build(cfg)
+    before = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+    train_network(network, samples, cfg, max_steps=3)
+    after = network.state_dict()  # trained in place (what is returned is the running average)
+    frozen = ("backbone._conv_stem.", "backbone._bn0.weight", "backbone._blocks.0.", "backbone._blocks.1.")
+    weights = [name for name in before if name.endswith("weight") and "_bn" not in name]
+    kept = [name for name in weights if name.startswith(frozen)]
+    learnt = [name for name in weights if name.startswith(("backbone._blocks.2.", "classifier."))]
+    assert kept and learnt
+    assert all(torch.equal(before[name], after[name]) for name in kept)
+    assert all(not torch.equal(before[name], after[name]) for name in learnt)
