@@ -70,6 +70,7 @@ IMAGE_NOT_ANALYSED = Code("IMAGE-NOT-ANALYSED", SCHEME, "Image not analysed")
 FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
 STUDY_SCORE = Code("STUDY-FRACTURE-PROBABILITY", SCHEME, "AI study fracture probability")
 NO_UNITS = Code("1", "UCUM", "no units")
+BOUNDED_BY = Code("75958009", "SCT", "Bounded by")  # CID 219, the value of "Geometric purpose of region"
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 # CID 100 (Quantitative Diagnostic Imaging Procedures) has no projection-radiography or mammography
 # entry; its generic "Imaging procedure" is the one a template validator accepts (the modality is in
@@ -117,7 +118,8 @@ def _region_groups(
     score_name: Code,
     model: ModelIdentity,
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
-    """One TID 1410 group per mark: a closed POLYLINE on the exact source image, with its score."""
+    """One TID 1410 group per mark: a closed POLYLINE on the exact source image, marked as a bounding
+    box, with its score."""
     groups = []
     for number, mark in enumerate(marks, start=1):
         sop_instance_uid, value = mark.sop_instance_uid, mark.score
@@ -135,6 +137,9 @@ def _region_groups(
                     identifier=f"{finding.meaning.lower()} {number}",
                 ),
                 referenced_region=region,
+                # CP-1852: "Bounded by" tells a viewer (OHIF, Slicer) the outline is a box around the
+                # finding, not the finding's own contour, so it draws and lists it as a box.
+                geometric_purpose=BOUNDED_BY,
                 finding_type=finding,
                 algorithm_id=_algorithm(model),
                 measurements=[score(score_name, value)],
