@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 import typer
 
-from triage.cli import accounts, audit, data, dicom, ml, models, results, service
+from triage.cli import accounts, audit, conformance, data, dicom, ml, models, results, service
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 COMMANDS: tuple[Callable[..., None], ...] = (
     service.serve, service.listener, service.worker, service.api,
     ml.train, ml.evaluate, ml.calibrate, ml.compare,
-    data.manifest, dicom.send, dicom.echo,
+    data.manifest, dicom.send, dicom.echo, conformance.conformance,
 )  # fmt: skip
 for command in COMMANDS:
     app.command()(command)
