@@ -67,7 +67,7 @@ class FracturePipeline:
         )
         outcome = evidence.apply(outcome, self._gatekeeper(card))
         return Analysed(
-            summary=f"{outcome.verdict.label} (probability {probability:.3f})",
+            summary=f"{outcome.verdict.label} (score {probability:.3f})",
             model=self.identity,
             outcome=outcome,
             inputs=[

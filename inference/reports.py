@@ -58,7 +58,9 @@ TRIAGE_STATE = Code("STATE", SCHEME, "Triage state")
 LESION = Code("52988006", "SCT", "Lesion")
 LESION_SCORE = Code("LESION-SCORE", SCHEME, "AI lesion score")
 EXAM_SCORE = Code("EXAM-SCORE", SCHEME, "AI exam risk score (1-10)")
-EXAM_PROBABILITY = Code("EXAM-PROBABILITY", SCHEME, "AI exam probability of a finding")
+# The models' 0-1 outputs are scores, not calibrated probabilities (the cards give their calibration
+# error), so they are named that: a number called a probability must behave as one.
+EXAM_PROBABILITY = Code("EXAM-MODEL-SCORE", SCHEME, "AI exam model score (0-1, not a calibrated probability)")
 READING_ROUTE = Code("ROUTE", SCHEME, "Reading route")
 ROUTE_CODES = {
     Verdict.SINGLE_READ: Code("SINGLE-READ", SCHEME, "Single reading"),
@@ -68,7 +70,9 @@ HIGH_RISK = Code("HIGH-RISK", SCHEME, "High risk (score 10)")
 REASON = Code("REASON-NOT-ANALYSED", SCHEME, "Reason not analysed")
 IMAGE_NOT_ANALYSED = Code("IMAGE-NOT-ANALYSED", SCHEME, "Image not analysed")
 FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
-STUDY_SCORE = Code("STUDY-FRACTURE-PROBABILITY", SCHEME, "AI study fracture probability")
+STUDY_SCORE = Code(
+    "STUDY-FRACTURE-SCORE", SCHEME, "AI study fracture score (0-1, not a calibrated probability)"
+)
 NO_UNITS = Code("1", "UCUM", "no units")
 BOUNDED_BY = Code("75958009", "SCT", "Bounded by")  # CID 219, the value of "Geometric purpose of region"
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")

@@ -30,7 +30,7 @@ def banner(outcome: FractureOutcome | BreastOutcome, reason: str) -> str:
         else ""
     )
     if isinstance(outcome, FractureOutcome) and outcome.analysed and outcome.probability is not None:
-        return f"{outcome.verdict.label}  (AI probability {outcome.probability:.2f}){off}"[:160]
+        return f"{outcome.verdict.label}  (AI score {outcome.probability:.2f}){off}"[:160]
     if isinstance(outcome, BreastOutcome) and outcome.analysed:
         route = outcome.route.replace("_", " ")
         risk = "  HIGH RISK" if outcome.high_risk else ""

@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import average_precision, metric_with_ci, proportion_metric
+from evaluation.metrics import (
+    average_precision,
+    bootstrap_ci,
+    expected_calibration_error,
+    metric_with_ci,
+    proportion_metric,
+)
 from inference.breast import exam_probability
 from triage.cards import Metric
 
@@ -77,10 +83,24 @@ def box_map(scored: Sequence[Scored], resamples: int = 200, seed: int = 0) -> Me
     )
 
 
+def calibration_error(labels: Sequence[int], probabilities: Sequence[float]) -> Metric:
+    """Expected calibration error (10 equal-width bins) with its bootstrap interval: how far the
+    model's output is from the share of positives among images given that output. Large, and the
+    output is a score, not a probability (the service calls it that)."""
+    value = expected_calibration_error(labels, probabilities)
+    low, high = bootstrap_ci(expected_calibration_error, labels, probabilities, resamples=500)
+    return Metric(value=round(value, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=len(labels))
+
+
 def fracture_figures(scored: Sequence[Scored]) -> dict[str, Metric]:
-    """AUROC, sensitivity and specificity at DOUBT and FRACTURE, box AP@0.5; the same without
-    orthopaedic hardware (nearly a label by itself in FracAtlas), and AUROC per body region."""
+    """AUROC, sensitivity and specificity at DOUBT and FRACTURE, box AP@0.5, calibration error; the
+    same without orthopaedic hardware (nearly a label by itself in FracAtlas), and AUROC per body
+    region."""
     found = {**_auroc(scored, "auroc"), **_at_points(scored)}
+    if len({s.label for s in scored}) == 2:
+        found["calibration_error"] = calibration_error(
+            [s.label for s in scored], [s.probability for s in scored]
+        )
     if any(s.boxes for s in scored):
         found["map50"] = box_map(scored)
     plain = [s for s in scored if s.subgroups.get("hardware") != "yes"]
@@ -111,5 +131,6 @@ def breast_figures(scored: Sequence[Scored]) -> dict[str, Metric]:
     found = {}
     if len(set(labels)) == 2:
         found["exam_auroc"] = metric_with_ci("auroc", labels, probabilities)
+        found["exam_calibration_error"] = calibration_error(labels, probabilities)
     found.update(_auroc(scored, "view_auroc"))
     return found

@@ -57,7 +57,7 @@ def test_without_marks_nothing_is_drawn_on_the_images(tmp_path):
 @pytest.mark.parametrize(
     ("outcome", "reason", "expected"),
     [
-        (FractureOutcome(state="DOUBT", probability=0.42), "", "DOUBT  (AI probability 0.42)"),
+        (FractureOutcome(state="DOUBT", probability=0.42), "", "DOUBT  (AI score 0.42)"),
         (
             BreastOutcome(score=10, route="DOUBLE_READ", high_risk=True, probability=0.99),
             "",
@@ -67,7 +67,7 @@ def test_without_marks_nothing_is_drawn_on_the_images(tmp_path):
         (
             FractureOutcome(state="NO_FRACTURE", probability=0.05, not_enabled={"rule_out": "no evidence"}),
             "",
-            "NORMAL READING  (AI probability 0.05)  (rule-out (eligible for discharge) not enabled)",
+            "NORMAL READING  (AI score 0.05)  (rule-out (eligible for discharge) not enabled)",
         ),
         (
             BreastOutcome(score=3, probability=0.1, not_enabled={"single_read": "x", "boxes": "y"}),

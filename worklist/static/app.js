@@ -191,7 +191,7 @@ async function loadQueue() {
     cell(row, item.feedback_count || "");
     let note = "";
     if (item.eligible_for_discharge) note = "Eligible for discharge per local protocol; over-read later";
-    else if (item.verdict === "NORMAL_READING") note = "Rule-out not enabled for this model: read as usual (AI probability advisory)";
+    else if (item.verdict === "NORMAL_READING") note = "Rule-out not enabled for this model: read as usual (AI score advisory)";
     else if (item.not_enabled["single reading"]) note = "Single reading not enabled for this model: double read (score advisory)";
     else if (item.verdict === "NOT_ANALYSED" || item.verdict === "IGNORED") note = item.reason;
     else if (item.verdict === "PENDING") note = `AI pending (${item.state}): read as usual if it cannot wait`;
@@ -234,7 +234,9 @@ async function openStudy(studyId, keepBoxes) {
   const verdict = $("#detail-verdict");
   verdict.replaceChildren(badge(item.verdict, item.verdict_label));
   const words = [];
-  if (item.probability != null) words.push(`${item.verdict === "NORMAL_READING" ? "advisory " : ""}AI probability ${item.probability.toFixed(2)}`);
+  // The model's 0-1 output is a score, not a calibrated probability (its card gives the calibration
+  // error); a screen shows its 1-10 score instead.
+  if (item.probability != null && item.score == null) words.push(`${item.verdict === "NORMAL_READING" ? "advisory " : ""}AI score ${item.probability.toFixed(2)} (not a probability)`);
   if (item.score != null) words.push(`score ${item.score} of 10 (single reading ≤ ${item.single_read_max_score})`);
   if (item.eligible_for_discharge) words.push("eligible for discharge per local protocol; over-read later");
   if (item.model_name) words.push(`model ${item.model_name} ${item.model_version}`);
