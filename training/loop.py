@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +83,23 @@ def loss_of(
     logits, heatmap, sizes = outputs
     classification = F.binary_cross_entropy_with_logits(logits.float(), label)
     return classification + detection_weight * box_loss(heatmap.float(), sizes.float(), batch)
+
+
+def hardware(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """What a run trains on, in words: the GPU's name, or the CPU's model, core count and whether it
+    computes bfloat16 natively."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    try:
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+    except OSError:
+        names = []
+    bf16 = "native bfloat16" if cpu_has_bf16(cpuinfo) else "no native bfloat16"
+    return f"{len(names) or os.cpu_count()} cores of {names[0] if names else 'an unknown CPU'} ({bf16})"
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

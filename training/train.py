@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from training.export import (
     write_model,
 )
 from training.figures import Scored, breast_figures, exams, fracture_figures
-from training.loop import Progress, train_network
+from training.loop import Progress, hardware, train_network
 from triage.cards import DatasetCredit, Metric, ModelCard
 from triage.manifests import Sample, manifest_credit, read_manifest
 from triage.pipelines import Pipeline
@@ -173,10 +174,13 @@ def run(
         len(validation),
         len(test),
     )
+    started, resumed = time.monotonic(), resume and checkpoint.is_file()
     network = train_network(
         build(config), train, config, progress=progress, checkpoint=checkpoint, max_steps=max_steps
     )
     as_shipped(network)
+    minutes = (time.monotonic() - started) / 60
+    share = " (the resumed part of a run)" if resumed else ""
     common = {
         "name": config.name,
         "version": config.version,
@@ -191,6 +195,8 @@ def run(
         "reproduce": f"triage train configs/train/{config.pipeline}.yaml --data <the {data.name} folder> "
         f"--out {out}",
         "created": now(),
+        "trained": f"{minutes:.0f} min{share} for {config.epochs} epochs at {config.input_size} px, "
+        f"{config.threads} thread(s), on {hardware()}",
     }
     scored = score(network, config, test)
     if config.pipeline == Pipeline.FRACTURE:

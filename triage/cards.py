@@ -158,6 +158,9 @@ class _Card(_Frozen):
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     reproduce: str
     created: str
+    # How long the training run took and on what (a CPU's model and bfloat16 support, or a GPU), so a
+    # site can plan a retraining; empty on cards written before it was recorded.
+    trained: str = ""
 
     def write(self, folder: Path) -> None:
         (folder / "card.json").write_text(

@@ -3,6 +3,7 @@ promotion (refused without validated operating points) -> the worker runs it -> 
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,10 @@ def test_a_run_is_logged_to_mlflow_and_registered_with_its_card(settings, traine
     rule_out = tracked.card.evidence.rule_out  # the rule-out evidence, from the test part
     assert rule_out is not None and rule_out.doubt_threshold == tracked.card.doubt_threshold
     assert rule_out.sensitivity_at_doubt == tracked.card.metrics["sensitivity_at_doubt"]
+    assert re.fullmatch(
+        r"\d+ min for \d epochs at 128 px, \d thread\(s\), on .+ (bfloat16\)|GPU .+)", tracked.card.trained
+    )
+    assert "calibration_error" in tracked.card.metrics, "how far the score is from a probability"
 
 
 def test_promotion_puts_the_model_into_the_worker_and_rollback_takes_it_out(settings, trained, database):
