@@ -8,9 +8,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from delivery.scu import Outgoing, client_tls_context, echo, store_objects
+from sqlalchemy.orm import Session
+
+from delivery.scu import Outgoing, client_tls_context, echo, request_commitment, sop_reference, store_objects
 from triage.periodic import PeriodicThread
-from triage.records import deliveries, queries, results
+from triage.records import commitments, deliveries, queries, results, withdrawals
 from triage.records.db import Database
 from triage.records.tables import PACS, PEER_CHECK_SECONDS, Delivery
 from triage.settings import Settings
@@ -40,7 +42,9 @@ class Deliverer:
         timeout_seconds: float = 30.0,
         leading: Callable[[], bool] = lambda: True,
         objects_per_check: int = 5,
+        commitment: commitments.Bounds | None = None,
     ) -> None:
+        self._commitment = commitment
         self._leading = leading
         self._objects_per_check = objects_per_check
         self._tls = tls
@@ -88,10 +92,48 @@ class Deliverer:
                 key = str(result.sent.relative_to(self._results_dir)) if result.ok and result.sent else ""
                 attempt = deliveries.Attempt(result.ok, f"{result.detail}{status}", result.permanent, key)
                 deliveries.record_delivery(
-                    session, delivery_id, attempt, now, self._max_attempts, self._deadline_seconds
+                    session,
+                    delivery_id,
+                    attempt,
+                    now,
+                    self._max_attempts,
+                    self._deadline_seconds,
+                    commitment=self._commitment is not None,
                 )
                 delivered += result.ok
         return delivered
+
+    def commit_due(self, now: datetime) -> int:
+        """Ask the PACS to commit what it acknowledged (storage commitment, when configured), and ask
+        again where a report is overdue; return how many requests the PACS took."""
+        bounds = self._commitment
+        if bounds is None:
+            return 0
+        with self._database.session() as session:
+            commitments.expire_overdue(session, now, bounds)
+        with self._database.session() as session:
+            due = [
+                (c.id, c.transaction_uid, self._references(session, c.version_id))
+                for c in commitments.due_requests(session, now)
+            ]
+        requested = 0
+        for commitment_id, transaction_uid, references in due:
+            if not self._leading():
+                break
+            accepted, detail = request_commitment(
+                self._pacs, self._calling, transaction_uid, references, self._tls, self._timeout
+            )
+            with self._database.session() as session:
+                commitments.record_request(session, commitment_id, accepted, detail, now, bounds)
+            requested += accepted
+        return requested
+
+    def _references(self, session: Session, version_id: int) -> list[tuple[str, str]]:
+        """(SOP Class UID, SOP Instance UID) of each object as the PACS took it (an alternate's class)."""
+        return [
+            sop_reference(self._results_dir / (d.sent_storage_key or d.storage_key))
+            for d in withdrawals.acknowledged_objects(session, version_id)
+        ]
 
 
 def check_reachable(settings: Settings, database: Database) -> bool:
@@ -129,13 +171,17 @@ def start(
         client_tls_context(settings),
         settings.dimse_timeout_seconds,
         leading,
+        commitment=commitments.bounds_of(settings),
     )
+
+    def deliver() -> int:
+        now = database.now()
+        delivered = deliverer.deliver_due(now)
+        deliverer.commit_due(now)
+        return delivered
+
     threads = [
-        PeriodicThread(
-            "pacs-delivery",
-            lambda: deliverer.deliver_due(database.now()),
-            settings.monitor_interval_seconds,
-        ),
+        PeriodicThread("pacs-delivery", deliver, settings.monitor_interval_seconds),
         PeriodicThread("pacs-check", lambda: check_reachable(settings, database), PEER_CHECK_SECONDS),
     ]
     for thread in threads:

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 from pynetdicom import AE, VerificationPresentationContexts, _config
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+    Verification,
+)
 
 from triage.settings import Settings
 from triage.values import DicomPeer
@@ -77,6 +81,56 @@ def echo(
         return int(response.Status) if "Status" in response else None
     finally:
         assoc.release()
+
+
+def request_commitment(
+    peer: DicomPeer,
+    calling_ae_title: str,
+    transaction_uid: str,
+    references: Sequence[tuple[str, str]],
+    tls: ssl.SSLContext | None = None,
+    timeout_seconds: float = 30.0,
+) -> tuple[bool, str]:
+    """N-ACTION "Request Storage Commitment" (PS3.4 J.3.2) for (SOP Class UID, SOP Instance UID)
+    pairs; whether the PACS took the request, and what it said. Its report comes later, on an
+    association of its own (or on this one, which triage does not wait for)."""
+    ae = AE(ae_title=calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.ae_title, tls_args=(tls, peer.host) if tls else None
+    )
+    if not assoc.is_established:
+        return False, f"no association with {peer} for storage commitment"
+    request = Dataset()
+    request.TransactionUID = transaction_uid
+    request.ReferencedSOPSequence = [_reference(c, i) for c, i in references]
+    try:
+        status, _ = assoc.send_n_action(
+            request, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+        )
+    except (ValueError, RuntimeError, OSError) as error:
+        return False, f"N-ACTION failed: {type(error).__name__}"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if "Status" not in status:
+        return False, "no answer to N-ACTION (DIMSE timeout or the association dropped)"
+    code = int(status.Status)
+    return code == 0x0000, "requested" if code == 0 else f"N-ACTION status 0x{code:04X}"
+
+
+def _reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class_uid
+    item.ReferencedSOPInstanceUID = sop_instance_uid
+    return item
+
+
+def sop_reference(path: Path) -> tuple[str, str]:
+    """(SOP Class UID, SOP Instance UID) of a stored result object."""
+    ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    return str(ds.SOPClassUID), str(ds.SOPInstanceUID)
 
 
 def _header(path: Path) -> tuple[str, str] | str:

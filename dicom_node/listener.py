@@ -14,6 +14,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import routing, scp
 from dicom_node.capacity import DiskGuard
+from dicom_node.commitment import CommitmentReports
 from dicom_node.duplicates import DuplicateComparer
 from dicom_node.handlers import StorageHandlers, StoragePaths
 from dicom_node.reconcile import Reconciler
@@ -22,7 +23,7 @@ from dicom_node.studies import StudyMonitor
 from triage.cards import IntendedUse, read_card
 from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
-from triage.records import audit_chain, deliveries, outbox, withdrawals
+from triage.records import audit_chain, commitments, deliveries, outbox, withdrawals
 from triage.records.db import Database, migrate
 from triage.records.leadership import Leadership
 from triage.records.security import SecurityLog
@@ -93,6 +94,8 @@ class Listener:
         )
         self.retention = Retention(self.database, settings.storage_dir, settings.retain_originals_days)
         self.security = SecurityLog(self.database)
+        bounds = commitments.bounds_of(settings)
+        self.reports = CommitmentReports(self.database, bounds) if bounds is not None else None
         self.leadership = Leadership(self.database, settings.home / "leader.lock")
         self.reconciler = Reconciler(
             self.database,
@@ -124,7 +127,7 @@ class Listener:
             self._recover()
         else:
             logger.info("another process leads over this database: this listener receives only")
-        self._server = scp.start_listener(self.settings, self.handlers, self.security)
+        self._server = scp.start_listener(self.settings, self.handlers, self.security, self.reports)
         self._monitor_thread = PeriodicThread(
             "study-monitor", self._lead, self.settings.monitor_interval_seconds
         )

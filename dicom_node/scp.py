@@ -9,9 +9,11 @@ from pydicom import uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.access import AccessGuard, start_server, warn_if_exposed
+from dicom_node.commitment import CommitmentReports
 from dicom_node.handlers import StorageHandlers
 from triage.records.security import SecurityLog
 from triage.settings import Settings
@@ -77,6 +79,10 @@ def build_ae(settings: Settings) -> AE:
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    if settings.pacs_storage_commitment:
+        # The PACS reports on an association it opens, acting as the class's SCP (PS3.4 J.3.3):
+        # accept it in either role, whatever role selection it proposes.
+        ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
     ae.require_called_aet = True
     ae.require_calling_aet = [] if settings.accepts_any_calling_ae else list(settings.allowed_calling_aes)
     ae.maximum_associations = settings.max_associations
@@ -88,7 +94,10 @@ def build_ae(settings: Settings) -> AE:
 
 
 def start_listener(
-    settings: Settings, handlers: StorageHandlers, security: SecurityLog
+    settings: Settings,
+    handlers: StorageHandlers,
+    security: SecurityLog,
+    reports: CommitmentReports | None = None,
 ) -> ThreadedAssociationServer:
     """Start serving in background threads; stop with ``server.shutdown()``. Refused associations
     and failed TLS handshakes go to ``security`` (the audit log)."""
@@ -111,6 +120,7 @@ def start_listener(
             (evt.EVT_C_ECHO, handlers.on_echo),
             (evt.EVT_C_STORE, handlers.on_store),
             (evt.EVT_CONN_CLOSE, handlers.on_closed),
+            *([(evt.EVT_N_EVENT_REPORT, reports.on_event_report)] if reports is not None else []),
         ],
         security,
     )

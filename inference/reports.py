@@ -2,7 +2,7 @@
 
 Codes are DICOM's or SNOMED CT's where one exists ("Fracture" is SCT 72704001). The triage states
 and scores have no standard code, so they use the private coding scheme ``99TRIAGE`` (PS3.16 8.2:
-private schemes begin with 99), listed in ``TRIAGE_CODES`` and documented in the README.
+private schemes begin with 99), defined in ``triage.codes`` and listed in the conformance statement.
 The SOP Instance UID is derived from the study, its version and the model, so a re-sent or
 re-built report is the same object to the PACS, never a second, different report.
 """
@@ -23,56 +23,34 @@ from pydicom.uid import generate_uid
 from inference.inputs import StudyImages
 from inference.summary import render, summary_image
 from triage import __version__
+from triage.codes import (
+    ANALYSED,
+    DECISION_CODES,
+    DECISION_NOT_ENABLED,
+    DECISION_OVERRIDDEN,
+    EXAM_PROBABILITY,
+    EXAM_SCORE,
+    FRACTURE_SCORE,
+    HIGH_RISK,
+    IMAGE_NOT_ANALYSED,
+    LESION_SCORE,
+    NOT_VERIFIED,
+    READING_ROUTE,
+    REASON,
+    ROUTE_CODES,
+    STATE_CODES,
+    STUDY_SCORE,
+    TRIAGE_STATE,
+    WHY_NOT_ENABLED,
+    WHY_OVERRIDDEN,
+)
 from triage.messages import AnalyseStudy
-from triage.outcomes import BreastOutcome, Decision, FractureOutcome, Mark, ModelIdentity, Verdict
+from triage.outcomes import BreastOutcome, FractureOutcome, Mark, ModelIdentity, Verdict
 from triage.records.results import ResultObject
 from triage.records.storage import make_durable
 
 FRACTURE = Code("72704001", "SCT", "Fracture")
-SCHEME = "99TRIAGE"
-# Code values keep the hyphenated spelling PACS configurations already match on.
-STATE_CODES = {
-    Verdict.FRACTURE: Code("FRACTURE", SCHEME, "Fracture suspected (high-specificity operating point)"),
-    Verdict.DOUBT: Code("DOUBT", SCHEME, "Fracture possible (high-sensitivity operating point)"),
-    Verdict.NO_FRACTURE: Code(
-        "NO-FRACTURE", SCHEME, "No fracture found; eligible for discharge per local protocol"
-    ),
-    Verdict.NORMAL_READING: Code(
-        "NORMAL-READING", SCHEME, "Below DOUBT, rule-out not enabled for this model; read as usual"
-    ),
-    Verdict.NOT_ANALYSED: Code("NOT-ANALYSED", SCHEME, "Not analysed by triage; read as usual"),
-}
-# The evidence gate (triage.evidence): each decision the model's evidence does not support, or that an
-# admin enabled against it, is a coded item of the study's conclusions; why, as TEXT beside them.
-DECISION_CODES = {
-    Decision.RULE_OUT: Code("RULE-OUT", SCHEME, "Rule-out (eligible for discharge)"),
-    Decision.SINGLE_READ: Code("SINGLE-READING", SCHEME, "Single reading"),
-    Decision.BOXES: Code("LOCALISATION", SCHEME, "Localisation (boxes)"),
-}
-DECISION_NOT_ENABLED = Code("NOT-ENABLED", SCHEME, "Decision not enabled: evidence below the site's bar")
-DECISION_OVERRIDDEN = Code("OVERRIDDEN", SCHEME, "Decision enabled against the evidence by an admin")
-WHY_NOT_ENABLED = Code("WHY-NOT-ENABLED", SCHEME, "Why a decision is not enabled")
-WHY_OVERRIDDEN = Code("WHY-OVERRIDDEN", SCHEME, "Who enabled a decision against the evidence, and why")
-ANALYSED = Code("ANALYSED", SCHEME, "Analysed by triage")
-TRIAGE_STATE = Code("STATE", SCHEME, "Triage state")
 LESION = Code("52988006", "SCT", "Lesion")
-LESION_SCORE = Code("LESION-SCORE", SCHEME, "AI lesion score")
-EXAM_SCORE = Code("EXAM-SCORE", SCHEME, "AI exam risk score (1-10)")
-# The models' 0-1 outputs are scores, not calibrated probabilities (the cards give their calibration
-# error), so they are named that: a number called a probability must behave as one.
-EXAM_PROBABILITY = Code("EXAM-MODEL-SCORE", SCHEME, "AI exam model score (0-1, not a calibrated probability)")
-READING_ROUTE = Code("ROUTE", SCHEME, "Reading route")
-ROUTE_CODES = {
-    Verdict.SINGLE_READ: Code("SINGLE-READ", SCHEME, "Single reading"),
-    Verdict.DOUBLE_READ: Code("DOUBLE-READ", SCHEME, "Double reading"),
-}
-HIGH_RISK = Code("HIGH-RISK", SCHEME, "High risk (score 10)")
-REASON = Code("REASON-NOT-ANALYSED", SCHEME, "Reason not analysed")
-IMAGE_NOT_ANALYSED = Code("IMAGE-NOT-ANALYSED", SCHEME, "Image not analysed")
-FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
-STUDY_SCORE = Code(
-    "STUDY-FRACTURE-SCORE", SCHEME, "AI study fracture score (0-1, not a calibrated probability)"
-)
 NO_UNITS = Code("1", "UCUM", "no units")
 BOUNDED_BY = Code("75958009", "SCT", "Bounded by")  # CID 219, the value of "Geometric purpose of region"
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
@@ -80,7 +58,7 @@ QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 # entry; its generic "Imaging procedure" is the one a template validator accepts (the modality is in
 # the header anyway).
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
-SERIES_DESCRIPTION = "AI-generated triage result, not verified by a radiologist"
+SERIES_DESCRIPTION = NOT_VERIFIED
 
 
 def report_uid(study_instance_uid: str, version: int, model_name: str, model_version: str, kind: str) -> str:

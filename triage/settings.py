@@ -19,7 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from triage.values import DicomPeer, check_ae_title, mask_credentials, parse_bindings, syslog_address
+from triage.values import DicomPeer, Hl7Peer, check_ae_title, mask_credentials, parse_bindings, syslog_address
 
 
 def bundled(name: str) -> Path:
@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     # However the tries go, a result object not acknowledged this long after it was queued fails for
     # good (the study goes back to the conservative path, visibly).
     delivery_deadline_seconds: float = Field(default=1200.0, gt=0)
+    # Storage commitment (PS3.4 Annex J, push model) at the PACS: a study is REPORTED only once the
+    # PACS commits every result object, not on the C-STORE status alone. The PACS answers on an
+    # association of its own, so it must know triage's AE (ae_title at dicom_host:dicom_port) and be
+    # an allowed calling AE. No report within the timeout: asked again, up to max_requests requests
+    # per study (objects reported as failed are sent again first); then the study goes conservative.
+    pacs_storage_commitment: bool = False
+    storage_commitment_timeout_seconds: float = Field(default=300.0, gt=0)
+    storage_commitment_max_requests: int = Field(default=3, ge=1)
+    # HL7 v2.5.1 ORU^R01 over MLLP to the RIS or the emergency department's record, written
+    # APPLICATION@host:port: the AI result as preliminary when a study is REPORTED or NOT ANALYSED,
+    # and a correction when a later version or a withdrawal changes it. Retried like the PACS
+    # deliveries (delivery_max_attempts, delivery_deadline_seconds), then FAILED and visible; it never
+    # gates the verdict (it is sent after the PACS acknowledged, or after the study went conservative).
+    hl7_ris: Annotated[Hl7Peer | None, NoDecode] = None
+    hl7_sending_facility: str = Field(default="", max_length=20)  # MSH-4; MSH-6 is left to the peer
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
     pacs_tls_ca: Path | None = None
@@ -219,6 +234,13 @@ class Settings(BaseSettings):
     @classmethod
     def _bindings(cls, value: object, info: ValidationInfo) -> object:
         return parse_bindings(value, networks=info.field_name == "calling_ae_addresses")
+
+    @field_validator("hl7_ris", mode="before")
+    @classmethod
+    def _parse_hl7_ris(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Hl7Peer.parse(value) if value.strip() else None
+        return value
 
     @field_validator("pacs", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 _PEER = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+_HL7_PEER = re.compile(r"^(?P<app>[^@|^~\\&]{1,20})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#]*@")
@@ -62,6 +63,31 @@ class DicomPeer(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class Hl7Peer(BaseModel):
+    """A remote HL7 v2 application listening for MLLP, written ``APPLICATION@host:port``; the name is
+    what messages carry as their receiving application (MSH-5)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application: str = Field(min_length=1, max_length=20)  # HD's namespace ID holds 20 characters
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> Hl7Peer:
+        """Parse ``APPLICATION@host:port``, failing with a full sentence."""
+        match = _HL7_PEER.match(text.strip())
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not an HL7 peer: write it as APPLICATION@host:port, e.g. RIS@10.0.0.7:2575 "
+                "(the application name without HL7's delimiters | ^ ~ \\ &)"
+            )
+        return cls(application=match["app"].strip(), host=match["host"].strip("[]"), port=int(match["port"]))
+
+    def __str__(self) -> str:
+        return f"{self.application}@{self.host}:{self.port}"
 
 
 def parse_bindings(value: object, *, networks: bool) -> object:

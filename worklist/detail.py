@@ -17,6 +17,7 @@ from triage.records.tables import (
     Delivery,
     DeliveryState,
     Feedback,
+    Hl7Message,
     Instance,
     Result,
     Study,
@@ -53,6 +54,18 @@ class DeliveryView(BaseModel):
     delivered_at: datetime | None
 
 
+class Hl7MessageView(BaseModel):
+    """An HL7 result message to the RIS: P (preliminary) or C (a correction), and what came of it."""
+
+    control_id: str
+    result_status: str
+    state: DeliveryState
+    attempts: int
+    ack_code: str
+    last_error: str
+    delivered_at: datetime | None
+
+
 class VersionView(BaseModel):
     number: int
     state: StudyState
@@ -61,6 +74,7 @@ class VersionView(BaseModel):
     history: list[StateChangeView]
     result: ResultView | None
     deliveries: list[DeliveryView]
+    hl7_messages: list[Hl7MessageView] = Field(default_factory=list)
 
 
 class MarkView(BaseModel):
@@ -126,6 +140,9 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
         r.version_id: r for r in session.scalars(select(Result).where(Result.version_id.in_(version_ids)))
     }
     deliveries = list(session.scalars(select(Delivery).where(Delivery.version_id.in_(version_ids))))
+    messages = list(
+        session.scalars(select(Hl7Message).where(Hl7Message.study_id == study.id).order_by(Hl7Message.id))
+    )
     readings = list(
         session.scalars(select(Feedback).where(Feedback.study_id == study.id).order_by(Feedback.id))
     )
@@ -138,7 +155,12 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
         patient_birth_date=study.patient_birth_date,
         issuer_of_patient_id=study.issuer_of_patient_id,
         versions=[
-            _version(v, results.get(v.id), [d for d in deliveries if d.version_id == v.id])
+            _version(
+                v,
+                results.get(v.id),
+                [d for d in deliveries if d.version_id == v.id],
+                [m for m in messages if m.version_id == v.id],
+            )
             for v in study.versions
         ],
         instances=[_instance(i, marks) for i in sorted(study.instances, key=lambda i: i.id)],
@@ -146,7 +168,9 @@ def study_detail(session: Session, study_id: int) -> StudyDetail | None:
     )
 
 
-def _version(version: StudyVersion, result: Result | None, deliveries: list[Delivery]) -> VersionView:
+def _version(
+    version: StudyVersion, result: Result | None, deliveries: list[Delivery], messages: list[Hl7Message]
+) -> VersionView:
     return VersionView(
         number=version.number,
         state=version.state,
@@ -155,6 +179,7 @@ def _version(version: StudyVersion, result: Result | None, deliveries: list[Deli
         history=[StateChangeView(state=c.state, reason=c.reason, at=c.at) for c in version.changes],
         result=ResultView.model_validate(result, from_attributes=True) if result is not None else None,
         deliveries=[DeliveryView.model_validate(d, from_attributes=True) for d in deliveries],
+        hl7_messages=[Hl7MessageView.model_validate(m, from_attributes=True) for m in messages],
     )
 
 

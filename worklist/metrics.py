@@ -16,7 +16,7 @@ from triage.evidence import DECISIONS
 from triage.pipelines import Pipeline
 from triage.records.db import Database
 from triage.records.leadership import leader_state
-from triage.records.tables import Delivery, OutboxMessage, Result, StudyState, StudyVersion
+from triage.records.tables import Delivery, Hl7Message, OutboxMessage, Result, StudyState, StudyVersion
 from triage.settings import Settings
 from worklist.operations import pacs_state
 
@@ -70,6 +70,15 @@ def _deliveries(session: Session) -> Metric:
         "triage_deliveries", "Result objects for the PACS by state (FAILED: gave up)", labels=["state"]
     )
     for state, count in session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)):
+        family.add_metric([str(state)], count)
+    return family
+
+
+def _hl7_messages(session: Session) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_hl7_messages", "HL7 result messages for the RIS by state (FAILED: gave up)", labels=["state"]
+    )
+    for state, count in session.execute(select(Hl7Message.state, func.count()).group_by(Hl7Message.state)):
         family.add_metric([str(state)], count)
     return family
 
@@ -164,7 +173,17 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._database.reading() as session:
-            for family in (_versions, _verdicts, _decisions, _backlog, _deliveries, _latency, _scores):
+            families = (
+                _versions,
+                _verdicts,
+                _decisions,
+                _backlog,
+                _deliveries,
+                _hl7_messages,
+                _latency,
+                _scores,
+            )
+            for family in families:
                 yield family(session)
             yield _leader(session, self._database.now())
         pacs = pacs_state(self._settings, self._database)

@@ -175,12 +175,18 @@ class Pacs:
 
 def reported_study(database, settings, classes, bounds=(5, 600), **pacs_options):
     """A trauma study analysed with its SR and summary image written, and a PACS that takes ``classes``."""
+    datasets = phantoms.trauma_study(False, seed=3, images=1, size=64)
+    receive(database, datasets, T0)
+    queue_written_results(database, settings, datasets, analysed_version_only(database), T0)
+    pacs = Pacs(classes, **pacs_options)
+    return pacs, Deliverer(database, settings.results_dir, pacs.peer, "TRIAGE", bounds, timeout_seconds=5)
+
+
+def queue_written_results(database, settings, datasets, version_id, at):
+    """Write a NO FRACTURE result's SR and summary image for ``datasets`` and queue them for the PACS."""
     from inference.inputs import read_study
     from triage.messages import AnalyseStudy
 
-    datasets = phantoms.trauma_study(False, seed=3, images=1, size=64)
-    receive(database, datasets, T0)
-    version_id = analysed_version_only(database)
     payload = synthetic.store(datasets, settings.storage_dir, "fracture", version_id)
     payload = AnalyseStudy(**{**payload.model_dump(), "study_version_id": version_id})
     objects = ReportWriter(settings.results_dir).write(
@@ -189,9 +195,7 @@ def reported_study(database, settings, classes, bounds=(5, 600), **pacs_options)
     )  # fmt: skip
     with database.session() as session:
         for written in objects:
-            results.add_delivery(session, version_id, written, T0)
-    pacs = Pacs(classes, **pacs_options)
-    return pacs, Deliverer(database, settings.results_dir, pacs.peer, "TRIAGE", bounds, timeout_seconds=5)
+            results.add_delivery(session, version_id, written, at)
 
 
 def analysed_version_only(database):

@@ -21,6 +21,10 @@ from pydicom import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import UID
 from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+)
 
 from triage import __version__
 from triage.settings import Settings
@@ -140,13 +144,13 @@ def _attribute_rows(name: str) -> list[tuple[str, str, str]]:
 
 
 def _private_codes() -> list[Code]:
-    from inference import reports
+    from triage import codes
 
     found: dict[tuple[str, str], Code] = {}
-    for value in vars(reports).values():
+    for value in vars(codes).values():
         items = value.values() if isinstance(value, dict) else [value]
         for item in items:
-            if isinstance(item, Code) and item.scheme_designator == reports.SCHEME:
+            if isinstance(item, Code) and item.scheme_designator == codes.SCHEME:
                 found.setdefault((item.value, item.meaning), item)
     return sorted(found.values(), key=lambda c: c.value)
 
@@ -199,6 +203,7 @@ def conformance_statement() -> str:
                 ("Verification", "Yes", "Yes"),
                 (f"Every storage SOP class of Table 4 ({len(storage)} classes)", "No", "Yes"),
                 *((p.name, "Yes", "Yes (as any storage class)") for p in proposed),
+                (UID(StorageCommitmentPushModel).name, "Yes (`TRIAGE_PACS_STORAGE_COMMITMENT`)", "No"),
             ],
         ),
         "No media interchange. No query/retrieve, worklist or print services.",
@@ -252,7 +257,10 @@ def conformance_statement() -> str:
                 ("Implementation Class UID", pynetdicom.PYNETDICOM_IMPLEMENTATION_UID),
                 ("Implementation Version Name", pynetdicom.PYNETDICOM_IMPLEMENTATION_VERSION),
                 ("Asynchronous operations", "not supported (one outstanding operation)"),
-                ("Extended negotiation", "none; SCP/SCU role selection not supported"),
+                (
+                    "Extended negotiation",
+                    "none; SCP/SCU role selection accepted only for Storage Commitment Push Model",
+                ),
             ],
         ),
         "#### 3.2.2 Association acceptance (Storage SCP)",
@@ -308,6 +316,24 @@ def conformance_statement() -> str:
                 ),
             ],
         ),
+        "#### 3.2.4 Storage commitment (push model, optional)",
+        "",
+        "With `TRIAGE_PACS_STORAGE_COMMITMENT` on, once the PACS acknowledged every object of a result"
+        " set, triage sends N-ACTION Request Storage Commitment (action type 1, SOP Instance"
+        f" {StorageCommitmentPushModelInstance}) on an association proposing"
+        f" {UID(StorageCommitmentPushModel).name} ({StorageCommitmentPushModel}) as SCU, listing each"
+        " object as the PACS took it (its alternate's"
+        " class where the PACS took that). The study is REPORTED only when the N-EVENT-REPORT (event"
+        " type 1, or 2 with failures) commits every object. The listener accepts the report on an"
+        " association the PACS opens, with the PACS as SCP or SCU of the class (the PACS must know"
+        " triage's AE and be an allowed calling AE); a report on the request's own association is not"
+        " awaited. Objects reported as failed are sent again with the same SOP Instance UIDs and committed"
+        " again. No report within `TRIAGE_STORAGE_COMMITMENT_TIMEOUT_SECONDS`"
+        f" ({_default('storage_commitment_timeout_seconds')} s): a new request (a new Transaction UID), up"
+        f" to `TRIAGE_STORAGE_COMMITMENT_MAX_REQUESTS` ({_default('storage_commitment_max_requests')})"
+        " per study; then the study goes back to the conservative path and what the PACS holds of it is"
+        " rejected.",
+        "",
         "### 3.3 Network interfaces",
         "",
         "TCP/IP (IPv4 and IPv6 as the host offers). DICOM over TLS 1.2 or newer on the listener when"
@@ -340,7 +366,8 @@ def conformance_statement() -> str:
         "## 7 Private coding scheme",
         "",
         "Coding Scheme Designator `99TRIAGE` (PS3.16 8.2: private schemes begin with 99), version"
-        f" {_major_minor()}, for the triage states and scores that have no standard code:",
+        f" {_major_minor()}, for the triage states and scores that have no standard code, in the SRs"
+        " and in the HL7 results:",
         "",
         *_table(("Code Value", "Code Meaning"), ((c.value, c.meaning) for c in _private_codes())),
     ]

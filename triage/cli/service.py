@@ -21,8 +21,8 @@ _STOP_GRACE_SECONDS = 30.0
 
 
 def listener(config: ConfigOption = None) -> None:
-    """Run the DICOM listener, study monitor and outbox publisher, and PACS delivery."""
-    from delivery import audit_syslog, pacs
+    """Run the DICOM listener, study monitor and outbox publisher, PACS delivery and HL7 results."""
+    from delivery import audit_syslog, pacs, ris
     from dicom_node.listener import Listener
     from dicom_node.scp import AllowListEmpty
 
@@ -34,6 +34,7 @@ def listener(config: ConfigOption = None) -> None:
         fail(error)
     senders = pacs.start(node.settings, node.database, lambda: node.leading)
     senders += audit_syslog.start(node.settings, node.database, lambda: node.leading)
+    senders += ris.start(node.settings, node.database, lambda: node.leading)
     wait_for_signal()
     for sender in senders:
         sender.stop()

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.records.audit_actions import AuditAction
+from triage.records.commitments import queue_commitment
 from triage.records.store import TRIAGE, audit, transition
 from triage.records.tables import Delivery, DeliveryState, StudyState, StudyVersion
 from triage.records.withdrawals import LIVE, WITHDRAWAL_KINDS, queue_rejection
@@ -38,8 +39,10 @@ def record_delivery(
     now: datetime,
     max_attempts: int,
     deadline_seconds: float,
+    commitment: bool = False,
 ) -> None:
-    """Record one attempt. On the version's last acknowledgement the study is REPORTED; an object
+    """Record one attempt. On the version's last acknowledgement the study is REPORTED (with
+    ``commitment``, once the PACS commits them: a storage commitment request is queued); an object
     acknowledged after its version stopped acting (withdrawn while it was on the wire) is rejected at
     the PACS. A delivery fails for good after ``max_attempts`` tries, after ``deadline_seconds`` since
     it was queued, or at once when the refusal is permanent; then the version's other objects are not
@@ -66,7 +69,11 @@ def record_delivery(
                 Delivery.version_id == delivery.version_id, Delivery.state != DeliveryState.DELIVERED
             )
         )
-        if remaining == 0:
+        if remaining == 0 and commitment:
+            state = session.scalar(select(StudyVersion.state).where(StudyVersion.id == delivery.version_id))
+            if state == StudyState.ANALYSED:
+                queue_commitment(session, delivery.version_id, now)
+        elif remaining == 0:
             reason = "results acknowledged by the PACS"
             transition(session, delivery.version_id, StudyState.ANALYSED, StudyState.REPORTED, now, reason)
         _reject_if_withdrawn(session, delivery, now)

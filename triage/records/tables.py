@@ -33,8 +33,12 @@ from triage.records.status_tables import PROCESS_STATUS_PREFIX as PROCESS_STATUS
 from triage.records.status_tables import DecisionOverride as DecisionOverride
 from triage.records.status_tables import LeaderLease as LeaderLease
 from triage.records.status_tables import PeerStatus as PeerStatus
+from triage.records.work_tables import Commitment as Commitment
+from triage.records.work_tables import CommitmentState as CommitmentState
 from triage.records.work_tables import Delivery as Delivery
 from triage.records.work_tables import DeliveryState as DeliveryState
+from triage.records.work_tables import Hl7Cursor as Hl7Cursor
+from triage.records.work_tables import Hl7Message as Hl7Message
 from triage.records.work_tables import OutboxMessage as OutboxMessage
 
 

@@ -261,6 +261,11 @@ async function openStudy(studyId, keepBoxes) {
   for (const v of study.versions) for (const d of v.deliveries) deliveries.push({ v: v.number, d });
   fillTable("#deliveries", deliveries, ({ v, d }) => [v, d.kind.toUpperCase(), d.state, d.attempts, d.last_error],
     ({ d }) => (d.state === "FAILED" ? "delivery-failed" : ""));
+  const messages = [];
+  for (const v of study.versions) for (const m of v.hl7_messages) messages.push({ v: v.number, m });
+  const status = { P: "preliminary", C: "correction" };
+  fillTable("#hl7-messages", messages, ({ v, m }) => [v, `${m.control_id} (${status[m.result_status] || m.result_status})`, m.state, m.attempts, m.ack_code, m.last_error],
+    ({ m }) => (m.state === "FAILED" ? "delivery-failed" : ""));
 }
 
 function fillTable(selector, rows, columns, rowClass) {
