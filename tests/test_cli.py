@@ -221,3 +221,25 @@ def test_models_override_enables_a_decision_with_a_reason_and_ends_it(settings, 
         said = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
     assert said == ["model.decision_overridden", "model.decision_override_revoked"]
     assert triage("models", "override", "m", "1", "clearance", "--reason", "x", env=env).returncode == 2
+
+
+def test_outbound_lists_what_failed_and_resends_what_may_go_again(settings, database):
+    from tests.worklist import seed
+    from tests.worklist.test_api import failed_items
+
+    ids = seed.worklist_of_every_kind(database, settings)
+    kos, sr, message = failed_items(database, ids["fracture"])
+    env = triage_env(settings)
+    listed = triage("outbound", "list", "--state", "FAILED", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"ris\t{message}\tstudy {ids['fracture']} v1\toru\tFAILED\t10 attempt(s)\tAE: busy" in listed.stdout
+    )
+    assert triage("outbound", "resend", "pacs", str(kos), "--reason", "", env=env).returncode == 2
+    assert triage("outbound", "resend", "pacs", str(kos), "--reason", "PACS back", env=env).returncode == 0
+    refused = triage("outbound", "resend", "pacs", str(sr), "--reason", "PACS back", env=env)
+    assert refused.returncode == 1 and "withdrew its verdict" in refused.stderr
+    assert (
+        "no ris item 999999"
+        in triage("outbound", "resend", "ris", "999999", "--reason", "why", env=env).stderr
+    )

@@ -35,6 +35,7 @@ from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
 from worklist.routes import admin, oidc, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
+from worklist.routes import outbound as outbound_routes
 from worklist.schemas import UID
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
         logins=LoginFlows(settings, authenticator.tokens, secret_file(settings.home, KEY_FILE, KEY_BYTES)),
     )
     routers = [
-        module.router for module in (operations, session, oidc, worklist, studies, label_routes, admin)
+        module.router
+        for module in (operations, session, oidc, worklist, studies, label_routes, admin, outbound_routes)
     ]
     for router in routers:
         app.include_router(router)

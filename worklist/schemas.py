@@ -143,6 +143,10 @@ class Retraction(BaseModel):
     )
 
 
+class Resend(BaseModel):
+    reason: str = Field(min_length=3, max_length=500, pattern=TEXT, description="Why it is sent again")
+
+
 class ViewerLaunch(BaseModel):
     url: str = Field(description="The site's PACS viewer URL for this study (the launch is audited)")
 

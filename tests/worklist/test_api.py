@@ -583,3 +583,68 @@ def test_the_ihe_invoke_image_display_entry_point_hands_the_study_to_the_page(cl
                    {"requestType": "STUDY", "studyUID": "1.2'><script>"}):  # fmt: skip
         refused = client.get("/IHEInvokeImageDisplay", params=params, follow_redirects=False)
         assert refused.status_code == 400 and "requestType=STUDY" in refused.json()["detail"]
+
+
+def failed_items(database, study_id):
+    """On the study's version: a failed rejection note, a failed SR and a failed HL7 message."""
+    from triage.records.tables import Delivery, Hl7Message, StateChange, StudyVersion
+
+    with database.session() as session:
+        version = session.scalars(select(StudyVersion).where(StudyVersion.study_id == study_id)).one()
+        change = session.scalars(select(StateChange).where(StateChange.version_id == version.id)).first()
+        made = [
+            Delivery(
+                version_id=version.id,
+                kind=kind,
+                sop_instance_uid=f"2.25.{version.id}9{n}",
+                storage_key="k",
+                state="FAILED",
+                attempts=10,
+                last_error="association rejected",
+            )
+            for n, kind in enumerate(("kos", "sr"))
+        ]
+        made.append(
+            Hl7Message(
+                version_id=version.id,
+                study_id=study_id,
+                state_change_id=change.id,
+                control_id="TRIAGE-T1",
+                result_status="P",
+                message="MSH|",
+                state="FAILED",
+                attempts=10,
+                last_error="AE: busy",
+            )
+        )
+        session.add_all(made)
+        session.flush()
+        return [item.id for item in made]
+
+
+def test_an_admin_lists_what_failed_and_sends_again_what_may_go_again(client, any_database, radiologist, ids):
+    kos, sr, message = failed_items(any_database, ids["fracture"])
+    admin = signed_in(client, any_database, "adm", Role.ADMIN)
+    assert client.get("/api/outbound", headers=radiologist).status_code == 403
+    listed = client.get("/api/outbound", params={"state": "FAILED"}, headers=admin).json()
+    found = {(item["destination"], item["id"]): item for item in listed}
+    assert {("pacs", kos), ("pacs", sr), ("ris", message)} <= set(found)
+    assert found[("ris", message)]["identifier"] == "TRIAGE-T1" and found[("ris", message)]["kind"] == "oru"
+    assert all(item["state"] == "FAILED" for item in listed)
+    body = {"reason": "the PACS was down for maintenance"}
+    again = client.post(f"/api/outbound/pacs/{kos}/resend", json=body, headers=admin)
+    assert again.status_code == 200 and again.json()["state"] == "PENDING" and again.json()["attempts"] == 0
+    assert client.post(f"/api/outbound/pacs/{kos}/resend", json=body, headers=admin).status_code == 409
+    refused = client.post(f"/api/outbound/pacs/{sr}/resend", json=body, headers=admin)
+    assert refused.status_code == 409 and "withdrew its verdict" in refused.json()["detail"]
+    assert client.post(f"/api/outbound/ris/{message}/resend", json=body, headers=admin).status_code == 200
+    assert client.post("/api/outbound/ris/999999/resend", json=body, headers=admin).status_code == 404
+    assert (
+        client.post(f"/api/outbound/ris/{message}/resend", json={"reason": ""}, headers=admin).status_code
+        == 422
+    )
+    assert (
+        client.post(f"/api/outbound/ris/{message}/resend", json=body, headers=radiologist).status_code == 403
+    )
+    resent = audit_rows(any_database, "delivery.resent")
+    assert [row[:3] for row in resent] == [("local:adm", ids["fracture"], "testclient")] * 2

@@ -51,6 +51,7 @@ class AuditAction(enum.StrEnum):
     DELIVERY_ACKNOWLEDGED = "delivery.acknowledged"
     DELIVERY_FAILED = "delivery.failed"
     DELIVERY_COMMITTED = "delivery.committed"  # the PACS took responsibility (storage commitment)
+    DELIVERY_RESENT = "delivery.resent"  # an operator queued a failed object or message again
     LABELS_EXPORTED = "labels.exported"
     AUDIT_VIEWED = "audit.viewed"
     AUDIT_SUPPRESSED = "audit.suppressed"
@@ -95,6 +96,7 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.DELIVERY_ACKNOWLEDGED: DicomAuditEvent(TRANSFERRED, "R"),
     A.DELIVERY_FAILED: DicomAuditEvent(TRANSFERRED, "R", outcome=MINOR_FAILURE),
     A.DELIVERY_COMMITTED: DicomAuditEvent(TRANSFERRED, "R"),
+    A.DELIVERY_RESENT: DicomAuditEvent(TRANSFERRED, "R"),
     A.LABELS_EXPORTED: DicomAuditEvent(("110106", "Export"), "R"),
     A.AUDIT_VIEWED: DicomAuditEvent(("110101", "Audit Log Used"), "R"),
     A.AUDIT_SUPPRESSED: DicomAuditEvent(
