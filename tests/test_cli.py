@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from testkit import phantoms, synthetic
 from testkit.peers import REPO, free_port, start_triage, storescu, triage_env, wait_until
+from triage.cards import read_card
 from triage.records.db import Database
 from triage.records.tables import Result, StudyState, StudyVersion
 
@@ -108,7 +109,8 @@ def test_serve_runs_everything_on_embedded_defaults_and_stops_on_ctrl_c(make_set
         assert state == StudyState.ANALYSED and summary.startswith("score ")
         assert summary.endswith("[model triage-breast-demo 1.0.0]")
         state, summary = done["fracture"]
-        assert state == StudyState.ANALYSED and summary.endswith("[model triage-fracture-lite0 2.0.0]")
+        bundled = read_card(REPO / "models" / "fracture")
+        assert state == StudyState.ANALYSED and summary.endswith(f"[model {bundled.name} {bundled.version}]")
         assert summary.split(" (")[0] in {"FRACTURE", "DOUBT", "NO FRACTURE"}
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=5) as response:
             ready = json.load(response)
