@@ -45,11 +45,24 @@ _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~
 _YES_NO = {True: "Y^Yes^HL70136", False: "N^No^HL70136"}
 
 
-def escaped(text: str) -> str:
-    """``text`` as one HL7 value: delimiters escaped, line breaks as spaces."""
-    for raw, escape in _ESCAPES:
-        text = text.replace(raw, escape)
-    return " ".join(text.split())
+# hl7apy's 2.5.1 structures allow 199 characters in an observation value, whatever its type.
+MAX_TEXT = 199
+
+
+def escaped(text: str, limit: int | None = None) -> str:
+    """``text`` as one HL7 value: delimiters escaped, line breaks as spaces; cut at ``limit``
+    characters (an escape sequence never split), ending in "..." where cut."""
+    escapes = dict(_ESCAPES)
+    parts = [escapes.get(c, c) for c in " ".join(text.split())]
+    if limit is None or sum(map(len, parts)) <= limit:
+        return "".join(parts)
+    kept, length = [], 3
+    for part in parts:
+        if length + len(part) > limit:
+            break
+        kept.append(part)
+        length += len(part)
+    return "".join(kept) + "..."
 
 
 def coded(code: Code) -> str:
@@ -114,14 +127,14 @@ def _observations(reported: Reported) -> list[tuple[str, str, str]]:
         rows.append(("CWE", coded(HIGH_RISK), _YES_NO[outcome.high_risk]))
     if outcome is not None:
         for decision, why in sorted(outcome.not_enabled.items()):
-            rows.append(("ST", coded(DECISION_NOT_ENABLED), escaped(f"{decision.label}: {why}")))
+            rows.append(("ST", coded(DECISION_NOT_ENABLED), escaped(f"{decision.label}: {why}", MAX_TEXT)))
         for decision, why in sorted(outcome.overridden.items()):
-            rows.append(("ST", coded(DECISION_OVERRIDDEN), escaped(f"{decision.label}: {why}")))
+            rows.append(("ST", coded(DECISION_OVERRIDDEN), escaped(f"{decision.label}: {why}", MAX_TEXT)))
     if reported.reason and (outcome is None or reported.verdict == Verdict.NOT_ANALYSED):
-        rows.append(("ST", coded(REASON), escaped(reported.reason)))
+        rows.append(("ST", coded(REASON), escaped(reported.reason, MAX_TEXT)))
     if reported.model_name:
-        rows.append(("ST", coded(codes.DCM.AlgorithmName), escaped(reported.model_name)))
-        rows.append(("ST", coded(codes.DCM.AlgorithmVersion), escaped(reported.model_version)))
+        rows.append(("ST", coded(codes.DCM.AlgorithmName), escaped(reported.model_name, MAX_TEXT)))
+        rows.append(("ST", coded(codes.DCM.AlgorithmVersion), escaped(reported.model_version, MAX_TEXT)))
     rows.append(("ST", coded(codes.DCM.StudyInstanceUID), reported.study_instance_uid))
     if reported.sr_instance_uid:
         rows.append(("ST", coded(SR_INSTANCE), reported.sr_instance_uid))
@@ -129,7 +142,12 @@ def _observations(reported: Reported) -> list[tuple[str, str, str]]:
 
 
 def oru_message(header: Header, patient: Patient, reported: Reported) -> str:
-    """The message in ER7 (segments ended by carriage returns), validated against 2.5.1."""
+    """The message in ER7 (segments ended by carriage returns), validated against 2.5.1.
+
+    Raises:
+        HL7apyException: a value HL7 cannot carry as it is (an identifier longer than its field):
+            the message is not built rather than sent with an identifier cut short.
+    """
     message = Message("ORU_R01", version=VERSION, validation_level=VALIDATION_LEVEL.STRICT)
     message.msh.msh_3 = "TRIAGE"
     message.msh.msh_4 = escaped(header.sending_facility)

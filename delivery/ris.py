@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from hl7apy.exceptions import HL7apyException
+
 from delivery import mllp
 from delivery.oru import CORRECTION, PRELIMINARY, Header, Patient, Reported, oru_message
 from triage.periodic import PeriodicThread
@@ -43,9 +45,12 @@ class RisSender:
             changes = hl7_messages.changes_to_report(session, self._cursor)
             for change in changes:
                 control_id = f"TRIAGE-{change.change.id}"
-                hl7_messages.add_message(
-                    session, change, control_id, self._message(change, control_id, now), now
-                )
+                try:
+                    message, failed = self._message(change, control_id, now), ""
+                except (HL7apyException, ValueError) as error:  # visible, never blocking the others
+                    # The type only: hl7apy's message quotes the value, which may be patient data.
+                    message, failed = "", f"could not be built ({type(error).__name__})"
+                hl7_messages.add_message(session, change, control_id, message, now, failed)
             if changes:
                 hl7_messages.move_cursor(session, self._cursor, changes[-1].change.id, now)
         return len(changes)

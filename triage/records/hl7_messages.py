@@ -101,7 +101,10 @@ def _change(session: Session, change: StateChange) -> Change:
     return Change(change, study, version, result, bool(reporting), sr_uid, bool(earlier))
 
 
-def add_message(session: Session, change: Change, control_id: str, message: str, now: datetime) -> None:
+def add_message(
+    session: Session, change: Change, control_id: str, message: str, now: datetime, failed: str = ""
+) -> None:
+    """Queue one message; ``failed`` records one that could not even be built (FAILED, audited)."""
     session.add(
         Hl7Message(
             version_id=change.version.id,
@@ -110,10 +113,17 @@ def add_message(session: Session, change: Change, control_id: str, message: str,
             control_id=control_id,
             result_status="C" if change.correction else "P",
             message=message,
+            state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
+            last_error=failed,
             next_attempt_at=now,
             created_at=now,
         )
     )
+    if failed:
+        audit(
+            session, actor=TRIAGE, action=AuditAction.DELIVERY_FAILED, source=TRIAGE, now=now,
+            study_ids=[change.study.id], detail=f"HL7 ORU^R01 {control_id} {failed}",
+        )  # fmt: skip
 
 
 def move_cursor(session: Session, cursor_name: str, last_change_id: int, now: datetime) -> None:
