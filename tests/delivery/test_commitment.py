@@ -6,7 +6,7 @@ conservatively."""
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from delivery.pacs import Deliverer
 from dicom_node.listener import Listener
@@ -212,3 +212,30 @@ def test_a_report_for_an_unknown_or_settled_transaction_changes_nothing(database
     with database.session() as session:
         assert session.get_one(Commitment, request.id).state == CommitmentState.COMMITTED
         assert session.get_one(StudyVersion, version_id).state == StudyState.REPORTED
+
+
+def test_a_version_withdrawn_while_its_commitment_is_awaited_sends_nothing_again(database):
+    from tests.delivery.test_pacs import ACK, analysed_version, deliveries
+    from triage.records import deliveries as delivered
+    from triage.records import withdrawals
+
+    version_id = analysed_version(database)
+    bounds = commitments.Bounds(max_requests=3, max_attempts=2, report_timeout_seconds=60)
+    now = database.now()
+    for delivery in deliveries(database).values():
+        with database.session() as session:
+            delivered.record_delivery(session, delivery.id, ACK, now, 3, 600, commitment=True)
+    with database.session() as session:
+        [request] = session.scalars(select(Commitment)).all()
+        withdrawals.withdraw(session, version_id, "wrong patient", now)
+    with database.session() as session:
+        assert commitments.record_report(
+            session, request.transaction_uid, set(), {"1.2.3.1": 0x0110}, now, bounds
+        )
+    with database.session() as session:
+        assert session.get_one(Commitment, request.id).state == CommitmentState.RETRIED
+        assert {d.state for d in session.scalars(select(Delivery))} == {DeliveryState.DELIVERED}, (
+            "none re-sent"
+        )
+        assert commitments.expire_overdue(session, now, bounds) == 0
+        assert session.scalar(select(func.count()).select_from(Commitment)) == 1, "nothing asked again"

@@ -97,7 +97,15 @@ def record_request(
 
 
 def expire_overdue(session: Session, now: datetime, bounds: Bounds) -> int:
-    """Requests whose report did not come in time: asked again, or failed past the bounds."""
+    """Requests whose report did not come in time: asked again, or failed past the bounds. Requests
+    of a version that no longer acts (withdrawn meanwhile) are closed: nothing is asked again."""
+    stale = session.scalars(
+        select(Commitment)
+        .join(StudyVersion, StudyVersion.id == Commitment.version_id)
+        .where(Commitment.state.in_(OPEN), StudyVersion.state != StudyState.ANALYSED)
+    ).all()
+    for commitment in stale:
+        _close(commitment, "its version no longer waits for the PACS; nothing asked again", now)
     overdue = session.scalars(
         select(Commitment).where(
             Commitment.state == CommitmentState.REQUESTED, Commitment.report_due_at < now
@@ -127,6 +135,10 @@ def record_report(
     objects = acknowledged_objects(session, commitment.version_id)
     missing = [d for d in objects if d.sop_instance_uid not in committed or d.sop_instance_uid in failed]
     study_id = session.scalar(select(StudyVersion.study_id).where(StudyVersion.id == commitment.version_id))
+    state = session.scalar(select(StudyVersion.state).where(StudyVersion.id == commitment.version_id))
+    if missing and state != StudyState.ANALYSED:  # withdrawn meanwhile: its objects are not sent again
+        _close(commitment, f"{len(missing)} object(s) not committed; the version no longer acts", now)
+        return True
     if not missing:
         commitment.state, commitment.settled_at = CommitmentState.COMMITTED, now
         audit(
@@ -147,6 +159,10 @@ def record_report(
     return True
 
 
+def _close(commitment: Commitment, why: str, now: datetime) -> None:
+    commitment.state, commitment.detail, commitment.settled_at = CommitmentState.RETRIED, why, now
+
+
 def _retry(
     session: Session, commitment: Commitment, why: str, now: datetime, bounds: Bounds, queue: bool = True
 ) -> None:
@@ -154,7 +170,7 @@ def _retry(
     if (requests or 0) >= bounds.max_requests:
         _fail(session, commitment, f"{why}, after {requests} storage commitment request(s)", now)
         return
-    commitment.state, commitment.detail, commitment.settled_at = CommitmentState.RETRIED, why, now
+    _close(commitment, why, now)
     if queue:
         queue_commitment(session, commitment.version_id, now)
 
