@@ -22,6 +22,7 @@ from triage.periodic import PeriodicThread
 from triage.pipelines import Pipeline
 from triage.records import hl7_messages
 from triage.records.db import Database
+from triage.records.tables import Hl7Cursor
 from triage.settings import Settings
 from triage.values import Hl7Peer
 
@@ -38,11 +39,12 @@ class RisSender:
         self._bounds = (settings.delivery_max_attempts, settings.delivery_deadline_seconds)
         self._timeout = settings.network_timeout_seconds
         self._cursor = f"hl7:{peer.application}"[:32]
+        self._pipelines = [str(p) for p in settings.hl7_ris_pipelines]
 
     def queue_new(self, now: datetime) -> int:
         """Build and persist the messages of the final state changes not yet reported."""
         with self._database.session() as session:
-            changes = hl7_messages.changes_to_report(session, self._cursor)
+            changes, reached = hl7_messages.changes_to_report(session, self._cursor, self._pipelines)
             for change in changes:
                 control_id = f"TRIAGE-{change.change.id}"
                 try:
@@ -51,8 +53,8 @@ class RisSender:
                     # The type only: hl7apy's message quotes the value, which may be patient data.
                     message, failed = "", f"could not be built ({type(error).__name__})"
                 hl7_messages.add_message(session, change, control_id, message, now, failed)
-            if changes:
-                hl7_messages.move_cursor(session, self._cursor, changes[-1].change.id, now)
+            if session.get(Hl7Cursor, self._cursor) is not None:
+                hl7_messages.move_cursor(session, self._cursor, reached, now)
         return len(changes)
 
     def _message(self, change: hl7_messages.Change, control_id: str, now: datetime) -> str:

@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from triage.pipelines import Pipeline
 from triage.values import DicomPeer, Hl7Peer, check_ae_title, mask_credentials, parse_bindings, syslog_address
 
 
@@ -117,6 +118,10 @@ class Settings(BaseSettings):
     # deliveries (delivery_max_attempts, delivery_deadline_seconds), then FAILED and visible; it never
     # gates the verdict (it is sent after the PACS acknowledged, or after the study went conservative).
     hl7_ris: Annotated[Hl7Peer | None, NoDecode] = None
+    # Only these pipelines' results go to it (env: fracture,breast); empty: every study's. A screening
+    # RIS takes the breast results; trauma results go where discharge is decided, often through the
+    # hospital's integration engine as one peer for both.
+    hl7_ris_pipelines: Annotated[tuple[Pipeline, ...], NoDecode] = ()
     hl7_sending_facility: str = Field(default="", max_length=20)  # MSH-4; MSH-6 is left to the peer
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
@@ -234,6 +239,13 @@ class Settings(BaseSettings):
     @classmethod
     def _bindings(cls, value: object, info: ValidationInfo) -> object:
         return parse_bindings(value, networks=info.field_name == "calling_ae_addresses")
+
+    @field_validator("hl7_ris_pipelines", mode="before")
+    @classmethod
+    def _split_pipelines(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("hl7_ris", mode="before")
     @classmethod

@@ -254,3 +254,14 @@ def test_free_text_is_cut_to_what_hl7_carries_without_splitting_an_escape():
 
     cut = escaped("a|" * 400, MAX_TEXT)
     assert len(cut) <= MAX_TEXT and cut.endswith("\\F\\...") and escaped("a|b") == "a\\F\\b"
+
+
+@pytest.mark.parametrize(("pipelines", "sent"), [("breast", 1), ("fracture", 0), ("fracture,breast", 1)])
+def test_a_ris_for_some_pipelines_gets_only_their_results(make_settings, database, ris, pipelines, sent):
+    to_ris = sender(make_settings, database, ris, hl7_ris_pipelines=pipelines)
+    screen = BreastOutcome(score=7, route=Route.DOUBLE_READ, probability=0.4, single_read_max_score=5)
+    reported(database, screen, ModelIdentity("triage-breast-lite0", "1.1.0", "e" * 64))
+    assert to_ris.tick(T0) == sent and len(ris.received) == sent
+    with database.session() as session:
+        cursor = session.scalars(select(Hl7Cursor)).one()
+        assert cursor.last_change_id == session.scalar(select(func.max(StateChange.id))), "past what it read"

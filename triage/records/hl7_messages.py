@@ -10,6 +10,7 @@ again; a change already messaged is skipped (its message's unique ``state_change
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,24 +63,30 @@ class Change:
         return acting_verdict(self.change.state, outcome, self.reporting)
 
 
-def changes_to_report(session: Session, cursor_name: str, limit: int = 100) -> list[Change]:
-    """The next final state changes after the cursor with no message yet, oldest first. A cursor
-    seen for the first time starts at the newest change: HL7 reports from when it was configured."""
+def changes_to_report(
+    session: Session, cursor_name: str, pipelines: Collection[str] = (), limit: int = 100
+) -> tuple[list[Change], int]:
+    """The next final state changes after the cursor with no message yet, oldest first (only of
+    ``pipelines`` when given), and how far the cursor may move: past every change read when fewer
+    than ``limit`` came back. A cursor seen for the first time starts at the newest change: HL7
+    reports from when it was configured."""
+    newest = session.scalar(select(func.max(StateChange.id))) or 0
     cursor = session.get(Hl7Cursor, cursor_name)
     if cursor is None:
-        newest = session.scalar(select(func.max(StateChange.id))) or 0
         session.add(Hl7Cursor(name=cursor_name, since_change_id=newest, last_change_id=newest))
-        return []
+        return [], newest
     after = max(cursor.last_change_id - OVERLAP, cursor.since_change_id)
     messaged = exists().where(Hl7Message.state_change_id == StateChange.id)
-    rows = session.scalars(
-        select(StateChange)
-        .where(StateChange.id > after, StateChange.state.in_(REPORTABLE))
-        .where(~messaged)
-        .order_by(StateChange.id)
-        .limit(limit)
-    ).all()
-    return [_change(session, row) for row in rows]
+    query = select(StateChange).where(
+        StateChange.id > after, StateChange.id <= newest, StateChange.state.in_(REPORTABLE)
+    )
+    if pipelines:
+        query = query.join(StudyVersion, StudyVersion.id == StateChange.version_id).where(
+            StudyVersion.pipeline.in_(list(pipelines))
+        )
+    rows = session.scalars(query.where(~messaged).order_by(StateChange.id).limit(limit)).all()
+    reached = rows[-1].id if len(rows) == limit else newest
+    return [_change(session, row) for row in rows], reached
 
 
 def _change(session: Session, change: StateChange) -> Change:
@@ -127,6 +134,7 @@ def add_message(
 
 
 def move_cursor(session: Session, cursor_name: str, last_change_id: int, now: datetime) -> None:
+    """The cursor never moves back; it is read ``OVERLAP`` ids behind all the same."""
     cursor = session.get_one(Hl7Cursor, cursor_name)
     cursor.last_change_id, cursor.updated_at = max(cursor.last_change_id, last_change_id), now
 
