@@ -85,18 +85,22 @@ class RisSender:
         return oru_message(header, patient, reported)
 
     def send_due(self, now: datetime) -> int:
-        """Send every due message once; return how many the RIS accepted."""
+        """Send every due message once, stopping at the first that gets no answer at all (the RIS is
+        down or hangs: the others wait for the next pass, their tries unspent); return how many the
+        RIS accepted."""
         with self._database.session() as session:
             due = [(m.id, m.message, m.control_id) for m in hl7_messages.due_messages(session, now)]
-        accepted = 0
+        accepted, tried = 0, 0
         for message_id, message, control_id in due:
             answer = mllp.send(self._peer, message, control_id, self._timeout)
             with self._database.session() as session:
                 hl7_messages.record_answer(session, message_id, answer.code, answer.detail, now, self._bounds)
-            accepted += answer.accepted
-        if accepted < len(due):
+            accepted, tried = accepted + answer.accepted, tried + 1
+            if not answer.code:  # unreachable or silent: the others would wait as long for nothing
+                break
+        if accepted < tried:
             logger.warning(
-                "%d of %d HL7 message(s) not yet accepted by %s", len(due) - accepted, len(due), self._peer
+                "%d of %d HL7 message(s) not yet accepted by %s", tried - accepted, tried, self._peer
             )
         return accepted
 

@@ -265,3 +265,30 @@ def test_a_ris_for_some_pipelines_gets_only_their_results(make_settings, databas
     with database.session() as session:
         cursor = session.scalars(select(Hl7Cursor)).one()
         assert cursor.last_change_id == session.scalar(select(func.max(StateChange.id))), "past what it read"
+
+
+def test_a_ris_that_answers_nothing_costs_one_try_per_pass_not_one_per_message(make_settings, database, ris):
+    ris.answer = "silent"
+    to_ris = sender(make_settings, database, ris, network_timeout_seconds=0.5)
+    version_id = reported(database)
+    with database.session() as session:
+        withdrawals.withdraw(session, version_id, "wrong side", T0)
+    to_ris.queue_new(T0)
+    with database.session() as session:  # as if another study's: it need not wait for the first
+        correction = session.scalars(select(Hl7Message).where(Hl7Message.result_status == "C")).one()
+        correction.study_id = _another_study(session)
+    assert to_ris.send_due(T0) == 0
+    first, second = messages(database)
+    assert (first.attempts, second.attempts) == (1, 0), (
+        "the second waits for the next pass, its tries unspent"
+    )
+    assert first.last_error == "no acknowledgement within 0.5 s"
+
+
+def _another_study(session):
+    from triage.records.tables import Study
+
+    study = Study(study_instance_uid="2.25.999")
+    session.add(study)
+    session.flush()
+    return study.id
