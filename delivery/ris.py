@@ -45,8 +45,9 @@ class RisSender:
         """Build and persist the messages of the final state changes not yet reported."""
         with self._database.session() as session:
             changes, reached = hl7_messages.changes_to_report(session, self._cursor, self._pipelines)
-            for change in changes:
-                control_id = f"TRIAGE-{change.change.id}"
+            for row in changes:
+                change = hl7_messages.described(session, row)  # after the messages queued before it
+                control_id = f"TRIAGE-{row.id}"
                 try:
                     message, failed = self._message(change, control_id, now), ""
                 except (HL7apyException, ValueError) as error:  # visible, never blocking the others

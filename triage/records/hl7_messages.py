@@ -65,11 +65,12 @@ class Change:
 
 def changes_to_report(
     session: Session, cursor_name: str, pipelines: Collection[str] = (), limit: int = 100
-) -> tuple[list[Change], int]:
+) -> tuple[list[StateChange], int]:
     """The next final state changes after the cursor with no message yet, oldest first (only of
     ``pipelines`` when given), and how far the cursor may move: past every change read when fewer
-    than ``limit`` came back. A cursor seen for the first time starts at the newest change: HL7
-    reports from when it was configured."""
+    than ``limit`` came back. Each is ``described`` just before its message is built, so that it
+    sees the messages queued before it in the same pass. A cursor seen for the first time starts at
+    the newest change: HL7 reports from when it was configured."""
     newest = session.scalar(select(func.max(StateChange.id))) or 0
     cursor = session.get(Hl7Cursor, cursor_name)
     if cursor is None:
@@ -86,10 +87,11 @@ def changes_to_report(
         )
     rows = session.scalars(query.where(~messaged).order_by(StateChange.id).limit(limit)).all()
     reached = rows[-1].id if len(rows) == limit else newest
-    return [_change(session, row) for row in rows], reached
+    return list(rows), reached
 
 
-def _change(session: Session, change: StateChange) -> Change:
+def described(session: Session, change: StateChange) -> Change:
+    """What a message about ``change`` is built from."""
     version = session.get_one(StudyVersion, change.version_id)
     study = session.get_one(Study, version.study_id)
     result = session.scalar(select(Result).where(Result.version_id == version.id))
