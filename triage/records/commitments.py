@@ -75,7 +75,8 @@ def record_request(
     session: Session, commitment_id: int, accepted: bool, detail: str, now: datetime, bounds: Bounds
 ) -> None:
     """What the N-ACTION came to: the report is awaited, or the request is tried again later."""
-    commitment = session.get_one(Commitment, commitment_id)
+    # Locked, as the report's handler locks it: a report may come on another thread meanwhile.
+    commitment = session.get_one(Commitment, commitment_id, with_for_update=True)
     if commitment.state != CommitmentState.PENDING:
         return  # the report came back before its request was recorded
     commitment.attempts += 1
