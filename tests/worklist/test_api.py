@@ -623,6 +623,8 @@ def failed_items(database, study_id):
 
 
 def test_an_admin_lists_what_failed_and_sends_again_what_may_go_again(client, any_database, radiologist, ids):
+    from triage.records.tables import Hl7Message
+
     kos, sr, message = failed_items(any_database, ids["fracture"])
     admin = signed_in(client, any_database, "adm", Role.ADMIN)
     assert client.get("/api/outbound", headers=radiologist).status_code == 403
@@ -639,6 +641,15 @@ def test_an_admin_lists_what_failed_and_sends_again_what_may_go_again(client, an
     assert refused.status_code == 409 and "withdrew its verdict" in refused.json()["detail"]
     assert client.post(f"/api/outbound/ris/{message}/resend", json=body, headers=admin).status_code == 200
     assert client.post("/api/outbound/ris/999999/resend", json=body, headers=admin).status_code == 404
+    with any_database.session() as session:  # one that could not even be built has nothing to send
+        unbuilt = session.get_one(Hl7Message, message)
+        unbuilt.state, unbuilt.message, unbuilt.last_error = (
+            "FAILED",
+            "",
+            "could not be built (MaxLengthReached)",
+        )
+    refused = client.post(f"/api/outbound/ris/{message}/resend", json=body, headers=admin)
+    assert refused.status_code == 409 and "never built" in refused.json()["detail"]
     assert (
         client.post(f"/api/outbound/ris/{message}/resend", json={"reason": ""}, headers=admin).status_code
         == 422

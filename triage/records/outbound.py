@@ -86,6 +86,8 @@ def resend(
             "its failure sent the study to the conservative path and withdrew its verdict; sending it now "
             "would make a withdrawn verdict act. Send the study from the PACS again for a new analysis"
         )
+    if isinstance(row, Hl7Message) and not row.message:
+        raise NotResendable(f"it was never built ({row.last_error}); there is nothing to send")
     row.state, row.attempts, row.next_attempt_at, row.created_at = DeliveryState.PENDING, 0, now, now
     previous_error, row.last_error = row.last_error, ""
     version = session.get_one(StudyVersion, row.version_id)
