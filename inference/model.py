@@ -8,7 +8,7 @@ file it names, whose SHA-256 the card records. Nothing is downloaded: the bundle
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import torch
 from pydantic import ValidationError
 
 from inference.networks import ARCHITECTURES
+from inference.onnx_runtime import OnnxRunner, exported
 from inference.predict import ImageResult, run
 from inference.transforms import Prepared
 from triage.cards import ModelCard, read_card
@@ -36,11 +37,13 @@ def pick_device() -> torch.device:
 
 @dataclass
 class LoadedModel:
-    """A checked model card and its network, in eval mode on ``device``."""
+    """A checked model card and its network, in eval mode on ``device``; ``runner`` runs it instead
+    where it is served through ONNX Runtime (the CPU)."""
 
     card: ModelCard
     network: torch.nn.Module
     device: torch.device
+    runner: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]] | None = None
 
     @property
     def identity(self) -> ModelIdentity:
@@ -48,11 +51,13 @@ class LoadedModel:
 
     def predict(self, inputs: Sequence[Prepared]) -> list[ImageResult]:
         """Each prepared image's probability and detections, as the card says to run the network."""
-        return run(self.network, self.card.architecture, inputs, self.device, self.card.test_time_flip)
+        network = self.runner or self.network
+        return run(network, self.card.architecture, inputs, self.device, self.card.test_time_flip)
 
 
-def load_model(folder: Path, device: torch.device) -> LoadedModel:
-    """Read a model folder, verify its weights against the card's SHA-256, and build the network.
+def load_model(folder: Path, device: torch.device, onnx_cache: Path | None = None) -> LoadedModel:
+    """Read a model folder, verify its weights against the card's SHA-256, and build the network;
+    on the CPU with ``onnx_cache``, served through ONNX Runtime from an export cached there.
 
     Raises:
         ModelUnavailable: the folder, card or weights are missing or do not match.
@@ -75,5 +80,9 @@ def load_model(folder: Path, device: torch.device) -> LoadedModel:
     state = torch.load(weights, map_location="cpu", weights_only=True)
     network.load_state_dict({key: value.float() for key, value in state.items()})
     network.eval().to(device)
-    logger.info("loaded %s %s (%s) on %s", card.name, card.version, card.pipeline, device)
-    return LoadedModel(card, network, device)
+    runner = None
+    if device.type == "cpu" and onnx_cache is not None:
+        runner = OnnxRunner(exported(network, card, onnx_cache), torch.get_num_threads())
+    serving = "ONNX Runtime" if runner is not None else "torch"
+    logger.info("loaded %s %s (%s) on %s, %s", card.name, card.version, card.pipeline, device, serving)
+    return LoadedModel(card, network, device, runner)

@@ -10,12 +10,12 @@ its content: the padding stays on the right, as it is served).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch import nn
 
 from inference.networks import STRIDE
 from inference.transforms import Prepared
@@ -74,7 +74,7 @@ def mirrored(batch: torch.Tensor, inputs: Sequence[Prepared]) -> torch.Tensor:
 
 
 def run(
-    network: nn.Module,
+    network: Callable[[torch.Tensor], Any],  # the torch module, or its ONNX Runtime runner
     architecture: str,
     inputs: Sequence[Prepared],
     device: torch.device,

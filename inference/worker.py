@@ -106,7 +106,7 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
             folder = registry.fetch(self._settings, name, source.removeprefix("registry:"))
         if not folder.is_dir():
             raise ModelUnavailable(f"no model folder {folder}")
-        model = load_model(folder, pick_device())
+        model = load_model(folder, pick_device(), self._settings.onnx_cache_dir)
         logger.info(
             "%s pipeline runs %s %s (%s) on %s with %d CPU thread(s)",
             name,

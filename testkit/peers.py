@@ -87,6 +87,8 @@ def triage_env(settings: Settings, **extra: str) -> dict[str, str]:
         TRIAGE_MONITOR_INTERVAL_SECONDS=str(settings.monitor_interval_seconds),
         TCP_NODELAY="1",
     )
+    if settings.onnx_cache:
+        env["TRIAGE_ONNX_CACHE"] = str(settings.onnx_cache)
     if settings.broker_url:
         env["TRIAGE_BROKER_URL"] = settings.broker_url.get_secret_value()
     if settings.pacs:

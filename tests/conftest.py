@@ -30,11 +30,18 @@ def routing_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of ONNX exports for the whole run: each is made once per weights, not per test."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, routing_file: Path) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, routing_file: Path, onnx_cache: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "home": tmp_path / "home",
+            "onnx_cache": onnx_cache,
             "dicom_port": 0,
             "allowed_calling_aes": CALLING_AES,
             "routing_file": routing_file,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -114,9 +115,13 @@ def as_shipped(network: nn.Module) -> None:
                 tensor.copy_(tensor.half().float())
 
 
-def score(network: nn.Module, config: TrainConfig, samples: Sequence[Sample]) -> list[Scored]:
-    """Each sample as the service would score it (on the CPU, as the card's figures are measured)."""
-    network.eval()
+def score(
+    network: nn.Module | Callable[[torch.Tensor], Any], config: TrainConfig, samples: Sequence[Sample]
+) -> list[Scored]:
+    """Each sample as the service would score it (on the CPU, as the card's figures are measured);
+    ``network`` may be the module or what serves it (``inference.onnx_runtime.OnnxRunner``)."""
+    if isinstance(network, nn.Module):
+        network.eval()
     scored: list[Scored] = []
     for start in range(0, len(samples), _BATCH):
         chunk = samples[start : start + _BATCH]

@@ -95,7 +95,7 @@ def _model_and_samples(
 
     try:
         folder = registry.resolve(found, model)
-        loaded = load_model(folder, pick_device())
+        loaded = load_model(folder, pick_device(), found.onnx_cache_dir)
         samples = read_manifest(manifest, loaded.card.pipeline.modality)
     except (ValueError, ModelUnavailable, ManifestError) as error:
         fail(error)
