@@ -13,12 +13,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import pydicom
 import pynetdicom
 import typer
-from pydicom import Dataset
-from pydicom.sr.coding import Code
 from pydicom.uid import UID
 from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -27,11 +24,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from triage import __version__
+from triage.cli.conformance_objects import STUDY, attribute_rows, created, private_codes
 from triage.settings import Settings
 
 DOCUMENT = Path("docs/conformance.md")
 VERIFICATION = "1.2.840.10008.1.1"
-STUDY = "1.2.826.0.1.3680043.8.498.1"
 
 # What each status the listener answers with means for the sender. The statuses themselves are the
 # code's (dicom_node.status.Status); a status without a line here fails the conformance test.
@@ -54,107 +51,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
     return [_row(*header), _row(*("---" for _ in header)), *(_row(*r) for r in rows), ""]
 
 
-def _source(study: str, instance: str) -> Dataset:
-    """A made-up DX image header, the kind of source every created object copies from."""
-    ds = Dataset()
-    ds.SOPClassUID = pydicom.uid.DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = instance
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = f"{study}.1"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Doe^Jane", "ID1", "19700101", "F"
-    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260101", "120000", "ACC1", "S1"
-    ds.ReferringPhysicianName, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "Ref^Doc", "DX", 3, 7
-    ds.ImageLaterality = "L" if study.endswith("1") else "R"  # differs between the two builds compared
-    ds.ViewPosition, ds.BodyPartExamined = "AP", "HAND"
-    ds.Rows, ds.Columns = 64, 64
-    ds.PatientOrientation = ["A", "F"]
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    return ds
-
-
-def _created(study: str, model_version: str) -> dict[str, Dataset]:
-    """One of each object triage writes, for a made-up study."""
-    from inference.inputs import SourceImage, StudyImages
-    from inference.reports import fracture_report, report_uid
-    from inference.summary import render, summary_image
-    from inference.withdrawal import rejection_note
-    from triage.imaging import header_facts
-    from triage.messages import InstanceRef
-    from triage.outcomes import FractureOutcome, ModelIdentity
-
-    source = _source(study, f"{study}.1.1")
-    model = ModelIdentity("triage-fracture-lite0", model_version, "ab" * 32)
-    outcome = FractureOutcome.model_validate(
-        {
-            "state": "FRACTURE",
-            "probability": 0.9,
-            "images": [
-                {
-                    "sop_instance_uid": source.SOPInstanceUID,
-                    "boxes": [{"corners": [1, 2, 30, 40], "score": 0.9}],
-                }
-            ],
-        }
-    )
-    ref = InstanceRef(
-        sop_instance_uid=source.SOPInstanceUID,
-        sop_class_uid=source.SOPClassUID,
-        storage_key="k",
-        sha256="0" * 64,
-    )
-    images = StudyImages((SourceImage(ref, source, header_facts(source), np.zeros((64, 64), np.float32)),))
-    sr = fracture_report([source], outcome, model, 1)
-    uids = [report_uid(study, 1, model.name, model.version, kind) for kind in ("sc-series", "sc")]
-    sc = summary_image(images, render(images, outcome, "", f"{model.name} {model.version}"), *uids)
-    return {"sr": sr, "sc": sc, "kos": rejection_note([sr, sc], study, 1)}
-
-
-def _attribute_rows(name: str) -> list[tuple[str, str, str]]:
-    """Each top-level attribute of one created object, with its value or where the value comes from,
-    found by building the object twice (two studies, two model versions) and comparing."""
-    first = _created(STUDY, "1.0.0")
-    second = _created(f"{STUDY}0", "2.0.0")
-    sources = (_source(STUDY, f"{STUDY}.1.1"),)
-    a, b = first[name], second[name]
-    rows = []
-    for element in a:
-        keyword = element.keyword or str(element.tag)
-        other = b.get(element.tag)
-        copied = any(keyword in s and str(s[keyword].value) == str(element.value) for s in sources)
-        if copied and keyword not in ("SpecificCharacterSet",):
-            origin = "copied from the source images"
-        elif keyword in ("SpecificCharacterSet",):
-            origin = "the source images' (their names are copied as they are)"
-        elif element.VR in ("DA", "TM", "DT"):
-            origin = "when the object is written"
-        elif element.VR == "SQ":
-            origin = "sequence: see below" if keyword == "ContentSequence" else "sequence, built per result"
-        elif element.VR == "UI" and other is not None and other.value != element.value:
-            origin = "derived from the study, its version and the model (the same on every re-send)"
-        elif other is not None and other.value != element.value:
-            origin = "per result (from the study's images and the model)"
-        elif keyword == "PixelData":
-            origin = "the rendered summary"
-        else:
-            value = element.value
-            shown = value.name if isinstance(value, UID) and value.is_valid else str(value)
-            origin = f"`{shown[:80]}`"
-        rows.append((f"({element.tag.group:04X},{element.tag.element:04X})", keyword, origin))
-    return rows
-
-
-def _private_codes() -> list[Code]:
-    from triage import codes
-
-    found: dict[tuple[str, str], Code] = {}
-    for value in vars(codes).values():
-        items = value.values() if isinstance(value, dict) else [value]
-        for item in items:
-            if isinstance(item, Code) and item.scheme_designator == codes.SCHEME:
-                found.setdefault((item.value, item.meaning), item)
-    return sorted(found.values(), key=lambda c: c.value)
-
-
 def _default(name: str) -> Any:
     return Settings.model_fields[name].default
 
@@ -172,7 +68,7 @@ def conformance_statement() -> str:
     assert all(c.transfer_syntax == storage[0].transfer_syntax for c in storage), "one list for all"
     (verification,) = [c for c in contexts if c.abstract_syntax == VERIFICATION]
     written = {
-        str(ds.SOPClassUID): UID(ds.file_meta.TransferSyntaxUID) for ds in _created(STUDY, "1.0.0").values()
+        str(ds.SOPClassUID): UID(ds.file_meta.TransferSyntaxUID) for ds in created(STUDY, "1.0.0").values()
     }
     sr_uids = {
         "Comprehensive3DSR": pydicom.uid.Comprehensive3DSRStorage,
@@ -359,7 +255,7 @@ def conformance_statement() -> str:
         ("sc", "Secondary Capture Image (the summary image, burned-in annotation)"),
         ("kos", "Key Object Selection, 113037 Rejected for Patient Safety Reasons (a withdrawn result)"),
     ):
-        lines += [f"### {title}", "", *_table(("Tag", "Attribute", "Value or source"), _attribute_rows(name))]
+        lines += [f"### {title}", "", *_table(("Tag", "Attribute", "Value or source"), attribute_rows(name))]
     lines += [
         'The report\'s content tree is described in the README ("Results in the PACS"); its private codes:',
         "",
@@ -369,7 +265,7 @@ def conformance_statement() -> str:
         f" {_major_minor()}, for the triage states and scores that have no standard code, in the SRs"
         " and in the HL7 results:",
         "",
-        *_table(("Code Value", "Code Meaning"), ((c.value, c.meaning) for c in _private_codes())),
+        *_table(("Code Value", "Code Meaning"), ((c.value, c.meaning) for c in private_codes())),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
