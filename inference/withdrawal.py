@@ -21,7 +21,8 @@ from pydicom import Dataset, dcmread
 from pydicom.sr.coding import Code
 from sqlalchemy import select
 
-from inference.reports import SR_CLASSES, ReportWriter, breast_report, fracture_report, report_uid
+from inference.reports import SR_CLASSES, ReportWriter, breast_report, fracture_report
+from inference.sr_content import report_uid
 from triage import __version__
 from triage.messages import WithdrawResult
 from triage.outcomes import ModelIdentity, not_analysed

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from pydicom import dcmread
 
-from inference.reports import SERIES_DESCRIPTION, breast_report, fracture_report
+from inference.reports import breast_report, fracture_report
+from inference.sr_content import SERIES_DESCRIPTION
 from testkit import phantoms
 from testkit.peers import dciodvfy_errors, require_tool, sr_template_findings
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity

@@ -59,7 +59,8 @@ def conformance_statement() -> str:
     """The whole statement, as Markdown."""
     from dicom_node.scp import build_ae
     from dicom_node.status import Status
-    from inference.reports import SERIES_DESCRIPTION, SR_CLASSES
+    from inference.reports import SR_CLASSES
+    from inference.sr_content import SERIES_DESCRIPTION
 
     ae = build_ae(Settings.model_construct(**{**_defaults(), "allowed_calling_aes": ("*",)}))
     contexts = sorted(ae.supported_contexts, key=lambda c: str(UID(str(c.abstract_syntax)).name))

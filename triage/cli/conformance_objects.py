@@ -33,7 +33,8 @@ def source_header(study: str, instance: str) -> Dataset:
 def created(study: str, model_version: str) -> dict[str, Dataset]:
     """One of each object triage writes, for a made-up study."""
     from inference.inputs import SourceImage, StudyImages
-    from inference.reports import fracture_report, report_uid
+    from inference.reports import fracture_report
+    from inference.sr_content import report_uid
     from inference.summary import render, summary_image
     from inference.withdrawal import rejection_note
     from triage.imaging import header_facts
