@@ -18,7 +18,7 @@ from pathlib import Path
 
 from evaluation.evaluate import Exam, exams, predict
 from evaluation.evidence import fracture_evidence, single_read_evidence
-from evaluation.metrics import metric_with_ci, proportion_metric
+from evaluation.intervals import metric_with_ci, proportion_metric
 from evaluation.operating_points import (
     decile_cut_points,
     threshold_for_sensitivity_bound,

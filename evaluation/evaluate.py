@@ -19,11 +19,25 @@ import numpy as np
 
 from evaluation import metrics
 from evaluation.evidence import fracture_evidence, single_read_evidence
+from evaluation.findings import (
+    AtThreshold,
+    Boxes,
+    CalibrationBin,
+    DatasetRef,
+    Distribution,
+    EvaluationReport,
+    FrocPoint,
+    ModelRef,
+    RocPoint,
+    ScoreShare,
+    Subgroup,
+)
+from evaluation.intervals import auroc_metric, calibration_error_metric, map50_metric, proportion_or_none
 from evaluation.workload import sweep
 from inference.breast import exam_probability, score_for
 from inference.model import LoadedModel
 from inference.transforms import prepare
-from triage.cards import BreastCard, Evidence, FractureCard, Metric, ModelCard
+from triage.cards import BreastCard, Evidence, FractureCard, ModelCard
 from triage.imaging import UnreadableImage
 from triage.manifests import Sample
 from triage.pipelines import Pipeline
@@ -103,34 +117,17 @@ def exams(predictions: Sequence[Prediction], pipeline: Pipeline) -> list[Exam]:
     return found
 
 
-def _with_ci(labels: Sequence[int], scores: Sequence[float], resamples: int) -> dict[str, Any]:
-    if len(set(labels)) < 2:
-        return {"value": None, "reason": "needs positives and negatives"}
-    low, high = metrics.bootstrap_ci(metrics.auroc, labels, scores, resamples=resamples)
-    return {"value": metrics.auroc(labels, scores), "ci95_low": low, "ci95_high": high, "n": len(labels)}
-
-
-def _proportion(successes: int, trials: int) -> dict[str, Any]:
-    low, high = metrics.wilson_interval(successes, trials)
-    return {
-        "value": successes / trials if trials else None,
-        "ci95_low": low,
-        "ci95_high": high,
-        "n": trials,
-    }
-
-
-def at_threshold(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, Any]:
+def at_threshold(labels: Sequence[int], scores: Sequence[float], threshold: float) -> AtThreshold:
     """Sensitivity, specificity, PPV and NPV of ``score >= threshold``, each with a Wilson interval."""
     y, s = np.asarray(labels), np.asarray(scores)
     flagged = s >= threshold
-    return {
-        "threshold": threshold,
-        "sensitivity": _proportion(int((flagged & (y == 1)).sum()), int((y == 1).sum())),
-        "specificity": _proportion(int((~flagged & (y == 0)).sum()), int((y == 0).sum())),
-        "ppv": _proportion(int((flagged & (y == 1)).sum()), int(flagged.sum())),
-        "npv": _proportion(int((~flagged & (y == 0)).sum()), int((~flagged).sum())),
-    }
+    return AtThreshold(
+        threshold=threshold,
+        sensitivity=proportion_or_none(int((flagged & (y == 1)).sum()), int((y == 1).sum())),
+        specificity=proportion_or_none(int((~flagged & (y == 0)).sum()), int((y == 0).sum())),
+        ppv=proportion_or_none(int((flagged & (y == 1)).sum()), int(flagged.sum())),
+        npv=proportion_or_none(int((~flagged & (y == 0)).sum()), int((~flagged).sum())),
+    )
 
 
 def operating_points(card: ModelCard, single_read_max_score: int) -> dict[str, float]:
@@ -150,45 +147,44 @@ def figures(
     dataset: Path,
     single_read_max_score: int = 5,
     resamples: int = 1000,
-) -> dict[str, Any]:
-    """Every figure of the evaluation, JSON-ready."""
+) -> EvaluationReport:
+    """Every figure of the evaluation."""
     images = predictions.images
     found = exams(images, card.pipeline)
     labels, scores = [e.label for e in found], [e.probability for e in found]
-    points = operating_points(card, single_read_max_score)
-    result: dict[str, Any] = {
-        "model": {
-            "name": card.name,
-            "version": card.version,
-            "pipeline": card.pipeline,
-            "weights_sha256": card.weights_sha256,
-        },
-        "dataset": {
-            "manifest": str(dataset),
-            "sha256": hashlib.sha256(dataset.read_bytes()).hexdigest(),
-            "images": len(images),
-            "exams": len(found),
-            "positive_exams": int(sum(labels)),
-            "skipped_images": len(predictions.skipped),
-            "skipped": predictions.skipped,
-        },
-        "image_auroc": _with_ci([p.sample.label for p in images], [p.probability for p in images], resamples),
-        "exam_auroc": _with_ci(labels, scores, resamples),
-        "brier": metrics.brier(labels, scores),
-        "expected_calibration_error": metrics.expected_calibration_error(labels, scores),
-        "calibration": metrics.calibration_bins(labels, scores),
-        "roc": roc_points(labels, scores),
-        "distribution": distribution(labels, scores),
-        "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
+    points = {
+        name: at_threshold(labels, scores, t)
+        for name, t in operating_points(card, single_read_max_score).items()
     }
-    if isinstance(card, BreastCard):
-        result.update(_screening(card, labels, scores))
-    boxes = _boxes(images)
-    if boxes is not None:
-        result["boxes"] = boxes
-    result["evidence"] = _evidence(card, result, labels, scores, dataset)
-    result["subgroups"] = subgroups(found, points, resamples)
-    return result
+    screening: dict[str, Any] = _screening(card, labels, scores) if isinstance(card, BreastCard) else {}
+    return EvaluationReport(
+        model=ModelRef(
+            name=card.name, version=card.version, pipeline=card.pipeline, weights_sha256=card.weights_sha256
+        ),
+        dataset=DatasetRef(
+            manifest=str(dataset),
+            sha256=hashlib.sha256(dataset.read_bytes()).hexdigest(),
+            images=len(images),
+            exams=len(found),
+            positive_exams=int(sum(labels)),
+            skipped_images=len(predictions.skipped),
+            skipped=predictions.skipped,
+        ),
+        image_auroc=auroc_metric(
+            [p.sample.label for p in images], [p.probability for p in images], resamples
+        ),
+        exam_auroc=auroc_metric(labels, scores, resamples),
+        brier=metrics.brier(labels, scores),
+        calibration_error=calibration_error_metric(labels, scores) if len(set(labels)) == 2 else None,
+        calibration=[CalibrationBin(**row) for row in metrics.calibration_bins(labels, scores)],
+        roc=roc_points(labels, scores),
+        distribution=distribution(labels, scores),
+        operating_points=points,
+        **screening,
+        boxes=_boxes(images),
+        evidence=_evidence(card, points, labels, scores, dataset),
+        subgroups=subgroups(found, operating_points(card, single_read_max_score), resamples),
+    )
 
 
 def _screening(card: BreastCard, labels: Sequence[int], scores: Sequence[float]) -> dict[str, Any]:
@@ -197,50 +193,52 @@ def _screening(card: BreastCard, labels: Sequence[int], scores: Sequence[float])
     per_score = {}
     for score in range(1, 11):
         members = [label for label, s in zip(labels, exam_scores, strict=True) if s == score]
-        per_score[str(score)] = {
-            "share": len(members) / len(labels),
-            "n": len(members),
-            "positive_rate": _proportion(sum(members), len(members)),
-        }
-    return {"scores": per_score, "workload": [w.model_dump() for w in sweep(exam_scores, labels)]}
+        per_score[score] = ScoreShare(
+            share=len(members) / len(labels),
+            n=len(members),
+            positive_rate=proportion_or_none(sum(members), len(members)),
+        )
+    return {"scores": per_score, "workload": sweep(exam_scores, labels)}
 
 
 def _evidence(
-    card: ModelCard, found: dict[str, Any], labels: Sequence[int], scores: Sequence[float], dataset: Path
-) -> dict[str, Any]:
-    """The evidence gate's figures for this model on this manifest (``triage.cards.Evidence``), as a
-    card would carry them: the rule-out at the card's DOUBT, or single reading at thresholds 1-9."""
+    card: ModelCard,
+    points: dict[str, AtThreshold],
+    labels: Sequence[int],
+    scores: Sequence[float],
+    dataset: Path,
+) -> Evidence:
+    """The evidence gate's figures for this model on this manifest, as a card would carry them: the
+    rule-out at the card's DOUBT, or single reading at thresholds 1-9. Boxes are not carried: a
+    card's box evidence comes from its own test part."""
     source = f"triage evaluate on {dataset.name}: {len(labels)} exams"
     if isinstance(card, FractureCard):
-        sensitivity = found["operating_points"]["doubt"]["sensitivity"]
-        if sensitivity["value"] is None:
-            return Evidence().model_dump(mode="json")
-        metric = Metric(**{k: round(float(v), 4) if k != "n" else int(v) for k, v in sensitivity.items()})
-        return fracture_evidence({"sensitivity_at_doubt": metric}, card.doubt_threshold, source).model_dump(
-            mode="json"
-        )
+        sensitivity = points["doubt"].sensitivity
+        if sensitivity is None:
+            return Evidence()
+        return fracture_evidence({"sensitivity_at_doubt": sensitivity}, card.doubt_threshold, source)
     exam_scores = [score_for(p, card.decile_cut_points) for p in scores]
-    return Evidence(single_read=single_read_evidence(exam_scores, list(labels), source)).model_dump(
-        mode="json"
-    )
+    return Evidence(single_read=single_read_evidence(exam_scores, list(labels), source))
 
 
-def _boxes(images: Sequence[Prediction]) -> dict[str, Any] | None:
+def _boxes(images: Sequence[Prediction]) -> Boxes | None:
     """FROC and AP@0.5 against the true boxes, when the manifest has boxes and the model draws them."""
     truths = [list(p.sample.boxes) for p in images]
     if not any(truths) or not any(p.boxes for p in images):
         return None
     detections = [p.boxes for p in images]
-    return {
-        "true_boxes": sum(len(t) for t in truths),
-        "map50": metrics.average_precision(truths, detections, 0.5),
-        "froc": metrics.froc(truths, detections),
-    }
+    return Boxes(
+        true_boxes=sum(len(t) for t in truths),
+        map50=map50_metric(truths, detections),
+        froc=[FrocPoint(**point) for point in metrics.froc(truths, detections)],
+    )
 
 
-def subgroups(found: Sequence[Exam], points: dict[str, float], resamples: int) -> dict[str, Any]:
+def subgroups(
+    found: Sequence[Exam], points: dict[str, float], resamples: int
+) -> dict[str, dict[str, Subgroup]]:
     """The same figures for every subgroup column the manifest gives (site, device, age band)."""
-    table: dict[str, Any] = {}
+    table: dict[str, dict[str, Subgroup]] = {}
     keys = sorted({key for exam in found for key in exam.subgroups})
     for key in keys:
         values = sorted({exam.subgroups.get(key, "") for exam in found})
@@ -248,54 +246,37 @@ def subgroups(found: Sequence[Exam], points: dict[str, float], resamples: int) -
         for value in values:
             members = [e for e in found if e.subgroups.get(key, "") == value]
             labels, scores = [e.label for e in members], [e.probability for e in members]
-            table[key][value or "(not given)"] = {
-                "exams": len(members),
-                "positive_exams": int(sum(labels)),
-                "exam_auroc": _with_ci(labels, scores, resamples),
-                "operating_points": {name: at_threshold(labels, scores, t) for name, t in points.items()},
-            }
+            table[key][value or "(not given)"] = Subgroup(
+                exams=len(members),
+                positive_exams=int(sum(labels)),
+                exam_auroc=auroc_metric(labels, scores, resamples),
+                operating_points={name: at_threshold(labels, scores, t) for name, t in points.items()},
+            )
     return table
 
 
-def roc_points(labels: Sequence[int], scores: Sequence[float]) -> list[dict[str, float]]:
+def roc_points(labels: Sequence[int], scores: Sequence[float]) -> list[RocPoint]:
     """The ROC curve: (1 - specificity, sensitivity) at every distinct score."""
     y, s = np.asarray(labels), np.asarray(scores)
     positives, negatives = max(int((y == 1).sum()), 1), max(int((y == 0).sum()), 1)
-    curve = [{"false_positive_rate": 0.0, "sensitivity": 0.0, "threshold": math.inf}]
+    curve = [RocPoint(false_positive_rate=0.0, sensitivity=0.0, threshold=math.inf)]
     for threshold in sorted(set(s.tolist()), reverse=True):
         flagged = s >= threshold
         curve.append(
-            {
-                "false_positive_rate": float((flagged & (y == 0)).sum() / negatives),
-                "sensitivity": float((flagged & (y == 1)).sum() / positives),
-                "threshold": float(threshold),
-            }
+            RocPoint(
+                false_positive_rate=float((flagged & (y == 0)).sum() / negatives),
+                sensitivity=float((flagged & (y == 1)).sum() / positives),
+                threshold=float(threshold),
+            )
         )
     return curve
 
 
-def distribution(labels: Sequence[int], scores: Sequence[float], bins: int = 20) -> dict[str, list[int]]:
+def distribution(labels: Sequence[int], scores: Sequence[float], bins: int = 20) -> Distribution:
     """How many exams of each label fall in each of ``bins`` equal probability bins (the histogram)."""
     edges = np.linspace(0, 1, bins + 1)
     y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    return {
-        "positive": np.histogram(s[y == 1], edges)[0].tolist(),
-        "negative": np.histogram(s[y == 0], edges)[0].tolist(),
-    }
-
-
-def flat_metrics(found: dict[str, Any]) -> dict[str, float]:
-    """The headline numbers, flat, for MLflow."""
-    flat: dict[str, float] = {}
-    for name in ("image_auroc", "exam_auroc"):
-        if found[name].get("value") is not None:
-            flat[name] = found[name]["value"]
-            flat[f"{name}_ci95_low"] = found[name]["ci95_low"]
-    flat["brier"], flat["expected_calibration_error"] = found["brier"], found["expected_calibration_error"]
-    for point, values in found["operating_points"].items():
-        for measure in ("sensitivity", "specificity", "ppv", "npv"):
-            if values[measure]["value"] is not None:
-                flat[f"{measure}_at_{point}"] = values[measure]["value"]
-    if "boxes" in found:
-        flat["map50"] = found["boxes"]["map50"]
-    return flat
+    return Distribution(
+        positive=np.histogram(s[y == 1], edges)[0].tolist(),
+        negative=np.histogram(s[y == 0], edges)[0].tolist(),
+    )

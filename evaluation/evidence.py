@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from evaluation.metrics import proportion_metric
+from evaluation.intervals import proportion_metric
 from evaluation.workload import simulate
 from triage.cards import BoxEvidence, Evidence, Metric, RuleOutEvidence, SingleReadEvidence
 

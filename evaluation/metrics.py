@@ -1,5 +1,6 @@
 """Pure metric functions: over binary labels and scores (AUROC, sensitivity, PPV, calibration, DeLong),
-over boxes (FROC, average precision), with bootstrap and Wilson confidence intervals."""
+over boxes (FROC, average precision), with bootstrap and Wilson confidence intervals
+(``evaluation.intervals`` puts them together as a card's ``Metric``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from collections.abc import Callable, Sequence
 from statistics import NormalDist
 
 import numpy as np
-
-from triage.cards import Metric
 
 Labels = Sequence[int] | np.ndarray
 Scores = Sequence[float] | np.ndarray
@@ -251,24 +250,3 @@ def delong_test(labels: Labels, scores_a: Scores, scores_b: Scores) -> dict[str,
         "ci95_high": difference + 1.959964 * se,
         "p_value": float(p),
     }
-
-
-def metric_with_ci(
-    name: str, labels: Sequence[int], scores: Sequence[float], threshold: float | None = None
-) -> Metric:
-    """A held-out figure with its percentile-bootstrap 95 % interval."""
-    if name == "auroc":
-        value, ci = auroc(labels, scores), bootstrap_ci(auroc, labels, scores)
-    else:
-        assert threshold is not None
-        fn = sensitivity if name == "sensitivity" else specificity
-        value = fn(labels, scores, threshold)
-        ci = bootstrap_ci(lambda y, s: fn(y, s, threshold), labels, scores)
-    return Metric(value=round(value, 4), ci95_low=round(ci[0], 4), ci95_high=round(ci[1], 4), n=len(labels))
-
-
-def proportion_metric(successes: int, trials: int) -> Metric:
-    """A held-out proportion (sensitivity, specificity) with its Wilson 95 % interval."""
-    low, high = wilson_interval(successes, trials)
-    value = successes / trials if trials else 0.0
-    return Metric(value=round(value, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=trials)

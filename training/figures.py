@@ -10,15 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from evaluation.metrics import (
-    average_precision,
-    bootstrap_ci,
-    expected_calibration_error,
-    metric_with_ci,
-    proportion_metric,
-)
+from evaluation.intervals import calibration_error_metric, map50_metric, metric_with_ci, proportion_metric
 from inference.breast import exam_probability
 from triage.cards import Metric
 
@@ -66,30 +58,11 @@ def _auroc(scored: Sequence[Scored], name: str) -> dict[str, Metric]:
     return {name: metric_with_ci("auroc", labels, [s.probability for s in scored])}
 
 
-def box_map(scored: Sequence[Scored], resamples: int = 200, seed: int = 0) -> Metric:
+def box_map(scored: Sequence[Scored]) -> Metric:
     """AP at IoU 0.5 over the images, with a bootstrap interval over images."""
-    truths = [[tuple(b) for b in s.boxes] for s in scored]
-    detections = [[(tuple(d[:4]), d[4]) for d in s.detections] for s in scored]
-    value = average_precision(truths, detections, 0.5)  # type: ignore[arg-type]
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(scored), len(scored))
-        if any(truths[i] for i in pick):
-            values.append(average_precision([truths[i] for i in pick], [detections[i] for i in pick], 0.5))
-    low, high = np.percentile(values, (2.5, 97.5)) if values else (value, value)
-    return Metric(
-        value=round(value, 4), ci95_low=round(float(low), 4), ci95_high=round(float(high), 4), n=len(scored)
-    )
-
-
-def calibration_error(labels: Sequence[int], probabilities: Sequence[float]) -> Metric:
-    """Expected calibration error (10 equal-width bins) with its bootstrap interval: how far the
-    model's output is from the share of positives among images given that output. Large, and the
-    output is a score, not a probability (the service calls it that)."""
-    value = expected_calibration_error(labels, probabilities)
-    low, high = bootstrap_ci(expected_calibration_error, labels, probabilities, resamples=500)
-    return Metric(value=round(value, 4), ci95_low=round(low, 4), ci95_high=round(high, 4), n=len(labels))
+    truths = [[(b[0], b[1], b[2], b[3]) for b in s.boxes] for s in scored]
+    detections = [[((d[0], d[1], d[2], d[3]), d[4]) for d in s.detections] for s in scored]
+    return map50_metric(truths, detections)
 
 
 def fracture_figures(scored: Sequence[Scored]) -> dict[str, Metric]:
@@ -98,7 +71,7 @@ def fracture_figures(scored: Sequence[Scored]) -> dict[str, Metric]:
     region."""
     found = {**_auroc(scored, "auroc"), **_at_points(scored)}
     if len({s.label for s in scored}) == 2:
-        found["calibration_error"] = calibration_error(
+        found["calibration_error"] = calibration_error_metric(
             [s.label for s in scored], [s.probability for s in scored]
         )
     if any(s.boxes for s in scored):
@@ -131,6 +104,6 @@ def breast_figures(scored: Sequence[Scored]) -> dict[str, Metric]:
     found = {}
     if len(set(labels)) == 2:
         found["exam_auroc"] = metric_with_ci("auroc", labels, probabilities)
-        found["exam_calibration_error"] = calibration_error(labels, probabilities)
+        found["exam_calibration_error"] = calibration_error_metric(labels, probabilities)
     found.update(_auroc(scored, "view_auroc"))
     return found

@@ -6,10 +6,11 @@ import pytest
 
 from evaluation.calibrate import calibrate
 from evaluation.evaluate import figures, predict
+from evaluation.findings import EvaluationReport
 from inference.model import load_model
 from testkit import phantoms
 from testkit.peers import REPO
-from triage.cards import read_card
+from triage.cards import Evidence, read_card
 from triage.imaging import HeaderFacts
 from triage.manifests import Sample, read_manifest, write_manifest
 
@@ -46,15 +47,17 @@ def test_screening_figures_and_calibration(screens, tmp_path):
     assert len(predictions.images) == 80 and all(0 <= p.probability <= 1 for p in predictions.images)
     assert predictions.skipped == []
     found = figures(model.card, predictions, screens, single_read_max_score=5, resamples=200)
-    assert found["dataset"]["exams"] == 20 and found["dataset"]["positive_exams"] == 10
-    assert sum(found["scores"][str(s)]["n"] for s in range(1, 11)) == 20
-    assert [w["single_read_max_score"] for w in found["workload"]] == list(range(11))
-    assert found["workload"][0]["reads_per_1000_exams"] == 2000
-    assert set(found["subgroups"]["device"]) == {"vendor-a", "vendor-b"}
-    assert set(found["operating_points"]) == {"double_reading"}
-    from triage.cards import Evidence
-
-    evidence = Evidence.model_validate(found["evidence"])  # a card's evidence block, ready to paste
+    assert found.dataset.exams == 20 and found.dataset.positive_exams == 10
+    assert sum(found.scores[s].n for s in range(1, 11)) == 20
+    assert [w.single_read_max_score for w in found.workload] == list(range(11))
+    assert found.workload[0].reads_per_1000_exams == 2000
+    assert set(found.subgroups["device"]) == {"vendor-a", "vendor-b"}
+    assert set(found.operating_points) == {"double_reading"}
+    assert found.boxes is None, "the phantom screens carry no lesion boxes"
+    written = tmp_path / "report.json"
+    found.write_json(written)
+    assert EvaluationReport.read_json(written) == found, "report.json reads back as the same report"
+    evidence = Evidence.model_validate_json(found.evidence.model_dump_json())  # a card's block, as it is
     assert [e.single_read_max_score for e in evidence.single_read] == list(range(1, 10))
     assert evidence.single_read[4].cancers_single_read.n == 10
 
@@ -86,4 +89,5 @@ def test_a_damaged_image_is_skipped_with_its_reason_and_counted(screens, tmp_pat
     [reason] = predictions.skipped
     assert str(damaged) in reason and "OSError" in reason
     found = figures(model.card, predictions, screens, resamples=50)
-    assert found["dataset"]["skipped_images"] == 1 and found["dataset"]["images"] == 8
+    assert found.dataset.skipped_images == 1 and found.dataset.images == 8
+    assert found.dataset.skipped == [reason]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from evaluation.findings import EvaluationReport
 from inference import registry
 from inference.tasks import AnalyseStudyTask
 from inference.worker import ModelPipelines
@@ -170,16 +171,18 @@ def test_evaluate_then_calibrate_then_promote_then_the_worker_runs_it(settings, 
     env = triage_env(settings)
     evaluation = triage_cli(env, "evaluate", "fracture/1", str(manifest), "--out", str(tmp_path / "report"))
     assert evaluation.returncode == 0, evaluation.stderr
-    found = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert found["model"]["version"] == "0.0.1"
-    assert found["dataset"]["exams"] == 20  # exam_id empty: one exam per patient
-    assert set(found["operating_points"]) == {"doubt", "fracture"}
-    assert {"sensitivity", "specificity", "ppv", "npv"} <= set(found["operating_points"]["doubt"])
-    assert found["boxes"]["true_boxes"] == 20 and 0 <= found["boxes"]["map50"] <= 1
-    assert set(found["subgroups"]["site"]) == {"site0", "site1", "site2"}
-    rule_out = found["evidence"]["rule_out"]  # the gate's figures, as a card carries them
-    assert rule_out["doubt_threshold"] == tracked.card.doubt_threshold
-    assert rule_out["sensitivity_at_doubt"]["n"] == found["dataset"]["positive_exams"]
+    found = EvaluationReport.read_json(tmp_path / "report" / "report.json")
+    assert found.model.version == "0.0.1"
+    assert found.dataset.exams == 20  # exam_id empty: one exam per patient
+    assert set(found.operating_points) == {"doubt", "fracture"}
+    doubt = found.operating_points["doubt"]
+    assert doubt.sensitivity is not None and doubt.sensitivity.n == found.dataset.positive_exams
+    assert found.boxes is not None and found.boxes.true_boxes == 20
+    assert found.boxes.map50.ci95_low <= found.boxes.map50.value <= found.boxes.map50.ci95_high
+    assert set(found.subgroups["site"]) == {"site0", "site1", "site2"}
+    rule_out = found.evidence.rule_out  # the gate's figures, as a card carries them
+    assert rule_out is not None and rule_out.doubt_threshold == tracked.card.doubt_threshold
+    assert rule_out.sensitivity_at_doubt == doubt.sensitivity
     assert "<img" in (tmp_path / "report" / "report.html").read_text()
     client = registry.client(settings)
     runs = client.search_runs([registry.experiment_id(settings, "fracture")], "tags.kind = 'evaluation'")

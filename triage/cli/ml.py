@@ -116,7 +116,7 @@ def evaluate(
     PPV and NPV at its operating points, FROC and mAP@0.5 for boxes, calibration, the 1-10 score
     and the screening workload, each per subgroup; a JSON and an HTML report."""
     from evaluation import report
-    from evaluation.evaluate import figures, flat_metrics, predict
+    from evaluation.evaluate import figures, predict
 
     configure_logging()
     found = settings(config)
@@ -126,7 +126,7 @@ def evaluate(
         typer.echo(f"skipped {reason}", err=True)
     figures_found = figures(loaded.card, predictions, manifest, found.single_read_max_score)
     json_path, html_path = report.write(figures_found, out)
-    headline = flat_metrics(figures_found)
+    headline = figures_found.headline()
     if log:
         from training.tracking import log_run
 
@@ -138,11 +138,11 @@ def evaluate(
         typer.echo(f"MLflow run {run_id}", err=True)
     for metric, value in headline.items():
         typer.echo(f"{metric}\t{value:.4f}")
-    for row in figures_found.get("workload", []):
+    for row in figures_found.workload:
         typer.echo(
-            f"single read <= {row['single_read_max_score']}: {row['single_read_share']:.0%} single, "
-            f"{row['reads_per_1000_exams']:.0f} reads per 1000, {row['cancers_in_single_read_arm']} of "
-            f"{row['cancers']} cancers in the single-read arm"
+            f"single read <= {row.single_read_max_score}: {row.single_read_share:.0%} single, "
+            f"{row.reads_per_1000_exams:.0f} reads per 1000, {row.cancers_in_single_read_arm} of "
+            f"{row.cancers} cancers in the single-read arm"
         )
     typer.echo(f"report: {html_path}")
 
