@@ -30,10 +30,22 @@ from triage.cards import CARD, Evidence, FractureCard, Metric, ModelCard
 from triage.manifests import Sample
 
 
+def _hashed_half(exam: str) -> bool:
+    return bool(int(hashlib.sha256(exam.encode()).hexdigest(), 16) % 2)
+
+
 def _split(found: Sequence[Exam], test_exams: set[str]) -> tuple[list[Exam], list[Exam]]:
     if not test_exams:  # no split given: half and half by a hash of the exam id
-        test_exams = {e.exam for e in found if int(hashlib.sha256(e.exam.encode()).hexdigest(), 16) % 2}
+        test_exams = {e.exam for e in found if _hashed_half(e.exam)}
     return [e for e in found if e.exam not in test_exams], [e for e in found if e.exam in test_exams]
+
+
+def held_out(samples: Sequence[Sample]) -> list[Sample]:
+    """The images of the exams calibration measures on (never chooses on)."""
+    test_exams = {s.exam or s.group for s in samples if s.split == "test"}
+    if test_exams:
+        return [s for s in samples if (s.exam or s.group) in test_exams]
+    return [s for s in samples if _hashed_half(s.exam or s.group)]
 
 
 def calibrate(

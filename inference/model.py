@@ -16,10 +16,10 @@ import torch
 from pydantic import ValidationError
 
 from inference.networks import ARCHITECTURES
-from inference.onnx_runtime import OnnxRunner, exported
+from inference.onnx_runtime import ImportedRunner, OnnxRunner, exported
 from inference.predict import ImageResult, run
 from inference.transforms import Prepared
-from triage.cards import ModelCard, read_card
+from triage.cards import IMPORTED_ONNX, ModelCard, read_card
 from triage.outcomes import ModelIdentity
 from triage.records.storage import sha256_of
 
@@ -41,7 +41,7 @@ class LoadedModel:
     where it is served through ONNX Runtime (the CPU)."""
 
     card: ModelCard
-    network: torch.nn.Module
+    network: torch.nn.Module | None  # None: an imported ONNX network, which only ``runner`` runs
     device: torch.device
     runner: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]] | None = None
 
@@ -52,6 +52,7 @@ class LoadedModel:
     def predict(self, inputs: Sequence[Prepared]) -> list[ImageResult]:
         """Each prepared image's probability and detections, as the card says to run the network."""
         network = self.runner or self.network
+        assert network is not None
         return run(network, self.card.architecture, inputs, self.device, self.card.test_time_flip)
 
 
@@ -66,9 +67,10 @@ def load_model(folder: Path, device: torch.device, onnx_cache: Path | None = Non
         card = read_card(folder)
     except (OSError, ValueError, ValidationError) as error:
         raise ModelUnavailable(f"no valid model card in {folder}: {error}") from error
-    if card.architecture not in ARCHITECTURES:
+    if card.architecture not in ARCHITECTURES and card.architecture != IMPORTED_ONNX:
         raise ModelUnavailable(
-            f"{folder}: unknown architecture {card.architecture!r}; known: {sorted(ARCHITECTURES)}"
+            f"{folder}: unknown architecture {card.architecture!r}; known: {sorted(ARCHITECTURES)} "
+            f"and {IMPORTED_ONNX!r} (an imported network)"
         )
     weights = folder / card.weights_file
     if not weights.is_file():
@@ -76,6 +78,13 @@ def load_model(folder: Path, device: torch.device, onnx_cache: Path | None = Non
     actual = sha256_of(weights)
     if actual != card.weights_sha256:
         raise ModelUnavailable(f"{weights} has SHA-256 {actual}, the model card says {card.weights_sha256}")
+    if card.onnx is not None:
+        try:
+            imported = ImportedRunner(weights, card.onnx, torch.get_num_threads())
+        except (RuntimeError, ValueError) as error:  # onnxruntime's load errors are RuntimeErrors
+            raise ModelUnavailable(f"{weights} is not a network ONNX Runtime can run: {error}") from error
+        logger.info("loaded %s %s (%s), imported ONNX, ONNX Runtime", card.name, card.version, card.pipeline)
+        return LoadedModel(card, None, device, imported)
     network = ARCHITECTURES[card.architecture]()
     state = torch.load(weights, map_location="cpu", weights_only=True)
     network.load_state_dict({key: value.float() for key, value in state.items()})

@@ -139,6 +139,24 @@ class IntendedUse(_Frozen):
         return None
 
 
+IMPORTED_ONNX = "onnx"  # the architecture of a site's own network, brought as an ONNX file
+
+
+class OnnxContract(_Frozen):
+    """How an imported ONNX network takes its input and gives its output, one image at a time.
+
+    triage hands it what it hands its own networks: the image windowed to 0-1, resized keeping its
+    aspect to ``input_size`` on the longer side and padded with 0 to a square (a mammogram turned so
+    the chest wall is on the left); then ``(x - mean) / std``, repeated to ``channels``. A per-exam
+    output (one number for four views) is not supported: triage forms the exam from the images.
+    """
+
+    channels: Literal[1, 3] = 1
+    mean: float = 0.0
+    std: float = Field(default=1.0, gt=0)
+    output: Literal["probability", "logit"] = "probability"  # per image
+
+
 class _Card(_Frozen):
     name: str
     version: str
@@ -154,6 +172,7 @@ class _Card(_Frozen):
     evidence: Evidence = Field(default_factory=Evidence)
     # Average the image logit with that of the image mirrored left-right (one more forward pass).
     test_time_flip: bool = False
+    onnx: OnnxContract | None = None  # only, and required, for the architecture "onnx"
     weights_file: str = "weights.pt"
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     reproduce: str
@@ -161,6 +180,14 @@ class _Card(_Frozen):
     # How long the training run took and on what (a CPU's model and bfloat16 support, or a GPU), so a
     # site can plan a retraining; empty on cards written before it was recorded.
     trained: str = ""
+
+    @model_validator(mode="after")
+    def _onnx_contract(self) -> Self:
+        if (self.architecture == IMPORTED_ONNX) != (self.onnx is not None):
+            raise ValueError(
+                f'an "onnx" contract goes with, and only with, the architecture "{IMPORTED_ONNX}"'
+            )
+        return self
 
     def write(self, folder: Path) -> None:
         (folder / "card.json").write_text(

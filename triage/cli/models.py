@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -137,3 +138,72 @@ def models_override(
         except ValueError as error:
             fail(error)
     typer.echo(f"{decision.label} enabled against the evidence for {model_name} {model_version}")
+
+
+@app.command("import")
+def models_import(
+    network: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="The network: an .onnx file, or a state dict (.pt)."
+        ),
+    ],
+    card: Annotated[
+        Path,
+        typer.Option(
+            "--card", exists=True, dir_okay=False, help="Its supplier's card (JSON), hash included."
+        ),
+    ],
+    manifest: Annotated[
+        Path,
+        typer.Option("--manifest", exists=True, dir_okay=False, help="The site's labelled manifest (CSV)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (network, card, evaluation).")],
+    target_sensitivity: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.9,
+    target_specificity: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.9,
+    register: Annotated[bool, typer.Option("--register/--no-register", help="Register it in MLflow.")] = True,
+    config: ConfigOption = None,
+) -> None:
+    """Bring a site's own model: check its hash, calibrate its operating points (or its 1-10 score)
+    on the site's manifest, measure it on the manifest's held-out exams, and register it unpromoted.
+    The evidence gate then enables only what the site's own exams support."""
+    from evaluation import report
+    from evaluation.calibrate import held_out
+    from evaluation.evaluate import figures, predict
+    from evaluation.imported import import_model
+    from inference.model import load_model, pick_device
+    from triage.logs import configure_logging
+    from triage.manifests import ManifestError, read_manifest
+
+    configure_logging()
+    found = settings(config)
+    try:
+        pipeline = Pipeline(json.loads(card.read_text(encoding="utf-8")).get("pipeline", ""))
+        samples = read_manifest(manifest, pipeline.modality)
+        written = import_model(network, card, samples, manifest, out, target_sensitivity, target_specificity)
+    except (ValueError, AttributeError, ManifestError) as error:  # ImportRefused is a ValueError
+        fail(error)
+    loaded = load_model(out, pick_device(), found.onnx_cache_dir)
+    measured = figures(written, predict(loaded, held_out(samples)), manifest, found.single_read_max_score)
+    json_path, html_path = report.write(measured, out / "evaluation")
+    typer.echo(json.dumps(measured.headline(), indent=2))
+    typer.echo(f"report: {html_path}", err=True)
+    _audit(
+        found, AuditAction.MODEL_IMPORTED, f"{written.name} {written.version} imported from {network.name}"
+    )
+    if register:
+        from inference import registry
+        from training.tracking import log_run
+
+        tags = {"kind": "import", "source": network.name}
+        run_id = log_run(
+            found, written.pipeline, f"import {written.name} {written.version}", tags, measured.headline(),
+            (json_path, html_path), model_folder=out,
+        )  # fmt: skip
+        try:
+            number = registry.register(found, out, run_id)
+        except registry.PromotionRefused as error:
+            fail(error)
+        typer.echo(
+            f"registered as {written.pipeline.registered_name} version {number} (not promoted)", err=True
+        )

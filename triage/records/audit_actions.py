@@ -69,6 +69,7 @@ class AuditAction(enum.StrEnum):
     MODEL_PROMOTED = "model.promoted"
     MODEL_SHADOW = "model.shadow"
     MODEL_ROLLED_BACK = "model.rolled_back"
+    MODEL_IMPORTED = "model.imported"
     DECISION_OVERRIDDEN = "model.decision_overridden"
     DECISION_OVERRIDE_REVOKED = "model.decision_override_revoked"
     DECISION_NOT_ENABLED = "result.decision_not_enabled"
@@ -119,6 +120,7 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.MODEL_PROMOTED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.MODEL_SHADOW: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.MODEL_ROLLED_BACK: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.MODEL_IMPORTED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_OVERRIDDEN: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_OVERRIDE_REVOKED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     # A result made with a decision off (the conservative path) is a fact about that patient's study.
