@@ -20,9 +20,9 @@ from evaluation.metrics import (
     expected_calibration_error,
     sensitivity,
     specificity,
-    wilson_interval,
 )
 from triage.cards import Metric
+from triage.proportions import wilson_interval
 
 
 def _metric(value: float, low: float, high: float, n: int) -> Metric:

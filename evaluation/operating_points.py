@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluation.metrics import wilson_interval
+from triage.proportions import wilson_interval
 
 
 def threshold_for_sensitivity(labels: Sequence[int], scores: Sequence[float], target: float) -> float:

@@ -19,11 +19,11 @@ from inference.model import ModelUnavailable, load_model, pick_device
 from inference.reports import ReportWriter
 from inference.tasks import AnalyseStudyTask, PipelineRun, ReportNotAnalysedTask
 from inference.withdrawal import WithdrawResultTask
-from triage.evidence import Bars, Gatekeeper, OverridesFor
+from triage.evidence import Bars, Gatekeeper, OverridesFor, SwitchesFor
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
 from triage.outcomes import Decision
 from triage.pipelines import Pipeline
-from triage.records import overrides
+from triage.records import overrides, switches
 from triage.records.db import Database
 from triage.records.outbox import make_celery, recorded_payload
 from triage.settings import Settings
@@ -44,9 +44,14 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
 
     def __init__(self, settings: Settings, database: Database | None = None) -> None:
         self._settings = settings
-        # The evidence gate at the site's bars, with the admins' overrides from the database when
-        # there is one (a worker always has one; a test or a bench may not: no overrides).
-        self._gatekeeper = Gatekeeper(Bars.of(settings), _overrides(database) if database else None)
+        # The evidence gate at the site's bars, with the admins' overrides and the decisions switched
+        # off from the database when there is one (a worker always has one; a test or a bench may
+        # not: neither).
+        self._gatekeeper = Gatekeeper(
+            Bars.of(settings),
+            _overrides(database) if database else None,
+            _switches(database) if database else None,
+        )
         self._loaded: dict[str, PipelineRun] = {}
         self._sources: dict[str, str] = {}
         self._checked: dict[str, float] = {}
@@ -133,6 +138,14 @@ def _overrides(database: Database) -> OverridesFor:
     def read(model_name: str, model_version: str) -> Mapping[Decision, str]:
         with database.reading() as session:
             return overrides.in_force(session, model_name, model_version)
+
+    return read
+
+
+def _switches(database: Database) -> SwitchesFor:
+    def read(pipeline: Pipeline) -> Mapping[Decision, str]:
+        with database.reading() as session:
+            return switches.switched_off(session, pipeline)
 
     return read
 

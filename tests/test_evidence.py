@@ -45,10 +45,13 @@ def test_a_card_without_evidence_takes_no_decision_and_says_why():
 
 
 def test_evidence_at_the_bar_enables_every_decision():
-    assert gate_for(fracture_card(evidence=synthetic_evidence(0.2)), DEFAULT_BARS, 0) == Gate()
-    assert (
-        gate_for(breast_card(evidence=synthetic_evidence(single_read_max_score=5)), DEFAULT_BARS, 5) == Gate()
+    fracture = gate_for(fracture_card(evidence=synthetic_evidence(0.2)), DEFAULT_BARS, 0)
+    assert fracture == Gate(claims={Decision.RULE_OUT: 1.0}), (
+        "each on; the card's claim kept for the live evidence"
     )
+    breast = gate_for(breast_card(evidence=synthetic_evidence(single_read_max_score=5)), DEFAULT_BARS, 5)
+    assert not breast.not_enabled and not breast.overridden
+    assert set(breast.claims) == {Decision.SINGLE_READ}
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ exams the model never trained or was tuned on); the bars are settings. A decisio
 not support is off: the study takes the conservative path (normal reading, double reading, no boxes)
 and its result says so, while the probability or score is still computed, kept and shown as advisory,
 so a site can collect its own evidence. An admin may enable a decision against the evidence, with a
-reason (``triage models override``, audited); the result names that override.
+reason (``triage models override``, audited); the result names that override. A decision switched
+off (by the live evidence, ``triage.records.live_evidence``, or by an admin) is off whatever the card
+or an override says, until an admin resumes it.
 
 The gate is applied to the outcome when the result is made and frozen into it, so the SR, the summary
 image, the page and the stored verdict all read the same decision, and a re-sent SR is the same object.
@@ -59,6 +61,7 @@ class Gate:
 
     not_enabled: dict[Decision, str] = field(default_factory=dict)
     overridden: dict[Decision, str] = field(default_factory=dict)
+    claims: dict[Decision, float] = field(default_factory=dict)  # the card's, for the live evidence
 
     def enabled(self, decision: Decision) -> bool:
         return decision not in self.not_enabled
@@ -131,13 +134,36 @@ def why_not(card: ModelCard, decision: Decision, bars: Bars, single_read_max_sco
     return f"{decision.label} is not a decision of the {card.pipeline} pipeline"
 
 
+def claims(card: ModelCard, single_read_max_score: int) -> dict[Decision, float]:
+    """What the card claims for the decisions the live evidence watches: the sensitivity at DOUBT,
+    and the share of cancers single-read at the threshold in force (or the nearest above it)."""
+    evidence = card.evidence
+    if isinstance(card, FractureCard) and evidence.rule_out is not None:
+        return {Decision.RULE_OUT: evidence.rule_out.sensitivity_at_doubt.value}
+    covering = sorted(
+        (e for e in evidence.single_read if e.single_read_max_score >= single_read_max_score),
+        key=lambda e: e.single_read_max_score,
+    )
+    if isinstance(card, BreastCard) and covering and single_read_max_score > 0:
+        return {Decision.SINGLE_READ: covering[0].cancers_single_read.value}
+    return {}
+
+
 def gate_for(
-    card: ModelCard, bars: Bars, single_read_max_score: int, overrides: Mapping[Decision, str] | None = None
+    card: ModelCard,
+    bars: Bars,
+    single_read_max_score: int,
+    overrides: Mapping[Decision, str] | None = None,
+    switched_off: Mapping[Decision, str] | None = None,
 ) -> Gate:
     """The gate for a model: each of its pipeline's decisions weighed; ``overrides`` are the admins'
-    (decision -> who and why), which enable a decision the evidence does not support."""
-    gate = Gate()
+    (decision -> who and why), which enable a decision the evidence does not support;
+    ``switched_off`` (decision -> why) turns a decision off whatever the evidence or an override."""
+    gate = Gate(claims=claims(card, single_read_max_score))
     for decision in DECISIONS[card.pipeline]:
+        if switched_off and decision in switched_off:
+            gate.not_enabled[decision] = f"switched off: {switched_off[decision]}"
+            continue
         why = why_not(card, decision, bars, single_read_max_score)
         if why is None:
             continue
@@ -161,6 +187,7 @@ def apply(outcome: AnyOutcome, gate: Gate) -> AnyOutcome:
         **outcome.model_dump(),
         "not_enabled": dict(gate.not_enabled),
         "overridden": dict(gate.overridden),
+        "claims": dict(gate.claims),
     }
     if isinstance(outcome, BreastOutcome) and not gate.enabled(Decision.SINGLE_READ):
         values["route"] = Route.DOUBLE_READ
@@ -176,16 +203,24 @@ DEFAULT_BARS = Bars(
 )
 
 OverridesFor = Callable[[str, str], Mapping[Decision, str]]  # (model name, version) -> overrides
+SwitchesFor = Callable[[Pipeline], Mapping[Decision, str]]  # pipeline -> decisions switched off, why
 
 
 class Gatekeeper:
     """Weighs a model's card at the site's bars, with the admins' overrides for that model version
-    read each time it is asked (so an override or its end acts on the next study)."""
+    and the decisions switched off, read each time it is asked (so a change acts on the next study)."""
 
-    def __init__(self, bars: Bars = DEFAULT_BARS, overrides: OverridesFor | None = None) -> None:
+    def __init__(
+        self,
+        bars: Bars = DEFAULT_BARS,
+        overrides: OverridesFor | None = None,
+        switches: SwitchesFor | None = None,
+    ) -> None:
         self._bars = bars
         self._overrides = overrides
+        self._switches = switches
 
     def __call__(self, card: ModelCard, single_read_max_score: int = 0) -> Gate:
         found = self._overrides(card.name, card.version) if self._overrides is not None else {}
-        return gate_for(card, self._bars, single_read_max_score, found)
+        off = self._switches(card.pipeline) if self._switches is not None else {}
+        return gate_for(card, self._bars, single_read_max_score, found, off)

@@ -153,6 +153,10 @@ class FractureOutcome(_Frozen):
     # model's evidence does not support, and why; each enabled against the evidence, by whom and why.
     not_enabled: dict[Decision, str] = Field(default_factory=dict)
     overridden: dict[Decision, str] = Field(default_factory=dict)
+    # What the model's card claims for each decision it has evidence for, frozen with the result:
+    # the live evidence is tested against it (rule-out: sensitivity at DOUBT; single reading: the
+    # share of cancers in the single-read arm).
+    claims: dict[Decision, float] = Field(default_factory=dict)
 
     @property
     def analysed(self) -> bool:
@@ -222,6 +226,7 @@ class BreastOutcome(_Frozen):
     reason: str = ""
     not_enabled: dict[Decision, str] = Field(default_factory=dict)  # as on FractureOutcome
     overridden: dict[Decision, str] = Field(default_factory=dict)
+    claims: dict[Decision, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unscored_is_double_read(self) -> Self:

@@ -18,6 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from triage.evidence_settings import EvidenceSettings
 from triage.outbound_settings import OutboundSettings
 from triage.values import check_ae_title, mask_credentials, parse_bindings
 
@@ -29,9 +30,9 @@ def bundled(name: str) -> Path:
     return source_tree if source_tree.is_dir() else Path(sys.prefix) / "share" / "triage" / name
 
 
-class Settings(OutboundSettings):
-    """Every setting of the service (the outbound ones inherited); ``configs/service.example.yaml``
-    documents each one."""
+class Settings(EvidenceSettings, OutboundSettings):
+    """Every setting of the service (the evidence and outbound ones inherited);
+    ``configs/service.example.yaml`` documents each one."""
 
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="forbid", frozen=True)
 
@@ -85,19 +86,6 @@ class Settings(OutboundSettings):
     labels_export_unflagged_images: bool = False
     routing_file: Path = Field(default_factory=lambda: bundled("configs") / "routing.yaml")
     models_dir: Path = Field(default_factory=lambda: bundled("models"))
-    single_read_max_score: int = Field(default=5, ge=0, le=10)
-    # The evidence gate (triage.evidence): a decision that lets a reader do less is taken only when
-    # the model's card shows held-out evidence at these bars, conservative by default. A rule-out:
-    # sensitivity at DOUBT with a 95 % lower bound of at least 0.95, on at least 50 fractures (a Wilson
-    # lower bound of 0.95 needs at least 74 fractures, every one found; the count also guards figures
-    # from other intervals). Single reading: at most 15 % of cancers in the single-read arm at the 95 %
-    # upper bound, on at least 30 cancers. Boxes: mAP@50 of at least 0.30 (below it most boxes point
-    # a reader away from the finding).
-    evidence_rule_out_min_sensitivity_low: float = Field(default=0.95, ge=0, le=1)
-    evidence_rule_out_min_fractures: int = Field(default=50, ge=1)
-    evidence_single_read_max_cancers_high: float = Field(default=0.15, ge=0, le=1)
-    evidence_single_read_min_cancers: int = Field(default=30, ge=1)
-    evidence_boxes_min_map50: float = Field(default=0.30, ge=0, le=1)
     worker_threads: int = Field(default=0, ge=0)
     # How the CPU runs the networks: ONNX Runtime (exported from the checked weights at first load,
     # cached under home; 4.7x eager torch on a 2-core EPYC, outputs within 6e-6) or torch. A GPU

@@ -33,7 +33,7 @@ from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
 from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
-from worklist.routes import admin, oidc, operations, session, studies, worklist
+from worklist.routes import admin, decisions, oidc, operations, session, studies, worklist
 from worklist.routes import labels as label_routes
 from worklist.routes import outbound as outbound_routes
 from worklist.schemas import UID
@@ -75,7 +75,17 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
     )
     routers = [
         module.router
-        for module in (operations, session, oidc, worklist, studies, label_routes, admin, outbound_routes)
+        for module in (
+            operations,
+            session,
+            oidc,
+            worklist,
+            studies,
+            label_routes,
+            admin,
+            outbound_routes,
+            decisions,
+        )
     ]
     for router in routers:
         app.include_router(router)

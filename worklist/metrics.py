@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from triage.evidence import DECISIONS
 from triage.pipelines import Pipeline
+from triage.records import live_evidence, switches
 from triage.records.db import Database
 from triage.records.leadership import leader_state
 from triage.records.tables import Delivery, Hl7Message, OutboxMessage, Result, StudyState, StudyVersion
@@ -153,6 +154,37 @@ def _decisions(session: Session) -> Metric:
     return family
 
 
+def _switches(session: Session) -> Metric:
+    family = GaugeMetricFamily(
+        "triage_decision_switched_off",
+        "1 while a decision is switched off (by the live evidence or an admin) until an admin resumes it",
+        labels=["pipeline", "decision"],
+    )
+    for state in switches.states(session):
+        family.add_metric([state.pipeline, state.decision], 1.0 if state.off else 0.0)
+    return family
+
+
+def _live(session: Session, settings: Settings, now: datetime) -> Iterator[Metric]:
+    """The live evidence of each switchable decision: its counts and interval, and the card's claim."""
+    names = {
+        "positives": "Fractures (rule-out) or cancers (single reading) among the outcomes in the window",
+        "hits": "Of them: at or above DOUBT (rule-out), or single-read by score (single reading)",
+        "discordances": "Patients the decision touched wrongly within the discordance window",
+        "ci95_low": "Lower 95 % Wilson bound of the live figure (hits / positives)",
+        "ci95_high": "Upper 95 % Wilson bound of the live figure (hits / positives)",
+        "claim": "The card's claim the live figure is tested against",
+    }
+    found = [live_evidence.figure(session, decision, settings, now) for decision in switches.SWITCHABLE]
+    for name, documentation in names.items():
+        family = GaugeMetricFamily(f"triage_live_{name}", documentation, labels=["decision"])
+        for figure in found:
+            value = getattr(figure, name)
+            if value is not None:
+                family.add_metric([figure.decision], float(value))
+        yield family
+
+
 def _leader(session: Session, now: datetime) -> Metric:
     family = GaugeMetricFamily(
         "triage_seconds_without_leader",
@@ -185,6 +217,8 @@ class DatabaseCollector(Collector):
             )
             for family in families:
                 yield family(session)
+            yield _switches(session)
+            yield from _live(session, self._settings, self._database.now())
             yield _leader(session, self._database.now())
         pacs = pacs_state(self._settings, self._database)
         if pacs != "not configured":

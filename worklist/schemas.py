@@ -94,6 +94,10 @@ class WorklistPage(BaseModel):
     revision: int
     storage_degraded: bool = Field(description="The listener refuses new instances: storage is nearly full")
     degraded: list[str] = Field(default_factory=list, description="What runs degraded, one sentence each")
+    switched_off: list[str] = Field(
+        default_factory=list,
+        description="Decisions switched off (by the live evidence or an admin), each with why",
+    )
     pacs_viewer: bool = Field(default=False, description="A PACS viewer is configured: rows can open in it")
 
 

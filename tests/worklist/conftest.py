@@ -24,3 +24,15 @@ def any_database(request, settings):
     empty(database)  # the PostgreSQL database is shared by the session's tests
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def client(any_database, settings):
+    """The API in the test process, on either database."""
+    from fastapi.testclient import TestClient
+
+    from worklist.app import create_app
+
+    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(any_database, settings)) as test_client:
+        yield test_client

@@ -24,13 +24,6 @@ def ids(any_database, settings):
     return seed.worklist_of_every_kind(any_database, settings)
 
 
-@pytest.fixture
-def client(any_database, settings):
-    (settings.queue_dir / "messages").mkdir(parents=True, exist_ok=True)
-    with TestClient(create_app(any_database, settings)) as test_client:
-        yield test_client
-
-
 def account(database, name, *roles):
     with database.session() as session:
         add_user(session, name, PASSWORD, frozenset(roles), actor="test")

@@ -59,6 +59,17 @@ def serving(settings, tmp_path, **env):
         database.dispose()
 
 
+def signed_in_page(browser, url):
+    """A new page with dr.lund signed in and the default queue's four studies shown."""
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#sign-in input[name=username]", "dr.lund")
+    page.fill("#sign-in input[name=password]", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#worklist tbody tr")).to_have_count(4)
+    return page
+
+
 @pytest.fixture
 def browser():
     with sync_playwright() as playwright:
@@ -184,15 +195,31 @@ def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser
         with database.session() as session:  # as triage serve records a worker that keeps stopping
             why = "the worker stopped (exit 1), 5 time(s) in 10 min; starting it again in 16 s"
             results.record_peer_status(session, "process:worker", False, why, utcnow())
-        page = browser.new_page()
-        page.goto(url)
-        page.fill("#sign-in input[name=username]", "dr.lund")
-        page.fill("#sign-in input[name=password]", PASSWORD)
-        page.click("#sign-in button[type=submit]")
-        expect(page.locator("#worklist tbody tr")).to_have_count(4)
+        page = signed_in_page(browser, url)
         expect(page.locator("#storage-degraded")).to_be_visible()
         expect(page.locator("#storage-degraded")).to_contain_text("refusing new images")
         expect(page.locator("#degraded")).to_contain_text("the worker stopped (exit 1), 5 time(s)")
+
+
+def test_the_page_says_when_the_live_evidence_switched_the_rule_out_off(served, browser):
+    from triage.outcomes import Decision
+    from triage.pipelines import Pipeline
+    from triage.records import switches
+    from triage.records.db import utcnow
+
+    url, database, *_ = served
+    page = signed_in_page(browser, url)
+    expect(page.locator("#switched-off")).to_be_hidden()
+    why = "2 fractures on studies cleared as NO FRACTURE within 30 days (the site switches off at 2)"
+    with database.session() as session:
+        switches.change(
+            session, Pipeline.FRACTURE, Decision.RULE_OUT, True, why, switches.LIVE_EVIDENCE, utcnow()
+        )
+    page.click("#queues button[data-queue=trauma]")
+    expect(page.locator("#switched-off")).to_be_visible()
+    expect(page.locator("#switched-off")).to_contain_text(
+        "rule-out (eligible for discharge) is switched off for fracture studies: 2 fractures"
+    )
 
 
 def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_settings, tmp_path, browser):

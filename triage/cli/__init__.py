@@ -9,7 +9,19 @@ from collections.abc import Callable
 
 import typer
 
-from triage.cli import accounts, audit, conformance, data, dicom, ml, models, outbound, results, service
+from triage.cli import (
+    accounts,
+    audit,
+    conformance,
+    data,
+    decisions,
+    dicom,
+    ml,
+    models,
+    outbound,
+    results,
+    service,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 COMMANDS: tuple[Callable[..., None], ...] = (
@@ -24,6 +36,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.labels_app, name="labels")
 app.add_typer(results.app, name="results")
 app.add_typer(outbound.app, name="outbound")
+app.add_typer(decisions.app, name="decisions")
 app.add_typer(audit.app, name="audit")
 
 

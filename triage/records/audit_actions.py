@@ -72,6 +72,8 @@ class AuditAction(enum.StrEnum):
     MODEL_IMPORTED = "model.imported"
     DECISION_OVERRIDDEN = "model.decision_overridden"
     DECISION_OVERRIDE_REVOKED = "model.decision_override_revoked"
+    DECISION_SWITCHED_OFF = "model.decision_switched_off"
+    DECISION_RESUMED = "model.decision_resumed"
     DECISION_NOT_ENABLED = "result.decision_not_enabled"
 
     @property
@@ -123,6 +125,8 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.MODEL_IMPORTED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_OVERRIDDEN: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_OVERRIDE_REVOKED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_SWITCHED_OFF: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_RESUMED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     # A result made with a decision off (the conservative path) is a fact about that patient's study.
     A.DECISION_NOT_ENABLED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
 }

@@ -54,3 +54,20 @@ class DecisionOverride(Base):
     at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class DecisionSwitch(Base):
+    """One change of a decision's switch for a pipeline: switched off (by the live evidence or an
+    admin) or resumed (by an admin, with a reason). The last row per pipeline and decision is its
+    state; none: on (the evidence gate alone decides)."""
+
+    __tablename__ = "decision_switches"
+    __table_args__ = (Index("ix_decision_switches_pipeline", "pipeline", "decision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    off: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]

@@ -269,6 +269,7 @@ class Feedback(Base):
     """A radiologist's reading of a study, linked to the result it judges: tomorrow's training label."""
 
     __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_kind_at", "kind", "at"),)  # the live evidence's window
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label_id: Mapped[str] = mapped_column(String(32), unique=True)  # opaque, the only id an export shows

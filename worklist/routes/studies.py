@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from sqlalchemy import select
 
 from triage.imaging import UnreadableImage, decode_image, png
-from triage.records import conflicts, queries, readings, withdrawals
+from triage.records import conflicts, live_evidence, queries, readings, withdrawals
 from triage.records.audit_actions import AuditAction
 from triage.records.db import utcnow
 from triage.records.tables import Study
@@ -164,6 +164,7 @@ def feedback(study_id: StudyId, body: FeedbackIn, principal: Radiologist, state:
         detail = f"{body.kind}={'yes' if body.value else 'no'} label {row.label_id}"
         audit(session, principal, AuditAction.FEEDBACK_RECORDED, [study_id], detail, now)
         session.flush()
+        live_evidence.check(session, state.settings, now)  # an outcome may switch a decision off
         found = study_detail(session, study_id)
     assert found is not None, "the study was just read in this transaction"
     return next(f for f in found.feedback if f.label_id == row.label_id)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from triage.records import queries
+from triage.records import queries, switches
 from triage.records.audit_actions import AuditAction
 from triage.records.tables import StudyState
 from worklist import views
@@ -46,6 +46,11 @@ def worklist(
             revision=views.revision(session),
             storage_degraded=storage_degraded(state.settings),
             degraded=queries.degraded(session, state.database.now()),
+            switched_off=[
+                f"{switch.decision.label} is switched off for {switch.pipeline} studies: {switch.reason}"
+                for switch in switches.states(session)
+                if switch.off
+            ],
             pacs_viewer=state.settings.pacs_viewer_url is not None,
         )
     with state.database.session() as session:  # the audit row alone holds the write lock

@@ -170,6 +170,8 @@ async function loadQueue() {
   $("#storage-degraded").hidden = !page.storage_degraded;
   $("#degraded").hidden = page.degraded.length === 0;
   $("#degraded").textContent = page.degraded.length ? `Degraded: ${page.degraded.join("; ")}` : "";
+  $("#switched-off").hidden = page.switched_off.length === 0;
+  $("#switched-off").textContent = page.switched_off.join(" ");
   const body = $("#worklist tbody");
   body.replaceChildren();
   for (const item of page.items) {

@@ -1,0 +1,102 @@
+"""The decisions that let a reader do less, as the live evidence and the admins left them: each
+one's switch, the live figure against the card's claim, and an admin's switching off or resuming
+(audited, with a reason; acts on the next study)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+
+from triage.outcomes import Decision
+from triage.pipelines import Pipeline
+from triage.records import live_evidence, switches
+from triage.records.db import utcnow
+from worklist.deps import Admin, State
+from worklist.schemas import AUTH, TEXT, problems
+
+router = APIRouter(prefix="/api/decisions", tags=["admin"])
+
+
+class DecisionState(BaseModel):
+    pipeline: Pipeline
+    decision: Decision
+    switched_off: bool
+    reason: str = Field(description="Why it was switched off, or resumed; empty if never switched")
+    actor: str
+    at: datetime | None
+    model: str = Field(description="The model in force whose results the live figure counts")
+    claim: float | None = Field(description="The card's claim, frozen into its latest result")
+    positives: int = Field(description="Fractures (rule-out) or cancers (single reading) among the outcomes")
+    hits: int = Field(description="Of them: at or above DOUBT (rule-out), or single-read by score")
+    live_value: float | None
+    ci95_low: float
+    ci95_high: float
+    discordances: int = Field(description="Patients the decision touched wrongly, within the window")
+
+
+class SwitchChange(BaseModel):
+    reason: str = Field(min_length=3, max_length=500, pattern=TEXT, description="Why, for the audit log")
+
+
+def _states(state: State) -> list[DecisionState]:
+    now = utcnow()
+    with state.database.reading() as session:
+        found = []
+        for switch in switches.states(session):
+            live = live_evidence.figure(session, switch.decision, state.settings, now)
+            found.append(
+                DecisionState(
+                    pipeline=switch.pipeline,
+                    decision=switch.decision,
+                    switched_off=switch.off,
+                    reason=switch.reason,
+                    actor=switch.actor,
+                    at=switch.at,
+                    model=live.model,
+                    claim=live.claim,
+                    positives=live.positives,
+                    hits=live.hits,
+                    live_value=live.value,
+                    ci95_low=live.ci95_low,
+                    ci95_high=live.ci95_high,
+                    discordances=live.discordances,
+                )
+            )
+    return found
+
+
+@router.get("", responses=AUTH)
+def list_decisions(principal: Admin, state: State) -> list[DecisionState]:
+    """Each switchable decision: on or switched off, and its live evidence against the card's claim."""
+    return _states(state)
+
+
+def _change(
+    pipeline: Pipeline, decision: Decision, off: bool, body: SwitchChange, principal: Admin, state: State
+) -> DecisionState:
+    with state.database.session() as session:
+        try:
+            changed = switches.change(session, pipeline, decision, off, body.reason, principal.name, utcnow())
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+    if not changed:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{decision.label} is already {'off' if off else 'on'}")
+    return next(s for s in _states(state) if s.pipeline == pipeline and s.decision == decision)
+
+
+@router.post("/{pipeline}/{decision}/off", responses=problems(400, 401, 403, 409, 422))
+def switch_off(
+    pipeline: Pipeline, decision: Decision, body: SwitchChange, principal: Admin, state: State
+) -> DecisionState:
+    """Switch a decision off now (studies take the conservative path from the next one)."""
+    return _change(pipeline, decision, True, body, principal, state)
+
+
+@router.post("/{pipeline}/{decision}/resume", responses=problems(400, 401, 403, 409, 422))
+def resume(
+    pipeline: Pipeline, decision: Decision, body: SwitchChange, principal: Admin, state: State
+) -> DecisionState:
+    """Let the evidence gate decide again; the live evidence counts afresh from now."""
+    return _change(pipeline, decision, False, body, principal, state)
