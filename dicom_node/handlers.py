@@ -24,7 +24,7 @@ from dicom_node.capacity import DiskGuard
 from dicom_node.headers import Rejected, check_identity, read_header
 from dicom_node.spool import ReceiverFolder, Spools
 from dicom_node.status import Status
-from triage.imaging import header_facts
+from triage.header_facts import header_facts
 from triage.logs import correlation_id
 from triage.records import conflicts, queries, storage, store
 from triage.records.db import Database

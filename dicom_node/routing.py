@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triage.cards import IntendedUse
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.pipelines import Pipeline
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from dicom_node import routing
 from triage import messages
 from triage.cards import IntendedUse
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.pipelines import Pipeline
 from triage.records import outbox, queries, store, withdrawals
 from triage.records.db import Database

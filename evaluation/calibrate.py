@@ -104,6 +104,8 @@ def calibrate(
             single_read=single_read_evidence(exam_scores, [int(e.label) for e in measure], measured_on)
         )
         updates = {"decile_cut_points": cut_points, "evidence": evidence}
+    # The score drift's reference: the site's own exams, every one of them.
+    updates["reference_deciles"] = decile_cut_points([e.probability for e in found])
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / card.weights_file, out / card.weights_file)
     new = CARD.validate_python(

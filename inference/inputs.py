@@ -15,13 +15,8 @@ import numpy as np
 from pydicom import Dataset
 
 from triage.cards import IntendedUse
-from triage.imaging import (
-    HeaderFacts,
-    UnreadableImage,
-    blank_malformed_dates,
-    display_values,
-    header_facts,
-)
+from triage.header_facts import HeaderFacts, header_facts
+from triage.imaging import UnreadableImage, blank_malformed_dates, display_values
 from triage.messages import AnalyseStudy, InstanceRef
 from triage.stored import StoredUnreadable, open_stored
 

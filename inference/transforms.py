@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 
 
 @dataclass(frozen=True)

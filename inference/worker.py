@@ -23,7 +23,7 @@ from triage.evidence import Bars, Gatekeeper, OverridesFor, SwitchesFor
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
 from triage.outcomes import Decision
 from triage.pipelines import Pipeline
-from triage.records import overrides, switches
+from triage.records import drift, overrides, switches
 from triage.records.db import Database
 from triage.records.outbox import make_celery, recorded_payload
 from triage.settings import Settings
@@ -44,6 +44,7 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
 
     def __init__(self, settings: Settings, database: Database | None = None) -> None:
         self._settings = settings
+        self._database = database
         # The evidence gate at the site's bars, with the admins' overrides and the decisions switched
         # off from the database when there is one (a worker always has one; a test or a bench may
         # not: neither).
@@ -123,6 +124,12 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
         )
         if model.card.pipeline != name:
             raise ModelUnavailable(f"{folder} holds a {model.card.pipeline} model, not a {name} one")
+        if self._database is not None:  # the drift statistics need its reference in every process
+            with self._database.session() as session:
+                drift.record_reference(
+                    session, name, model.card.name, model.card.version, model.card.drift_reference,
+                    self._database.now(),
+                )  # fmt: skip
         if name == Pipeline.FRACTURE:
             return FracturePipeline(model, self._gatekeeper)
         return BreastPipeline(model, self._settings.single_read_max_score, self._gatekeeper)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.manifests import ManifestError, Sample, parse_boxes
 from triage.pipelines import Pipeline
 

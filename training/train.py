@@ -244,6 +244,7 @@ def _fracture_card(
         out, network, **common, held_out=held_out, metrics=metrics,
         fracture_threshold=fracture, doubt_threshold=doubt,
         evidence=fracture_evidence(metrics, doubt, f"training's test part: {held_out}"),
+        reference_deciles=decile_cut_points([s.probability for s in scored]),
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self
 import pydicom.uid
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.outcomes import FractureThresholds
 from triage.pipelines import Pipeline
 
@@ -173,6 +173,9 @@ class _Card(_Frozen):
     # Average the image logit with that of the image mirrored left-right (one more forward pass).
     test_time_flip: bool = False
     onnx: OnnxContract | None = None  # only, and required, for the architecture "onnx"
+    # The nine deciles of the exam probability on held-out exams: the reference the live score
+    # distribution is compared with, per scanner (empty: none; a screening card's cut-points serve).
+    reference_deciles: tuple[float, ...] = ()
     weights_file: str = "weights.pt"
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     reproduce: str
@@ -180,6 +183,16 @@ class _Card(_Frozen):
     # How long the training run took and on what (a CPU's model and bfloat16 support, or a GPU), so a
     # site can plan a retraining; empty on cards written before it was recorded.
     trained: str = ""
+
+    @field_validator("reference_deciles")
+    @classmethod
+    def _reference(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        return check_cut_points(value) if value else value
+
+    @property
+    def drift_reference(self) -> tuple[float, ...]:
+        """The deciles the score drift is measured against (empty: no reference)."""
+        return self.reference_deciles
 
     @model_validator(mode="after")
     def _onnx_contract(self) -> Self:
@@ -235,6 +248,11 @@ class BreastCard(_Card):
     @classmethod
     def _nine(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         return check_cut_points(value)
+
+    @property
+    def drift_reference(self) -> tuple[float, ...]:
+        """The 1-10 score's cut-points are the deciles of the reference screens by construction."""
+        return self.reference_deciles or self.decile_cut_points
 
 
 ModelCard = FractureCard | BreastCard

@@ -37,3 +37,7 @@ class EvidenceSettings(BaseSettings):
     live_evidence_window_days: float = Field(default=180.0, gt=0)
     live_evidence_max_discordances: int = Field(default=2, ge=1)
     live_evidence_discordance_days: float = Field(default=30.0, gt=0)
+    # The score drift per scanner (triage.records.drift): the window of results it counts, and the
+    # studies a scanner needs in it before its population stability index is given.
+    drift_window_days: float = Field(default=30.0, gt=0)
+    drift_min_studies: int = Field(default=50, ge=10)

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from triage.cards import DatasetCredit
-from triage.imaging import HeaderFacts, read_image
+from triage.header_facts import HeaderFacts
+from triage.imaging import read_image
 
 BoxTuple = tuple[float, float, float, float]
 

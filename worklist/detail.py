@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.outcomes import BreastOutcome, FractureOutcome, MarkKind
 from triage.pipelines import Pipeline
 from triage.records.tables import (

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.deidentification import deidentify
+from triage.header_facts import HeaderFacts
 from triage.home import secret_file
-from triage.imaging import HeaderFacts
 from triage.outcomes import BreastOutcome, Verdict
 from triage.records.tables import Feedback, Instance, Result, Study, StudyVersion
 from triage.stored import StorageUnavailable, StoredUnreadable, open_stored

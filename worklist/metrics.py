@@ -14,7 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from triage.evidence import DECISIONS
 from triage.pipelines import Pipeline
-from triage.records import live_evidence, switches
+from triage.records import drift, live_evidence, switches
 from triage.records.db import Database
 from triage.records.leadership import leader_state
 from triage.records.tables import Delivery, Hl7Message, OutboxMessage, Result, StudyState, StudyVersion
@@ -185,6 +185,30 @@ def _live(session: Session, settings: Settings, now: datetime) -> Iterator[Metri
         yield family
 
 
+def _drift(session: Session, settings: Settings, now: datetime) -> Iterator[Metric]:
+    """The score distribution per scanner against the model's reference (``triage.records.drift``)."""
+    studies = GaugeMetricFamily(
+        "triage_score_drift_studies",
+        "Analysed studies of the model in force within the drift window, per scanner",
+        labels=["pipeline", "scanner"],
+    )
+    index = GaugeMetricFamily(
+        "triage_score_psi",
+        "Population stability index of the exam probability per scanner against the model's reference "
+        "deciles (above 0.25: a shift to act on)",
+        labels=["pipeline", "scanner"],
+    )
+    for pipeline in Pipeline:
+        for found in drift.drift(
+            session, pipeline, now, settings.drift_window_days, settings.drift_min_studies
+        ):
+            studies.add_metric([pipeline, found.scanner or "unknown"], found.studies)
+            if found.psi is not None:
+                index.add_metric([pipeline, found.scanner or "unknown"], found.psi)
+    yield studies
+    yield index
+
+
 def _leader(session: Session, now: datetime) -> Metric:
     family = GaugeMetricFamily(
         "triage_seconds_without_leader",
@@ -219,6 +243,7 @@ class DatabaseCollector(Collector):
                 yield family(session)
             yield _switches(session)
             yield from _live(session, self._settings, self._database.now())
+            yield from _drift(session, self._settings, self._database.now())
             yield _leader(session, self._database.now())
         pacs = pacs_state(self._settings, self._database)
         if pacs != "not configured":

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from dicom_node import routing
 from testkit import synthetic
 from triage.cards import DEFAULT_INTENDED_USE, IntendedUse
-from triage.imaging import header_facts
+from triage.header_facts import header_facts
 from triage.pipelines import Pipeline
 
 REPO_ROUTING = Path(__file__).resolve().parents[2] / "configs" / "routing.yaml"

@@ -11,7 +11,7 @@ from inference.model import load_model
 from testkit import phantoms
 from testkit.peers import REPO
 from triage.cards import Evidence, read_card
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.manifests import Sample, read_manifest, write_manifest
 
 

@@ -19,7 +19,7 @@ from inference.model import load_model
 from inference.transforms import prepare
 from testkit.peers import REPO, triage_env
 from triage.cards import IMPORTED_ONNX, read_card
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.manifests import Sample, read_manifest, write_manifest
 from triage.records.storage import sha256_of
 from triage.records.tables import AuditEvent

@@ -5,7 +5,8 @@ from pydicom.uid import RLELossless
 
 from inference.transforms import prepare
 from testkit import synthetic
-from triage.imaging import HeaderFacts, UnreadableImage, check_decoded_size, read_image
+from triage.header_facts import HeaderFacts
+from triage.imaging import UnreadableImage, check_decoded_size, read_image
 
 
 def read_dicom(path):

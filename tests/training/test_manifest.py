@@ -15,7 +15,7 @@ from tests.worklist import seed
 from training.adapters import cbis_ddsm, vindr_mammo, worklist_feedback
 from training.data import split_by_group
 from triage.deidentification import deidentify
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.manifests import ManifestError, Sample, read_manifest, write_manifest
 from triage.records import readings
 from triage.records.db import utcnow

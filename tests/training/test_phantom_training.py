@@ -10,7 +10,7 @@ from testkit.phantoms import mammogram, radiograph
 from training.config import TrainConfig
 from training.loop import train_network
 from training.train import build, score
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.manifests import Sample
 
 

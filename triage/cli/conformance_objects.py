@@ -37,7 +37,7 @@ def created(study: str, model_version: str) -> dict[str, Dataset]:
     from inference.sr_content import report_uid
     from inference.summary import render, summary_image
     from inference.withdrawal import rejection_note
-    from triage.imaging import header_facts
+    from triage.header_facts import header_facts
     from triage.messages import InstanceRef
     from triage.outcomes import FractureOutcome, ModelIdentity
 

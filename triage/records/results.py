@@ -11,10 +11,34 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from triage.header_facts import HeaderFacts
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 from triage.records import store, verdicts
 from triage.records.audit_actions import AuditAction
-from triage.records.tables import Delivery, DeliveryState, PeerStatus, Result, ShadowResult, StudyVersion
+from triage.records.tables import (
+    Delivery,
+    DeliveryState,
+    Instance,
+    PeerStatus,
+    Result,
+    ShadowResult,
+    StudyVersion,
+)
+
+
+def scanner(session: Session, version_id: int) -> str:
+    """The scanner of a study version: manufacturer and model of its first image routed to a
+    pipeline (of any image, when none was routed); "" when the headers name none."""
+    study_id, number = session.execute(
+        select(StudyVersion.study_id, StudyVersion.number).where(StudyVersion.id == version_id)
+    ).one()
+    found = session.execute(
+        select(Instance.attributes)
+        .where(Instance.study_id == study_id, Instance.version_number <= number)
+        .order_by(Instance.routed.desc(), Instance.id)
+        .limit(1)
+    ).scalar()
+    return HeaderFacts.from_json(found).scanner if found else ""
 
 
 def add_result(
@@ -44,6 +68,8 @@ def add_result(
             device=device,
             outcome=outcome,
             score=outcome.score if isinstance(outcome, BreastOutcome) else None,
+            probability=outcome.probability,
+            scanner=scanner(session, version_id),
             inputs={"instances": inputs or []},
             timings_ms=timings_ms or {},
             created_at=now,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.records.db import Base
@@ -71,3 +71,19 @@ class DecisionSwitch(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
+
+
+class ModelReference(Base):
+    """A model a worker put into service, with the reference its scores are compared with: the nine
+    deciles of its exam probability on held-out exams (its card's), so the score drift per scanner
+    can be measured by processes that never load the model."""
+
+    __tablename__ = "model_references"
+    __table_args__ = (UniqueConstraint("model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[str] = mapped_column(String(32))
+    deciles: Mapped[list[float]] = mapped_column(JSON)  # empty: the card gives no reference
+    first_loaded_at: Mapped[datetime]

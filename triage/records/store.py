@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from triage.imaging import HeaderFacts
+from triage.header_facts import HeaderFacts
 from triage.records import verdicts
 from triage.records.audit_actions import AuditAction
 from triage.records.tables import (

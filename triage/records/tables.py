@@ -199,6 +199,7 @@ class Result(Base):
     """What a model said about one study version, and everything needed to trust or redo it."""
 
     __tablename__ = "results"
+    __table_args__ = (Index("ix_results_pipeline_created_at", "pipeline", "created_at"),)  # the drift window
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"), unique=True)
@@ -212,6 +213,10 @@ class Result(Base):
     device: Mapped[str] = mapped_column(String(32), default="")
     outcome: Mapped[FractureOutcome | BreastOutcome] = mapped_column(OutcomeJSON)
     score: Mapped[int | None] = mapped_column(SmallInteger)  # a screen's 1-10 score, for counting in SQL
+    # The exam probability and the scanner (manufacturer and model of its first image), for the
+    # score drift per scanner counted in SQL.
+    probability: Mapped[float | None] = mapped_column(Float)
+    scanner: Mapped[str] = mapped_column(String(128), default="")
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
