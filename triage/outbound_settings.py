@@ -43,6 +43,11 @@ class OutboundSettings(BaseSettings):
     # hospital's integration engine as one peer for both.
     hl7_ris_pipelines: Annotated[tuple[Pipeline, ...], NoDecode] = ()
     hl7_sending_facility: str = Field(default="", max_length=20)  # MSH-4; MSH-6 is left to the peer
+    # Outcomes back over HL7 (ORU^R01 on MLLP, delivery/outcomes_in.py): the final results of the
+    # screening RIS, pathology and the emergency department's discharge diagnoses, read as outcomes
+    # for the live evidence. Unset port: not listened for.
+    hl7_outcomes_host: str = "127.0.0.1"
+    hl7_outcomes_port: int | None = Field(default=None, ge=0, le=65535)
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
     pacs_tls_ca: Path | None = None

@@ -33,7 +33,7 @@ from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
 from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
-from worklist.routes import admin, decisions, drift, oidc, operations, session, studies, worklist
+from worklist.routes import admin, decisions, drift, oidc, operations, outcomes, session, studies, worklist
 from worklist.routes import labels as label_routes
 from worklist.routes import outbound as outbound_routes
 from worklist.schemas import UID
@@ -86,6 +86,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             outbound_routes,
             decisions,
             drift,
+            outcomes,
         )
     ]
     for router in routers:

@@ -19,6 +19,7 @@ from triage.cli import (
     ml,
     models,
     outbound,
+    outcomes,
     results,
     service,
 )
@@ -37,6 +38,7 @@ app.add_typer(data.labels_app, name="labels")
 app.add_typer(results.app, name="results")
 app.add_typer(outbound.app, name="outbound")
 app.add_typer(decisions.app, name="decisions")
+app.add_typer(outcomes.app, name="outcomes")
 app.add_typer(audit.app, name="audit")
 
 

@@ -45,6 +45,7 @@ class AuditAction(enum.StrEnum):
     VIEWER_LAUNCHED = "viewer.launched"
     WORKLIST_VIEWED = "worklist.viewed"
     FEEDBACK_RECORDED = "feedback.recorded"
+    OUTCOME_RECEIVED = "outcome.received"  # a hospital system's result, over HL7, read as an outcome
     RESULT_WITHDRAWN = "result.withdrawn"
     CONFLICT_RESOLVED = "conflict.resolved"
     CONFLICT_CLEARED = "conflict.cleared"
@@ -93,6 +94,7 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.VIEWER_LAUNCHED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.WORKLIST_VIEWED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.FEEDBACK_RECORDED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
+    A.OUTCOME_RECEIVED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.RESULT_WITHDRAWN: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.CONFLICT_RESOLVED: DicomAuditEvent(PATIENT_RECORD, "U"),
     A.CONFLICT_CLEARED: DicomAuditEvent(PATIENT_RECORD, "U"),

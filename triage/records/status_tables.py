@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.records.db import Base
@@ -87,3 +87,28 @@ class ModelReference(Base):
     pipeline: Mapped[str] = mapped_column(String(32))
     deciles: Mapped[list[float]] = mapped_column(JSON)  # empty: the card gives no reference
     first_loaded_at: Mapped[datetime]
+
+
+class InboundMessage(Base):
+    """An HL7 message a hospital system sent triage (a final result, a pathology result, a discharge
+    diagnosis), kept whole whatever came of it: matched to a study and read as outcomes, kept
+    unmatched for an admin, or rejected with why. None is lost; a re-sent one is recognised."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("sending_application", "control_id"),
+        Index("ix_inbound_messages_state", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sending_application: Mapped[str] = mapped_column(String(64))
+    control_id: Mapped[str | None] = mapped_column(String(64))  # None: the message had none
+    message_type: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # MATCHED, UNMATCHED, REJECTED
+    detail: Mapped[str] = mapped_column(Text)
+    accession_number: Mapped[str] = mapped_column(String(64), default="")
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    outcomes: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. ["FRACTURE=yes"]
+    raw: Mapped[str] = mapped_column(Text)  # the message as received (patient data: never logged)
+    received_at: Mapped[datetime]
