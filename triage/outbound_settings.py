@@ -48,6 +48,13 @@ class OutboundSettings(BaseSettings):
     # for the live evidence. Unset port: not listened for.
     hl7_outcomes_host: str = "127.0.0.1"
     hl7_outcomes_port: int | None = Field(default=None, ge=0, le=65535)
+    # The Recall queue's notifications (delivery/notify.py): a webhook (JSON POST) and/or e-mail
+    # through the site's SMTP server (host:port, no authentication: a relay inside the hospital).
+    # Neither: the page alone shows the queue.
+    notify_webhook_url: str | None = None
+    notify_smtp: str | None = Field(default=None, pattern=r"^[^:\s]+:[0-9]{1,5}$")
+    notify_email_from: str = "triage@localhost"
+    notify_email_to: Annotated[tuple[str, ...], NoDecode] = ()
     # DICOM TLS to the PACS: the CA that signed its certificate; our certificate (tls_certificate,
     # tls_private_key) is presented when set, for PACS that require client certificates.
     pacs_tls_ca: Path | None = None
@@ -85,6 +92,13 @@ class OutboundSettings(BaseSettings):
                 f"(accession_number and patient_id need pacs_viewer_identifiers); it has {sorted(found)}"
             )
         return self
+
+    @field_validator("notify_email_to", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("hl7_ris_pipelines", mode="before")
     @classmethod

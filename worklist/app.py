@@ -33,7 +33,18 @@ from worklist.images import RenderCache
 from worklist.metrics import DatabaseCollector
 from worklist.oidc_login import KEY_BYTES, KEY_FILE, LoginFlows
 from worklist.operations import Cached, CachedCheck, queue_check
-from worklist.routes import admin, decisions, drift, oidc, operations, outcomes, session, studies, worklist
+from worklist.routes import (
+    admin,
+    decisions,
+    drift,
+    oidc,
+    operations,
+    outcomes,
+    recall,
+    session,
+    studies,
+    worklist,
+)
 from worklist.routes import labels as label_routes
 from worklist.routes import outbound as outbound_routes
 from worklist.schemas import UID
@@ -87,6 +98,7 @@ def create_app(database: Database, settings: Settings) -> FastAPI:
             decisions,
             drift,
             outcomes,
+            recall,
         )
     ]
     for router in routers:

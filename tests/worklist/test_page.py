@@ -222,6 +222,39 @@ def test_the_page_says_when_the_live_evidence_switched_the_rule_out_off(served, 
     )
 
 
+def test_the_recall_queue_heads_the_page_until_the_contact_is_recorded(served, browser):
+    from triage.records import readings
+    from triage.records.tables import FeedbackKind, StudyState
+
+    url, database, settings, _ = served
+    cleared = seed.add_study(
+        database, settings, seed.trauma(40, True), pipeline="fracture", state=StudyState.REPORTED,
+        outcome=seed.fracture_outcome("NO_FRACTURE", 0.1, {}),
+    )  # fmt: skip
+    with database.session() as session:
+        readings.add_feedback(
+            session, study_id=cleared, kind=FeedbackKind.FRACTURE, value=True, boxes=[], comment="",
+            author="hl7:EDIS", now=seed.T0,
+        )  # fmt: skip
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#sign-in input[name=username]", "dr.lund")
+    page.fill("#sign-in input[name=password]", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#recall")).to_be_visible()
+    expect(page.locator("#recall-count")).to_have_text("1")
+    row = page.locator("#recall-table tbody tr")
+    expect(row).to_contain_text("fracture on a study cleared as NO FRACTURE")
+    expect(row).to_contain_text("SYN0040")
+    expect(row).to_contain_text("hl7:EDIS")
+    row.locator("input[name=note]").fill("Phoned; booked to fracture clinic")
+    row.locator("button").click()
+    expect(page.locator("#recall-status")).to_contain_text(
+        "Recorded: fracture on a study cleared as NO FRACTURE"
+    )
+    expect(page.locator("#recall")).to_be_hidden()
+
+
 def test_a_radiologist_signs_in_on_the_page_with_the_identity_provider(make_settings, tmp_path, browser):
     """The authorization code flow with PKCE, in the browser: the page's link, the provider (run in
     this process over https from a private CA), back to the page signed in as the token's subject."""

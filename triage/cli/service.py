@@ -23,7 +23,7 @@ _STOP_GRACE_SECONDS = 30.0
 def listener(config: ConfigOption = None) -> None:
     """Run the DICOM listener, study monitor and outbox publisher, PACS delivery, HL7 results out and
     outcomes in."""
-    from delivery import audit_syslog, outcomes_in, pacs, ris
+    from delivery import audit_syslog, notify, outcomes_in, pacs, ris
     from dicom_node.listener import Listener
     from dicom_node.scp import AllowListEmpty
 
@@ -36,6 +36,7 @@ def listener(config: ConfigOption = None) -> None:
     senders = pacs.start(node.settings, node.database, lambda: node.leading)
     senders += audit_syslog.start(node.settings, node.database, lambda: node.leading)
     senders += ris.start(node.settings, node.database, lambda: node.leading)
+    senders += notify.start(node.settings, node.database, lambda: node.leading)
     receivers = outcomes_in.start(node.settings, node.database)
     wait_for_signal()
     for receiver in receivers:

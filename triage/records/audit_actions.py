@@ -46,6 +46,9 @@ class AuditAction(enum.StrEnum):
     WORKLIST_VIEWED = "worklist.viewed"
     FEEDBACK_RECORDED = "feedback.recorded"
     OUTCOME_RECEIVED = "outcome.received"  # a hospital system's result, over HL7, read as an outcome
+    DISCREPANCY_FOUND = "discrepancy.found"  # an outcome shows a patient an AI decision touched wrongly
+    DISCREPANCY_NOTIFIED = "discrepancy.notified"
+    DISCREPANCY_CLOSED = "discrepancy.closed"  # a radiologist recorded the contact and what was done
     RESULT_WITHDRAWN = "result.withdrawn"
     CONFLICT_RESOLVED = "conflict.resolved"
     CONFLICT_CLEARED = "conflict.cleared"
@@ -95,6 +98,9 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.WORKLIST_VIEWED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
     A.FEEDBACK_RECORDED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.OUTCOME_RECEIVED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
+    A.DISCREPANCY_FOUND: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
+    A.DISCREPANCY_NOTIFIED: DicomAuditEvent(INSTANCES_ACCESSED, "R"),
+    A.DISCREPANCY_CLOSED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.RESULT_WITHDRAWN: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
     A.CONFLICT_RESOLVED: DicomAuditEvent(PATIENT_RECORD, "U"),
     A.CONFLICT_CLEARED: DicomAuditEvent(PATIENT_RECORD, "U"),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.pipelines import Pipeline
+from triage.records import discrepancies
 from triage.records.tables import Feedback, FeedbackKind, Instance, Result, Study, StudyVersion
 
 
@@ -79,4 +80,8 @@ def add_feedback(
         at=now,
     )
     session.add(feedback)
+    session.flush()
+    discrepancies.detect(
+        session, feedback, now
+    )  # a patient the AI decision touched wrongly heads the Recall queue
     return feedback

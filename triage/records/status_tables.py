@@ -112,3 +112,32 @@ class InboundMessage(Base):
     outcomes: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. ["FRACTURE=yes"]
     raw: Mapped[str] = mapped_column(Text)  # the message as received (patient data: never logged)
     received_at: Mapped[datetime]
+
+
+class Discrepancy(Base):
+    """A patient an AI decision touched wrongly, found from an outcome: a fracture on a study cleared
+    as NO FRACTURE, a cancer after a screen sent to one reader, a recall after a screen scored low.
+    It heads the Recall queue until a radiologist records that the patient was contacted and what
+    was done; the people the site names are notified (webhook, e-mail) until it reaches them."""
+
+    __tablename__ = "discrepancies"
+    __table_args__ = (
+        UniqueConstraint("study_id", "kind"),
+        Index("ix_discrepancies_open", "closed_at", "id"),
+        Index("ix_discrepancies_notify", "notified_at", "notify_next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("study_versions.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(128))  # who or what reported the outcome
+    detail: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None]
+    notify_attempts: Mapped[int] = mapped_column(default=0)
+    notify_next_at: Mapped[datetime | None]
+    notify_error: Mapped[str] = mapped_column(Text, default="")
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    contact_note: Mapped[str] = mapped_column(Text, default="")

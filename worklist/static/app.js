@@ -161,7 +161,49 @@ function queueQuery() {
   return params;
 }
 
+// The Recall queue heads the page while it has patients in it; a row leaves it only when a
+// radiologist records how the patient was contacted and what was done.
+async function loadRecall() {
+  const open = await (await api("/api/recall")).json();
+  $("#recall").hidden = open.length === 0;
+  $("#recall-count").textContent = String(open.length);
+  const body = $("#recall-table tbody");
+  body.replaceChildren();
+  for (const d of open) {
+    const row = document.createElement("tr");
+    row.dataset.discrepancy = d.id;
+    cell(row, when(d.found_at));
+    cell(row, d.label);
+    cell(row, d.patient_name);
+    cell(row, d.patient_id);
+    cell(row, d.accession_number);
+    cell(row, d.source);
+    cell(row, d.notified_at ? `notified ${when(d.notified_at)}` : (d.notify_error || "not yet"));
+    const form = document.createElement("form");
+    const note = document.createElement("input");
+    note.name = "note";
+    note.required = true;
+    note.minLength = 3;
+    note.placeholder = "how contacted, what was done";
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.textContent = "Record contact";
+    form.append(note, button);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await api(`/api/recall/${d.id}/close`, { method: "POST", body: { note: note.value } });
+        $("#recall-status").textContent = `Recorded: ${d.label}, ${d.patient_id}`;
+        await loadRecall();
+      } catch (error) { $("#recall-status").textContent = error.message; }
+    });
+    cell(row, "").appendChild(form);
+    body.appendChild(row);
+  }
+}
+
 async function loadQueue() {
+  loadRecall().catch((error) => { $("#recall-status").textContent = error.message; });
   const page = await (await api(`/api/worklist?${queueQuery()}`)).json();
   state.revision = page.revision;
   state.pacsViewer = page.pacs_viewer;
