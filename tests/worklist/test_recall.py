@@ -187,3 +187,36 @@ def test_notifications_go_out_until_one_reaches_someone(any_database, make_setti
     assert "To: fracture-clinic@hospital.example" in mail
     assert notify.notify_due(up, any_database) == 0, "notified once"
     assert len(audit_rows(any_database, "discrepancy.notified")) == 1
+
+
+def test_interval_cancers_from_the_programmes_list_land_on_the_last_screen(any_database, settings, client):
+    single = reported(any_database, settings, 5, seed.breast_outcome(2), "breast")  # screened 2026-01-01
+    double = reported(any_database, settings, 6, seed.breast_outcome(9), "breast")
+    admin = signed_in(client, any_database, "boss", Role.ADMIN)
+    listed = "\n".join([
+        "patient_id,diagnosis_date",
+        "SYN0005,2026-09-14",  # eight months after a screen sent to one reader
+        "SYN0006,2027-02-01",  # after a double-read screen: an outcome, no discrepancy
+        "SYN0007,2026-09-14",  # no screen of this patient
+        "SYN0005,2029-01-01",  # three years on: not this screen's interval cancer
+        "SYN0005,14/09/2026",
+    ])  # fmt: skip
+    answer = client.post("/api/outcomes/interval-cancers", json={"csv": listed}, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "matched": 2,
+        "unmatched": [
+            "line 4: no screen of this patient in the two years before the diagnosis",
+            "line 5: no screen of this patient in the two years before the diagnosis",
+            "line 6: the diagnosis date is not YYYY-MM-DD",
+        ],
+    }
+    assert found(any_database) == [(single, "SINGLE_READ_CANCER", "local:boss")]
+    assert sorted(r[1] for r in audit_rows(any_database, "outcome.received")) == sorted([single, double])
+    wrong = client.post("/api/outcomes/interval-cancers", json={"csv": "id,date\n1,2"}, headers=admin)
+    assert wrong.status_code == 422 and "patient_id,diagnosis_date" in wrong.text
+    radiologist = signed_in(client, any_database, "rad", Role.RADIOLOGIST)
+    assert (
+        client.post("/api/outcomes/interval-cancers", json={"csv": listed}, headers=radiologist).status_code
+        == 403
+    )
