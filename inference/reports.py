@@ -36,13 +36,16 @@ from inference.summary import render, summary_image
 from triage import __version__
 from triage.codes import (
     ANALYSED,
+    DOUBT_THRESHOLD,
     EXAM_PROBABILITY,
     EXAM_SCORE,
     FRACTURE_SCORE,
+    FRACTURE_THRESHOLD,
     HIGH_RISK,
     LESION_SCORE,
     READING_ROUTE,
     ROUTE_CODES,
+    SINGLE_READ_THRESHOLD,
     STATE_CODES,
     STUDY_SCORE,
     TRIAGE_STATE,
@@ -112,10 +115,13 @@ def fracture_report(
 ) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR:
     """TID 1500: one planar region per box on its source image, and the study's coded state."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    study = study_group(
-        str(sources[0].StudyInstanceUID), version, model, FRACTURE,
-        [score(STUDY_SCORE, outcome.probability)] if outcome.probability is not None else [],
-    )  # fmt: skip
+    measurements = [score(STUDY_SCORE, outcome.probability)] if outcome.probability is not None else []
+    if outcome.thresholds is not None:  # the operating points in force, frozen with the result
+        measurements += [
+            score(DOUBT_THRESHOLD, outcome.thresholds.doubt),
+            score(FRACTURE_THRESHOLD, outcome.thresholds.fracture),
+        ]
+    study = study_group(str(sources[0].StudyInstanceUID), version, model, FRACTURE, measurements)
     groups = [*region_groups(by_uid, outcome.marks, FRACTURE, FRACTURE_SCORE, model), study]
     conclusions = qualitative_evaluations(
         [(TRIAGE_STATE, STATE_CODES[outcome.verdict]), *gate_evaluations(outcome)],
@@ -138,6 +144,8 @@ def breast_report(
     measurements = []
     if outcome.score is not None and outcome.probability is not None:
         measurements = [score(EXAM_SCORE, outcome.score), score(EXAM_PROBABILITY, outcome.probability)]
+    if outcome.single_read_max_score is not None:  # the threshold in force, frozen with the result
+        measurements.append(score(SINGLE_READ_THRESHOLD, outcome.single_read_max_score))
     evaluations = [
         (TRIAGE_STATE, ANALYSED if outcome.analysed else STATE_CODES[Verdict.NOT_ANALYSED]),
         (READING_ROUTE, ROUTE_CODES[Verdict(outcome.route)]),

@@ -51,6 +51,11 @@ FRACTURE_SCORE = Code("FRACTURE-SCORE", SCHEME, "AI fracture score")
 STUDY_SCORE = Code(
     "STUDY-FRACTURE-SCORE", SCHEME, "AI study fracture score (0-1, not a calibrated probability)"
 )
+# The operating points in force when the result was made, frozen with it (a site that moves its
+# single-reading threshold, as the Capital Region went from 5 to 7, leaves each SR saying which held).
+DOUBT_THRESHOLD = Code("DOUBT-THRESHOLD", SCHEME, "DOUBT operating point in force (0-1 model score)")
+FRACTURE_THRESHOLD = Code("FRACTURE-THRESHOLD", SCHEME, "FRACTURE operating point in force (0-1 model score)")
+SINGLE_READ_THRESHOLD = Code("SINGLE-READ-THRESHOLD", SCHEME, "Single reading at exam scores up to (1-10)")
 # HL7 results carry these beside the states above (DICOM's own codes name the algorithm and the study).
 SR_INSTANCE = Code("SR-INSTANCE-UID", SCHEME, "SOP Instance UID of the AI result SR")
 NOT_VERIFIED = "AI-generated triage result, not verified by a radiologist"

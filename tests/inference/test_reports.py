@@ -23,6 +23,7 @@ def outcome_for(datasets, state="FRACTURE"):
         {
             "state": state,
             "probability": 0.91,
+            "thresholds": {"fracture": 0.6, "doubt": 0.2},
             "images": [
                 {
                     "sop_instance_uid": datasets[0].SOPInstanceUID,
@@ -46,6 +47,7 @@ def breast_outcome(views, score):
         "route": "SINGLE_READ" if analysed and score <= 5 else "DOUBLE_READ",
         "high_risk": score == 10,
         "probability": 0.42 if analysed else None,
+        "single_read_max_score": 5,
         "per_view": [
             {"sop_instance_uid": ds.SOPInstanceUID, "laterality": ds.ImageLaterality, "view": ds.ViewPosition,
              "probability": 0.42, "lesions": [{"corners": [5.0, 6.0, 30.0, 40.0], "score": 0.42}] if i == 0
@@ -87,6 +89,9 @@ def test_fracture_sr_passes_dciodvfy_and_dsrdump(tmp_path, state):
     dump = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=False)
     assert dump.returncode == 0, dump.stderr
     assert "Fracture" in dump.stdout and "triage-fracture-demo" in dump.stdout
+    if state is not None:  # the operating points in force, frozen with the result
+        assert re.search(r'"DOUBT operating point in force \(0-1 model score\)"\)="0\.2', dump.stdout)
+        assert re.search(r'"FRACTURE operating point in force \(0-1 model score\)"\)="0\.6', dump.stdout)
 
 
 def test_sr_copies_patient_and_study_and_says_it_is_unverified_ai():
@@ -137,6 +142,9 @@ def test_breast_sr_codes_score_route_and_high_risk(tmp_path, score):
         assert "Not analysed by triage" in text and "AI exam risk score" not in text
     else:
         assert re.search(rf'"AI exam risk score \(1-10\)"\)="{score}(\.0)?"', text)
+        assert re.search(r'"Single reading at exam scores up to \(1-10\)"\)="5(\.0)?"', text), (
+            "the threshold in force"
+        )
     assert "Lesion" in text and ("POLYLINE" in text) == (score is not None), "marks only on a scored screen"
 
 
