@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from inference.inputs import StudyImages
 from inference.model import LoadedModel
@@ -68,12 +68,18 @@ class BreastPipeline:
     """A four-view screen -> per-view malignancy probability -> exam score -> reading route."""
 
     def __init__(
-        self, model: LoadedModel, single_read_max_score: int, gatekeeper: Gatekeeper | None = None
+        self,
+        model: LoadedModel,
+        single_read_max_score: int | Callable[[], int],
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
+        """``single_read_max_score``: the threshold, or how to read the one in force for each screen
+        (the worker reads the database, where two admins may have changed it)."""
         assert isinstance(model.card, BreastCard), "the breast pipeline runs screening models"
         self._model = model
         self._card = model.card
-        self._single_read_max_score = single_read_max_score
+        threshold = single_read_max_score
+        self._threshold = threshold if callable(threshold) else lambda: threshold
         # Default: the card's evidence at the default bars, no overrides (the worker passes the site's).
         self._gatekeeper = gatekeeper or Gatekeeper()
         self.identity = model.identity
@@ -90,7 +96,8 @@ class BreastPipeline:
         per_view = [
             ((i.facts.laterality, i.facts.view), p) for i, p in zip(images, probabilities, strict=True)
         ]
-        outcome = outcome_for(per_view, self._card.decile_cut_points, self._single_read_max_score)
+        single_read_max_score = self._threshold()
+        outcome = outcome_for(per_view, self._card.decile_cut_points, single_read_max_score)
         if outcome.score is None:
             reason = f"{outcome.reason}; double reading"
             return Skipped(payload.pipeline, reason, self.identity, payload.skipped)
@@ -112,7 +119,7 @@ class BreastPipeline:
                 "skipped": payload.skipped,
             }
         )
-        outcome = evidence.apply(outcome, self._gatekeeper(self._card, self._single_read_max_score))
+        outcome = evidence.apply(outcome, self._gatekeeper(self._card, single_read_max_score))
         summary = f"score {outcome.score} -> {outcome.route}" + (" HIGH_RISK" if outcome.high_risk else "")
         return Analysed(
             summary=summary,

@@ -23,7 +23,7 @@ from triage.evidence import Bars, Gatekeeper, OverridesFor, SwitchesFor
 from triage.messages import ANALYSE_STUDY, REPORT_NOT_ANALYSED, WITHDRAW_RESULT
 from triage.outcomes import Decision
 from triage.pipelines import Pipeline
-from triage.records import drift, overrides, switches
+from triage.records import decision_changes, drift, overrides, switches
 from triage.records.db import Database
 from triage.records.outbox import make_celery, recorded_payload
 from triage.settings import Settings
@@ -132,7 +132,16 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
                 )  # fmt: skip
         if name == Pipeline.FRACTURE:
             return FracturePipeline(model, self._gatekeeper)
-        return BreastPipeline(model, self._settings.single_read_max_score, self._gatekeeper)
+        return BreastPipeline(model, self._threshold, self._gatekeeper)
+
+    def _threshold(self) -> int:
+        """The single-reading threshold in force now: two admins may have changed the setting's."""
+        if self._database is None:
+            return self._settings.single_read_max_score
+        with self._database.reading() as session:
+            return decision_changes.single_read_threshold(
+                session, self._settings.single_read_max_score, self._database.now()
+            )
 
     def __iter__(self) -> Iterator[Pipeline]:
         return iter(Pipeline)
@@ -144,7 +153,7 @@ class ModelPipelines(Mapping[Pipeline, PipelineRun]):
 def _overrides(database: Database) -> OverridesFor:
     def read(model_name: str, model_version: str) -> Mapping[Decision, str]:
         with database.reading() as session:
-            return overrides.in_force(session, model_name, model_version)
+            return overrides.in_force(session, model_name, model_version, database.now())
 
     return read
 

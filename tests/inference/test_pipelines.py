@@ -165,3 +165,16 @@ def test_without_single_reading_evidence_every_screen_is_double_read(classifier,
         *stored_study(phantoms.screen(None, seed=4, size=128), tmp_path, "breast")
     )
     assert isinstance(enabled, Analysed) and enabled.outcome.route == "SINGLE_READ"
+
+
+def test_the_screening_threshold_in_force_is_read_for_each_screen(classifier, tmp_path):
+    """Two admins may move the threshold while the worker runs: each screen uses, and names, the one
+    in force when it is scored."""
+    in_force = [10]
+    pipeline = BreastPipeline(classifier, single_read_max_score=lambda: in_force[0])
+    first = pipeline(*stored_study(phantoms.screen(None, seed=4, size=128), tmp_path, "breast"))
+    in_force[0] = 0
+    second = pipeline(*stored_study(phantoms.screen(None, seed=4, size=128), tmp_path / "again", "breast"))
+    assert isinstance(first, Analysed) and isinstance(second, Analysed)
+    assert (first.outcome.route, first.outcome.single_read_max_score) == ("SINGLE_READ", 10)
+    assert (second.outcome.route, second.outcome.single_read_max_score) == ("DOUBLE_READ", 0)

@@ -30,7 +30,7 @@ def add(database, ds, at=T0):
 def test_migrations_are_idempotent(any_database):
     migrate(any_database.url)
     with any_database.session() as session:
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0020"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0021"
 
 
 def test_timestamps_come_back_in_utc(any_database):

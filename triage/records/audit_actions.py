@@ -78,6 +78,8 @@ class AuditAction(enum.StrEnum):
     DECISION_OVERRIDE_REVOKED = "model.decision_override_revoked"
     DECISION_SWITCHED_OFF = "model.decision_switched_off"
     DECISION_RESUMED = "model.decision_resumed"
+    DECISION_CHANGE_PROPOSED = "model.decision_change_proposed"  # with its what-if; a second admin approves
+    DECISION_CHANGE_APPROVED = "model.decision_change_approved"
     DECISION_NOT_ENABLED = "result.decision_not_enabled"
 
     @property
@@ -135,6 +137,8 @@ _EVENTS: dict[AuditAction, DicomAuditEvent] = {
     A.DECISION_OVERRIDE_REVOKED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_SWITCHED_OFF: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     A.DECISION_RESUMED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_CHANGE_PROPOSED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
+    A.DECISION_CHANGE_APPROVED: DicomAuditEvent(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION),
     # A result made with a decision off (the conservative path) is a fact about that patient's study.
     A.DECISION_NOT_ENABLED: DicomAuditEvent(INSTANCES_ACCESSED, "U"),
 }

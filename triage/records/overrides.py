@@ -15,9 +15,12 @@ from triage.records.audit_actions import AuditAction
 from triage.records.status_tables import DecisionOverride
 
 
-def in_force(session: Session, model_name: str, model_version: str) -> dict[Decision, str]:
-    """The overrides in force for a model version: decision -> who enabled it, when and why."""
-    rows = session.scalars(
+def in_force(
+    session: Session, model_name: str, model_version: str, now: datetime | None = None
+) -> dict[Decision, str]:
+    """The overrides in force for a model version (by ``now``, when given: one approved to take
+    effect later is not yet): decision -> who enabled it, when and why."""
+    query = (
         select(DecisionOverride)
         .where(
             DecisionOverride.model_name == model_name,
@@ -26,6 +29,7 @@ def in_force(session: Session, model_name: str, model_version: str) -> dict[Deci
         )
         .order_by(DecisionOverride.id)
     )
+    rows = session.scalars(query if now is None else query.where(DecisionOverride.at <= now))
     return {
         Decision(
             row.decision

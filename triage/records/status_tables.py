@@ -141,3 +141,25 @@ class Discrepancy(Base):
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(128))
     contact_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class DecisionChange(Base):
+    """A change to what a model may decide, proposed by one admin with its what-if on the site's own
+    recent studies, in force only once a second admin approves it, from a stated time: a decision
+    enabled for a model version against its card's evidence, or a new single-reading threshold."""
+
+    __tablename__ = "decision_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(128), default="")  # an enabled decision: its model
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    single_read_max_score: Mapped[int | None]  # a threshold change: the new threshold
+    effective_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    what_if: Mapped[dict[str, object]] = mapped_column(JSON)
+    proposed_by: Mapped[str] = mapped_column(String(128))
+    proposed_at: Mapped[datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    approved_at: Mapped[datetime | None]

@@ -5,16 +5,18 @@ one's switch, the live figure against the card's claim, and an admin's switching
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from triage.outcomes import Decision
 from triage.pipelines import Pipeline
-from triage.records import live_evidence, switches
+from triage.records import decision_changes, live_evidence, switches
 from triage.records.db import utcnow
 from worklist.deps import Admin, State
-from worklist.schemas import AUTH, TEXT, problems
+from worklist.schemas import AUTH, MAX_ID, TEXT, problems
 
 router = APIRouter(prefix="/api/decisions", tags=["admin"])
 
@@ -100,3 +102,75 @@ def resume(
 ) -> DecisionState:
     """Let the evidence gate decide again; the live evidence counts afresh from now."""
     return _change(pipeline, decision, False, body, principal, state)
+
+
+class ChangeProposal(BaseModel):
+    pipeline: Pipeline
+    decision: Decision = Field(description="rule_out (fracture) or single_read (breast)")
+    model_name: str = Field(
+        default="", max_length=128, pattern=TEXT, description="rule_out: the model version enabled"
+    )
+    model_version: str = Field(default="", max_length=64, pattern=TEXT)
+    single_read_max_score: int | None = Field(
+        default=None, ge=0, le=10, description="single_read: the new threshold"
+    )
+    effective_at: datetime = Field(description="When it takes effect, once a second admin approved it")
+    reason: str = Field(min_length=3, max_length=500, pattern=TEXT)
+
+
+class DecisionChangeView(BaseModel):
+    id: int
+    pipeline: Pipeline
+    decision: Decision
+    model_name: str
+    model_version: str
+    single_read_max_score: int | None
+    effective_at: datetime
+    reason: str
+    what_if: dict[str, object] = Field(description="What it would have done to the site's recent studies")
+    proposed_by: str
+    proposed_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+
+
+@router.get("/changes", responses=AUTH)
+def list_changes(principal: Admin, state: State) -> list[DecisionChangeView]:
+    """Proposed and approved changes, newest first."""
+    with state.database.reading() as session:
+        return [
+            DecisionChangeView.model_validate(c, from_attributes=True)
+            for c in decision_changes.listed(session)
+        ]
+
+
+@router.post("/changes", status_code=201, responses=problems(400, 401, 403, 422))
+def propose_change(body: ChangeProposal, principal: Admin, state: State) -> DecisionChangeView:
+    """Propose enabling a decision, or a new single-reading threshold; its what-if on the site's own
+    recent studies comes back with it. Nothing changes until a second admin approves."""
+    model = (body.model_name, body.model_version) if body.model_name and body.model_version else None
+    with state.database.session() as session:
+        try:
+            row = decision_changes.propose(
+                session, pipeline=body.pipeline, decision=body.decision, model=model,
+                single_read_max_score=body.single_read_max_score, effective_at=body.effective_at,
+                reason=body.reason, actor=principal.name, settings=state.settings, now=utcnow(),
+            )  # fmt: skip
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        return DecisionChangeView.model_validate(row, from_attributes=True)
+
+
+@router.post("/changes/{change_id}/approve", responses=problems(400, 401, 403, 404, 409, 422))
+def approve_change(
+    change_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], principal: Admin, state: State
+) -> DecisionChangeView:
+    """A second admin's approval: the change is in force from its stated time (409 for the proposer)."""
+    with state.database.session() as session:
+        try:
+            row = decision_changes.approve(session, change_id, principal.name, utcnow())
+        except LookupError as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except (PermissionError, ValueError) as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        return DecisionChangeView.model_validate(row, from_attributes=True)

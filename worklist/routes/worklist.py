@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from triage.records import queries, switches
+from triage.records import decision_changes, queries, switches
 from triage.records.audit_actions import AuditAction
 from triage.records.tables import StudyState
 from worklist import views
@@ -42,7 +42,9 @@ def worklist(
         page = WorklistPage(
             queue=queue,
             items=items,
-            single_read_max_score=state.settings.single_read_max_score,
+            single_read_max_score=decision_changes.single_read_threshold(
+                session, state.settings.single_read_max_score, state.database.now()
+            ),
             revision=views.revision(session),
             storage_degraded=storage_degraded(state.settings),
             degraded=queries.degraded(session, state.database.now()),

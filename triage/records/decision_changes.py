@@ -1,0 +1,200 @@
+"""Changes to what a model may decide, made by two admins after a what-if on the site's own recent
+studies with outcomes: a decision enabled for a model version against its card's evidence (an
+override, ``triage.records.overrides``), or a new single-reading threshold (the Capital Region of
+Denmark went from single reading at score 5 to 7). One admin proposes, with a reason and the time
+it takes effect; the what-if is computed then and kept; a second admin approves; both are audited.
+
+The what-if, over the analysed studies of the last ``live_evidence_window_days``:
+- rule-out: the share of trauma studies the model put below DOUBT (cleared), the reads saved per
+  1,000 studies, and the fractures among studies with an outcome that would have been cleared;
+- single reading at the threshold: the share of screens single-read, the reads saved per 1,000
+  screens against double reading, and the cancers among screens with an outcome that would have gone
+  to one reader; each share with its Wilson 95 % interval.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.evidence_settings import EvidenceSettings
+from triage.outcomes import Decision, FractureOutcome, FractureState
+from triage.pipelines import Pipeline
+from triage.proportions import wilson_interval
+from triage.records import overrides, store
+from triage.records.audit_actions import AuditAction
+from triage.records.status_tables import DecisionChange
+from triage.records.tables import Feedback, FeedbackKind, Result
+
+
+def _share(hits: int, total: int) -> dict[str, object]:
+    low, high = wilson_interval(hits, total)
+    return {
+        "value": round(hits / total, 4) if total else None,
+        "ci95_low": round(low, 4),
+        "ci95_high": round(high, 4),
+        "n": total,
+    }
+
+
+def _positives(session: Session, kind: FeedbackKind, results: list[Result]) -> list[Result]:
+    """The results whose study's latest reading of ``kind`` says yes."""
+    ids = [r.id for r in results]
+    latest: dict[int | None, bool] = {}
+    for result_id, value in session.execute(
+        select(Feedback.result_id, Feedback.value)
+        .where(Feedback.kind == kind, Feedback.result_id.in_(ids))
+        .order_by(Feedback.id)
+    ):
+        latest[result_id] = value
+    return [r for r in results if latest.get(r.id)]
+
+
+def what_if(
+    session: Session,
+    pipeline: Pipeline,
+    decision: Decision,
+    single_read_max_score: int | None,
+    settings: EvidenceSettings,
+    now: datetime,
+) -> dict[str, object]:
+    """What the change would have done to the site's own recent studies (see the module's words)."""
+    since = now - timedelta(days=settings.live_evidence_window_days)
+    results = list(
+        session.scalars(
+            select(Result).where(
+                Result.pipeline == pipeline, Result.analysed.is_(True), Result.created_at >= since
+            )
+        )
+    )
+    if decision is Decision.RULE_OUT:
+        cleared = [
+            r
+            for r in results
+            if isinstance(r.outcome, FractureOutcome) and r.outcome.state is FractureState.NO_FRACTURE
+        ]
+        fractured = _positives(session, FeedbackKind.FRACTURE, results)
+        missed = [r for r in fractured if r in cleared]
+        share = _share(len(cleared), len(results))
+        saved = round(1000 * len(cleared) / len(results)) if results else 0
+        return {
+            "studies": len(results), "window_days": settings.live_evidence_window_days,
+            "share_cleared": share, "reads_saved_per_1000": saved,
+            "fractures_cleared": _share(len(missed), len(fractured)),
+        }  # fmt: skip
+    threshold = single_read_max_score if single_read_max_score is not None else 0
+    single = [r for r in results if r.score is not None and r.score <= threshold]
+    cancers = _positives(session, FeedbackKind.CANCER, results)
+    saved = round(1000 * len(single) / len(results)) if results else 0
+    return {
+        "screens": len(results), "window_days": settings.live_evidence_window_days,
+        "single_read_max_score": threshold, "share_single_read": _share(len(single), len(results)),
+        "reads_saved_per_1000": saved,
+        "cancers_single_read": _share(len([r for r in cancers if r in single]), len(cancers)),
+    }  # fmt: skip
+
+
+def propose(
+    session: Session,
+    *,
+    pipeline: Pipeline,
+    decision: Decision,
+    model: tuple[str, str] | None,
+    single_read_max_score: int | None,
+    effective_at: datetime,
+    reason: str,
+    actor: str,
+    settings: EvidenceSettings,
+    now: datetime,
+) -> DecisionChange:
+    """Record a proposal and its what-if.
+
+    Raises:
+        ValueError: the change does not fit the pipeline, or lacks its model, threshold or reason.
+    """
+    if len(reason.strip()) < 3:
+        raise ValueError("a change needs a reason")
+    if (pipeline, decision) not in (
+        (Pipeline.FRACTURE, Decision.RULE_OUT),
+        (Pipeline.BREAST, Decision.SINGLE_READ),
+    ):
+        raise ValueError(
+            f"{decision.label} is not a decision of the {pipeline} pipeline that a change can enable"
+        )
+    if decision is Decision.RULE_OUT and model is None:
+        raise ValueError("enabling the rule-out names the model version it is enabled for")
+    if decision is Decision.SINGLE_READ and (
+        single_read_max_score is None or not 0 <= single_read_max_score <= 10
+    ):
+        raise ValueError("single reading takes a threshold from 0 (none) to 10")
+    name, version = model or ("", "")
+    row = DecisionChange(
+        pipeline=pipeline, decision=decision, model_name=name, model_version=version,
+        single_read_max_score=single_read_max_score, effective_at=effective_at, reason=reason.strip(),
+        what_if=what_if(session, pipeline, decision, single_read_max_score, settings, now),
+        proposed_by=actor, proposed_at=now,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    store.audit(
+        session, actor=actor, action=AuditAction.DECISION_CHANGE_PROPOSED, source="admin", now=now,
+        detail=f"change {row.id}: {describe(row)}, from {effective_at:%Y-%m-%d %H:%M} UTC: {row.reason}",
+    )  # fmt: skip
+    return row
+
+
+def describe(row: DecisionChange) -> str:
+    if row.decision == Decision.RULE_OUT:
+        return f"rule-out enabled for {row.model_name} {row.model_version}"
+    return f"single reading at scores up to {row.single_read_max_score}"
+
+
+def approve(session: Session, change_id: int, actor: str, now: datetime) -> DecisionChange:
+    """The second admin's approval: the change is in force from its stated time.
+
+    Raises:
+        LookupError: no such proposal.
+        PermissionError: the approver proposed it (two admins are needed).
+        ValueError: approved already.
+    """
+    row = session.get(DecisionChange, change_id)
+    if row is None:
+        raise LookupError(f"no decision change {change_id}")
+    if row.approved_at is not None:
+        raise ValueError(f"approved already by {row.approved_by}")
+    if row.proposed_by == actor:
+        raise PermissionError("a second admin must approve the change, not the one who proposed it")
+    row.approved_by, row.approved_at = actor, now
+    if row.decision == Decision.RULE_OUT:
+        overrides.enable(
+            session, row.model_name, row.model_version, Decision.RULE_OUT,
+            f"decision change {row.id}, proposed by {row.proposed_by}, approved by {actor}: {row.reason}",
+            actor, row.effective_at,
+        )  # fmt: skip
+    store.audit(
+        session, actor=actor, action=AuditAction.DECISION_CHANGE_APPROVED, source="admin", now=now,
+        detail=f"change {row.id}: {describe(row)}, from {row.effective_at:%Y-%m-%d %H:%M} UTC",
+    )  # fmt: skip
+    return row
+
+
+def single_read_threshold(session: Session, default: int, now: datetime) -> int:
+    """The single-reading threshold in force: the latest approved change already in effect, else the
+    setting."""
+    found = session.scalar(
+        select(DecisionChange.single_read_max_score)
+        .where(
+            DecisionChange.decision == Decision.SINGLE_READ,
+            DecisionChange.approved_at.is_not(None),
+            DecisionChange.effective_at <= now,
+        )
+        .order_by(DecisionChange.effective_at.desc(), DecisionChange.id.desc())
+        .limit(1)
+    )
+    return default if found is None else int(found)
+
+
+def listed(session: Session, limit: int = 100) -> list[DecisionChange]:
+    return list(session.scalars(select(DecisionChange).order_by(DecisionChange.id.desc()).limit(limit)))
