@@ -184,6 +184,48 @@ def test_an_admin_looks_up_who_accessed_a_patients_studies(served, browser):
     expect(viewed).to_contain_text("ACC0003")
 
 
+def test_an_admin_sees_each_decisions_switch_live_figure_and_the_drift_per_scanner(served, browser):
+    from triage.outcomes import Decision
+    from triage.pipelines import Pipeline
+    from triage.records import drift, readings, switches
+    from triage.records.db import utcnow
+    from triage.records.tables import FeedbackKind
+
+    url, database, _, ids = served
+    with database.session() as session:
+        add_user(session, "it.admin", PASSWORD, frozenset({Role.ADMIN}), actor="test")
+        switches.change(
+            session, Pipeline.FRACTURE, Decision.RULE_OUT, True, "checked by hand", "admin", utcnow()
+        )
+        drift.record_reference(
+            session,
+            Pipeline.FRACTURE,
+            "triage-fracture-phantom",
+            "0.1.0",
+            [0.1 * k for k in range(1, 10)],
+            utcnow(),
+        )
+        readings.add_feedback(
+            session, study_id=ids["fracture"], kind=FeedbackKind.FRACTURE, value=True, boxes=[], comment="",
+            author="dr.lund", now=utcnow(),
+        )  # fmt: skip
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#sign-in input[name=username]", "it.admin")
+    page.fill("#sign-in input[name=password]", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#operations")).to_be_visible()
+    rule_out = page.locator("#decisions-table tbody tr[data-decision=rule_out]")
+    expect(rule_out).to_contain_text("OFF: checked by hand")
+    expect(rule_out).to_contain_text("1/1")
+    expect(rule_out.locator("svg.plot rect")).to_have_count(2)
+    scanner = page.locator("#drift-table tbody tr", has_text="triage test suite (synthetic)")
+    expect(scanner).to_contain_text("too few studies")
+    expect(scanner.locator("svg.plot rect.bar")).to_have_count(10)
+    page.click("#sign-out")
+    expect(page.locator("#operations")).to_be_hidden()
+
+
 def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser):
     from triage.records import results
     from triage.records.db import utcnow

@@ -44,6 +44,7 @@ function showSignIn() {
   sessionStorage.removeItem("triage-token");
   $("#main").hidden = true;
   $("#audit").hidden = true;
+  $("#operations").hidden = true;
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#sign-in").hidden = false;
@@ -109,6 +110,8 @@ async function start() {
     $("#sign-out").hidden = false;
     $("#main").hidden = false;
     $("#audit").hidden = !me.roles.includes("admin");
+    $("#operations").hidden = !me.roles.includes("admin");
+    if (me.roles.includes("admin")) loadOperations().catch(() => {});
     if (!me.roles.includes("radiologist")) {
       $("#worklist").hidden = true;
       $("#empty").hidden = false;
@@ -439,3 +442,60 @@ $("#feedback").addEventListener("submit", async (event) => {
 });
 
 start();
+
+// The admins' view of what the models may decide: each decision's switch and its live figure (a bar:
+// the 95 % interval, the value, the card's claim as a red line), and the score drift per scanner (the
+// share of studies in each of the model's reference deciles; a tenth each is no drift).
+function plot(children) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "plot");
+  svg.setAttribute("viewBox", "0 0 100 10");
+  svg.setAttribute("preserveAspectRatio", "none");
+  for (const [tag, attributes] of children) {
+    const element = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+    svg.appendChild(element);
+  }
+  return svg;
+}
+
+async function loadOperations() {
+  const decisions = await (await api("/api/decisions")).json();
+  const body = $("#decisions-table tbody");
+  body.replaceChildren();
+  for (const d of decisions) {
+    const row = document.createElement("tr");
+    row.dataset.decision = d.decision;
+    cell(row, d.pipeline);
+    cell(row, d.decision);
+    cell(row, d.switched_off ? `OFF: ${d.reason}` : "on", d.switched_off ? "failed" : "");
+    const figure = cell(row, d.positives ? `${d.hits}/${d.positives} (${d.ci95_low.toFixed(3)}-${d.ci95_high.toFixed(3)}), claim ${d.claim == null ? "none" : d.claim.toFixed(3)}` : "no outcomes yet");
+    if (d.positives) {
+      const shapes = [
+        ["rect", { class: "interval", x: d.ci95_low * 100, y: 2, width: Math.max(0.5, (d.ci95_high - d.ci95_low) * 100), height: 6 }],
+        ["rect", { class: "value", x: d.live_value * 100 - 0.5, y: 1, width: 1, height: 8 }],
+      ];
+      if (d.claim != null) shapes.push(["line", { class: "claim", x1: d.claim * 100, x2: d.claim * 100, y1: 0, y2: 10 }]);
+      figure.appendChild(plot(shapes));
+    }
+    cell(row, d.discordances);
+    cell(row, d.model);
+    body.appendChild(row);
+  }
+  const drift = await (await api("/api/drift")).json();
+  const driftBody = $("#drift-table tbody");
+  driftBody.replaceChildren();
+  for (const d of drift) {
+    const row = document.createElement("tr");
+    cell(row, d.pipeline);
+    cell(row, d.scanner || "(not given)");
+    cell(row, d.studies);
+    const most = Math.max(...d.counts, 1);
+    const bars = d.counts.map((count, k) => ["rect", { class: "bar", x: k * 10 + 1, width: 8, y: 10 - (count / most) * 10, height: (count / most) * 10 }]);
+    const expected = 10 - ((d.studies / 10) / most) * 10;
+    bars.push(["line", { class: "expected", x1: 0, x2: 100, y1: expected, y2: expected }]);
+    cell(row, "").appendChild(plot(bars));
+    cell(row, d.psi == null ? "too few studies" : d.psi.toFixed(3), d.psi != null && d.psi > 0.25 ? "failed" : "");
+    driftBody.appendChild(row);
+  }
+}
