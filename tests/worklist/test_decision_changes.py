@@ -102,3 +102,33 @@ def test_a_rule_out_enabled_by_two_admins_is_an_override_from_its_time(any_datab
         assert overrides.in_force(session, *MODEL, NOW) == {}
         [why] = overrides.in_force(session, *MODEL, when).values()
     assert "proposed by local:first, approved by local:second" in why
+
+
+def test_live_performance_from_the_outcomes_so_far(any_database, settings, client):
+    cleared = study(any_database, settings, 1, seed.fracture_outcome("NO_FRACTURE", 0.1, {}))
+    flagged = study(any_database, settings, 2, seed.fracture_outcome("DOUBT", 0.4, {}))
+    for study_id in (cleared, flagged):
+        with any_database.session() as session:
+            readings.add_feedback(
+                session, study_id=study_id, kind=FeedbackKind.FRACTURE, value=False, boxes=[], comment="",
+                author="rad", now=utcnow(),
+            )  # fmt: skip
+    single = study(any_database, settings, 10, seed.breast_outcome(3), "breast")
+    study(any_database, settings, 11, seed.breast_outcome(8), "breast")
+    reading(any_database, single, FeedbackKind.CANCER)
+    seed.add_study(
+        any_database, settings, seed.trauma(20, False), pipeline="fracture", state=StudyState.NOT_ANALYSED,
+        reason="modality CT is outside the model's intended use; normal reading",
+    )  # fmt: skip
+    admin = signed_in(client, any_database, "boss", Role.ADMIN)
+    found = client.get("/api/decisions/performance", headers=admin)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["rule_out_specificity"]["value"] == 0.5 and body["rule_out_specificity"]["n"] == 2
+    [month] = body["screening_by_month"]
+    assert month["screens"] == 2 and month["share_at_or_below_threshold"]["value"] == 0.5
+    assert month["cancers_per_1000"] == {"single": 1000.0, "double": 0.0}
+    assert month["cancers_in_single_read_arm"]["value"] == 1.0
+    not_analysed = body["not_analysed"]["fracture"]
+    assert not_analysed["rate"]["value"] == round(1 / 3, 4)
+    assert not_analysed["by_reason"] == {"modality CT is outside the model's intended use": 1}

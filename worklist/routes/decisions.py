@@ -4,7 +4,7 @@ one's switch, the live figure against the card's claim, and an admin's switching
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from triage.outcomes import Decision
 from triage.pipelines import Pipeline
-from triage.records import decision_changes, live_evidence, switches
+from triage.records import decision_changes, live_evidence, performance, switches
 from triage.records.db import utcnow
 from worklist.deps import Admin, State
 from worklist.schemas import AUTH, MAX_ID, TEXT, problems
@@ -174,3 +174,28 @@ def approve_change(
         except (PermissionError, ValueError) as error:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
         return DecisionChangeView.model_validate(row, from_attributes=True)
+
+
+class Performance(BaseModel):
+    rule_out_specificity: dict[str, object] = Field(
+        description="Among trauma studies read as fracture-free, the share below DOUBT (Wilson 95 % interval)"
+    )
+    screening_by_month: list[dict[str, object]] = Field(
+        description="Per month: screens, share single-read by score, cancers per 1,000 by route"
+    )
+    not_analysed: dict[str, dict[str, object]] = Field(
+        description="Per pipeline: the rate and the count per reason"
+    )
+
+
+@router.get("/performance", responses=AUTH)
+def live_performance(principal: Admin, state: State) -> Performance:
+    """The live performance from the outcomes so far (the live-evidence window; twelve months of screens)."""
+    now = utcnow()
+    since = now - timedelta(days=state.settings.live_evidence_window_days)
+    with state.database.reading() as session:
+        return Performance(
+            rule_out_specificity=performance.rule_out_specificity(session, state.settings, now),
+            screening_by_month=performance.screening_by_month(session, state.settings, now),
+            not_analysed={p: performance.not_analysed_by_reason(session, p, since) for p in Pipeline},
+        )
