@@ -8,6 +8,7 @@ from sklearn.metrics import brier_score_loss, precision_score, roc_auc_score
 from evaluation import metrics
 from evaluation.operating_points import threshold_for_sensitivity_bound, threshold_for_specificity_bound
 from evaluation.workload import simulate, sweep
+from triage.proportions import wilson_interval
 
 LABELS = [1, 1, 0, 0, 1]
 SCORES = [0.9, 0.4, 0.8, 0.1, 0.7]
@@ -20,9 +21,9 @@ def test_ppv_and_npv_by_hand():
 
 
 def test_wilson_interval_by_hand():
-    low, high = metrics.wilson_interval(8, 10)
+    low, high = wilson_interval(8, 10)
     assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
-    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -91,10 +92,10 @@ def test_thresholds_on_lower_bounds():
     scores = list(np.linspace(0.5, 1.0, 50)) + list(np.linspace(0.0, 0.6, 50))
     doubt = threshold_for_sensitivity_bound(labels, scores, 0.8)
     caught = sum(s >= doubt for s in scores[:50])
-    assert metrics.wilson_interval(caught, 50)[0] >= 0.8 > metrics.wilson_interval(caught - 1, 50)[0]
+    assert wilson_interval(caught, 50)[0] >= 0.8 > wilson_interval(caught - 1, 50)[0]
     fracture = threshold_for_specificity_bound(labels, scores, 0.8)
     cleared = sum(s < fracture for s in scores[50:])
-    assert metrics.wilson_interval(cleared, 50)[0] >= 0.8 > metrics.wilson_interval(cleared - 1, 50)[0]
+    assert wilson_interval(cleared, 50)[0] >= 0.8 > wilson_interval(cleared - 1, 50)[0]
     with pytest.raises(ValueError, match=r"lower bound reaches 0\.99"):
         threshold_for_sensitivity_bound(labels, scores, 0.99)  # 50 positives cannot show it
 
