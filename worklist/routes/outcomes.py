@@ -67,7 +67,7 @@ class IntervalCancersImported(BaseModel):
     unmatched: list[str] = Field(description="Rows that matched no screen: line and why, no patient data")
 
 
-@router.post("/interval-cancers", responses=problems(400, 401, 403, 422))
+@router.post("/interval-cancers", responses=problems(400, 401, 403, 413, 422))
 def import_interval_cancers(body: IntervalCancers, principal: Admin, state: State) -> IntervalCancersImported:
     """Record each interval cancer on the woman's last screen before it (within two years)."""
     with state.database.session() as session:
