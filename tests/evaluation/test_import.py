@@ -167,7 +167,6 @@ def test_the_import_command_registers_it_unpromoted_with_its_evaluation(site, se
     assert detail == "synthetic-brightness 1.0.0+synthetic imported from brightness.onnx"
 
 
-
 def test_a_state_dict_of_a_known_architecture_is_imported_the_same_way(site, tmp_path):
     from inference.networks import ARCHITECTURES
 
