@@ -59,14 +59,15 @@ def serving(settings, tmp_path, **env):
         database.dispose()
 
 
-def signed_in_page(browser, url):
-    """A new page with dr.lund signed in and the default queue's four studies shown."""
+def signed_in_page(browser, url, name="dr.lund", rows=4):
+    """A new page with ``name`` signed in; for dr.lund, once the default queue's ``rows`` studies show."""
     page = browser.new_page()
     page.goto(url)
-    page.fill("#sign-in input[name=username]", "dr.lund")
+    page.fill("#sign-in input[name=username]", name)
     page.fill("#sign-in input[name=password]", PASSWORD)
     page.click("#sign-in button[type=submit]")
-    expect(page.locator("#worklist tbody tr")).to_have_count(4)
+    if name == "dr.lund":
+        expect(page.locator("#worklist tbody tr")).to_have_count(rows)
     return page
 
 
@@ -209,11 +210,7 @@ def test_an_admin_sees_each_decisions_switch_live_figure_and_the_drift_per_scann
             session, study_id=ids["fracture"], kind=FeedbackKind.FRACTURE, value=True, boxes=[], comment="",
             author="dr.lund", now=utcnow(),
         )  # fmt: skip
-    page = browser.new_page()
-    page.goto(url)
-    page.fill("#sign-in input[name=username]", "it.admin")
-    page.fill("#sign-in input[name=password]", PASSWORD)
-    page.click("#sign-in button[type=submit]")
+    page = signed_in_page(browser, url, "it.admin")
     expect(page.locator("#operations")).to_be_visible()
     rule_out = page.locator("#decisions-table tbody tr[data-decision=rule_out]")
     expect(rule_out).to_contain_text("OFF: checked by hand")
@@ -278,11 +275,7 @@ def test_the_recall_queue_heads_the_page_until_the_contact_is_recorded(served, b
             session, study_id=cleared, kind=FeedbackKind.FRACTURE, value=True, boxes=[], comment="",
             author="hl7:EDIS", now=seed.T0,
         )  # fmt: skip
-    page = browser.new_page()
-    page.goto(url)
-    page.fill("#sign-in input[name=username]", "dr.lund")
-    page.fill("#sign-in input[name=password]", PASSWORD)
-    page.click("#sign-in button[type=submit]")
+    page = signed_in_page(browser, url, "dr.lund", rows=5)  # the seeded four and the cleared one
     expect(page.locator("#recall")).to_be_visible()
     expect(page.locator("#recall-count")).to_have_text("1")
     row = page.locator("#recall-table tbody tr")

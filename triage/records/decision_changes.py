@@ -22,34 +22,11 @@ from sqlalchemy.orm import Session
 from triage.evidence_settings import EvidenceSettings
 from triage.outcomes import Decision, FractureOutcome, FractureState
 from triage.pipelines import Pipeline
-from triage.proportions import wilson_interval
 from triage.records import overrides, store
 from triage.records.audit_actions import AuditAction
+from triage.records.performance import latest_readings, share
 from triage.records.status_tables import DecisionChange
-from triage.records.tables import Feedback, FeedbackKind, Result
-
-
-def _share(hits: int, total: int) -> dict[str, object]:
-    low, high = wilson_interval(hits, total)
-    return {
-        "value": round(hits / total, 4) if total else None,
-        "ci95_low": round(low, 4),
-        "ci95_high": round(high, 4),
-        "n": total,
-    }
-
-
-def _positives(session: Session, kind: FeedbackKind, results: list[Result]) -> list[Result]:
-    """The results whose study's latest reading of ``kind`` says yes."""
-    ids = [r.id for r in results]
-    latest: dict[int | None, bool] = {}
-    for result_id, value in session.execute(
-        select(Feedback.result_id, Feedback.value)
-        .where(Feedback.kind == kind, Feedback.result_id.in_(ids))
-        .order_by(Feedback.id)
-    ):
-        latest[result_id] = value
-    return [r for r in results if latest.get(r.id)]
+from triage.records.tables import FeedbackKind, Result
 
 
 def what_if(
@@ -69,30 +46,32 @@ def what_if(
             )
         )
     )
+    # Each result's latest reading (no IN list of the window's results: a region's six months pass
+    # PostgreSQL's bind-parameter limit).
+    kind = FeedbackKind.FRACTURE if decision is Decision.RULE_OUT else FeedbackKind.CANCER
+    positive = {result_id for result_id, value in latest_readings(session, kind, since).items() if value}
     if decision is Decision.RULE_OUT:
-        cleared = [
-            r
+        cleared = {
+            r.id
             for r in results
             if isinstance(r.outcome, FractureOutcome) and r.outcome.state is FractureState.NO_FRACTURE
-        ]
-        fractured = _positives(session, FeedbackKind.FRACTURE, results)
-        missed = [r for r in fractured if r in cleared]
-        share = _share(len(cleared), len(results))
+        }
+        fractured = [r.id for r in results if r.id in positive]
         saved = round(1000 * len(cleared) / len(results)) if results else 0
         return {
             "studies": len(results), "window_days": settings.live_evidence_window_days,
-            "share_cleared": share, "reads_saved_per_1000": saved,
-            "fractures_cleared": _share(len(missed), len(fractured)),
+            "share_cleared": share(len(cleared), len(results)), "reads_saved_per_1000": saved,
+            "fractures_cleared": share(len(cleared.intersection(fractured)), len(fractured)),
         }  # fmt: skip
     threshold = single_read_max_score if single_read_max_score is not None else 0
-    single = [r for r in results if r.score is not None and r.score <= threshold]
-    cancers = _positives(session, FeedbackKind.CANCER, results)
+    single = {r.id for r in results if r.score is not None and r.score <= threshold}
+    cancers = [r.id for r in results if r.id in positive]
     saved = round(1000 * len(single) / len(results)) if results else 0
     return {
         "screens": len(results), "window_days": settings.live_evidence_window_days,
-        "single_read_max_score": threshold, "share_single_read": _share(len(single), len(results)),
+        "single_read_max_score": threshold, "share_single_read": share(len(single), len(results)),
         "reads_saved_per_1000": saved,
-        "cancers_single_read": _share(len([r for r in cancers if r in single]), len(cancers)),
+        "cancers_single_read": share(len(single.intersection(cancers)), len(cancers)),
     }  # fmt: skip
 
 

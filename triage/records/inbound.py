@@ -54,7 +54,6 @@ class InboundOutcome:
 class Receipt:
     state: InboundState
     detail: str
-    duplicate: bool = False
 
 
 def _study(session: Session, message: InboundOutcome) -> tuple[Study | None, str]:
@@ -88,7 +87,7 @@ def receive(
             )
         )
         if earlier is not None:
-            return Receipt(InboundState(earlier.state), f"already received: {earlier.detail}", duplicate=True)
+            return Receipt(InboundState(earlier.state), f"already received: {earlier.detail}")
     row = InboundMessage(
         sending_application=message.sending_application[:64], control_id=control_id,
         message_type=message.message_type[:32], accession_number=message.accession_number[:64],

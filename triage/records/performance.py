@@ -21,6 +21,7 @@ from triage.records.tables import Feedback, FeedbackKind, Result, StudyState, St
 
 
 def share(hits: int, total: int) -> dict[str, object]:
+    """A share with its Wilson 95 % interval and count, JSON-ready (value None when nothing counted)."""
     low, high = wilson_interval(hits, total)
     return {
         "value": round(hits / total, 4) if total else None,
@@ -30,7 +31,7 @@ def share(hits: int, total: int) -> dict[str, object]:
     }
 
 
-def _latest_readings(session: Session, kind: FeedbackKind, since: datetime) -> dict[int, bool]:
+def latest_readings(session: Session, kind: FeedbackKind, since: datetime) -> dict[int, bool]:
     """Result id -> the latest reading of ``kind`` on it, within the window."""
     found: dict[int, bool] = {}
     rows = session.execute(
@@ -49,7 +50,7 @@ def rule_out_specificity(session: Session, settings: EvidenceSettings, now: date
     since = now - timedelta(days=settings.live_evidence_window_days)
     negatives = [
         result_id
-        for result_id, value in _latest_readings(session, FeedbackKind.FRACTURE, since).items()
+        for result_id, value in latest_readings(session, FeedbackKind.FRACTURE, since).items()
         if not value
     ]
     outcomes = session.scalars(
@@ -65,7 +66,7 @@ def screening_by_month(
     """Per calendar month of the last ``months``: screens, the share single-read by score, cancers
     per 1,000 screens by route and the cancers in the single-read arm."""
     since = now - timedelta(days=31 * months)
-    cancers = _latest_readings(session, FeedbackKind.CANCER, since - timedelta(days=3 * 365))
+    cancers = latest_readings(session, FeedbackKind.CANCER, since - timedelta(days=3 * 365))
     rows = session.execute(
         select(Result.id, Result.created_at, Result.outcome).where(
             Result.pipeline == Pipeline.BREAST, Result.analysed.is_(True), Result.created_at >= since
