@@ -204,27 +204,6 @@ def test_results_retract_withdraws_the_verdict_that_acts(settings, database):
     assert event.actor.startswith("cli:") and event.source == "cli" and event.study_id == ids["no_fracture"]
 
 
-def test_models_override_enables_a_decision_with_a_reason_and_ends_it(settings, database):
-    from triage.records import overrides
-    from triage.records.tables import AuditEvent
-
-    env = triage_env(settings)
-    name = ("models", "override", "triage-breast-demo", "1.0.0", "single_read")
-    refused = triage(*name, env=env)
-    assert refused.returncode == 2 and "an override needs a reason" in refused.stderr
-    enabled = triage(*name, "--reason", "regional pilot, audited monthly", env=env)
-    assert enabled.returncode == 0, enabled.stderr
-    assert "single reading enabled against the evidence for triage-breast-demo 1.0.0" in enabled.stdout
-    with database.reading() as session:
-        assert list(overrides.in_force(session, "triage-breast-demo", "1.0.0")) == ["single_read"]
-    assert "override ended" in triage(*name, "--off", env=env).stdout
-    with database.reading() as session:
-        assert overrides.in_force(session, "triage-breast-demo", "1.0.0") == {}
-        said = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
-    assert said == ["model.decision_overridden", "model.decision_override_revoked"]
-    assert triage("models", "override", "m", "1", "clearance", "--reason", "x", env=env).returncode == 2
-
-
 def test_outbound_lists_what_failed_and_resends_what_may_go_again(settings, database):
     from tests.worklist import seed
     from tests.worklist.test_api import failed_items

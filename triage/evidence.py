@@ -7,10 +7,11 @@ model's card (``triage.cards.Evidence``, written by ``triage calibrate`` and by 
 exams the model never trained or was tuned on); the bars are settings. A decision the evidence does
 not support is off: the study takes the conservative path (normal reading, double reading, no boxes)
 and its result says so, while the probability or score is still computed, kept and shown as advisory,
-so a site can collect its own evidence. An admin may enable a decision against the evidence, with a
-reason (``triage models override``, audited); the result names that override. A decision switched
-off (by the live evidence, ``triage.records.live_evidence``, or by an admin) is off whatever the card
-or an override says, until an admin resumes it.
+so a site can collect its own evidence. Two admins may enable a decision against the evidence, with a
+reason (one proposes, another approves: ``triage.records.decision_changes``, audited); the result
+names that override. A decision switched off (by the live evidence,
+``triage.records.live_evidence``, or by an admin) is off whatever the card or an override says,
+until an admin resumes it.
 
 The gate is applied to the outcome when the result is made and frozen into it, so the SR, the summary
 image, the page and the stored verdict all read the same decision, and a re-sent SR is the same object.

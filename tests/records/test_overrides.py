@@ -23,9 +23,10 @@ def actions(database):
 
 def test_an_override_needs_a_reason_is_audited_and_ends_audited(any_database):  # noqa: F811
     with any_database.session() as session, pytest.raises(ValueError, match="needs a reason"):
-        overrides.enable(session, "m", "1", Decision.RULE_OUT, "  ", "cli:admin", T0)
+        overrides.enable(session, "m", "1", Decision.RULE_OUT, "  ", "cli:admin", T0, "cli")
     with any_database.session() as session:
-        overrides.enable(session, "m", "1", Decision.RULE_OUT, "local audit of 400 studies", "cli:admin", T0)
+        why = "local audit of 400 studies"
+        overrides.enable(session, "m", "1", Decision.RULE_OUT, why, "cli:admin", T0, "cli")
     with any_database.reading() as session:
         found = overrides.in_force(session, "m", "1")
         assert overrides.in_force(session, "m", "2") == {}, "an override is for one model version"
@@ -33,8 +34,8 @@ def test_an_override_needs_a_reason_is_audited_and_ends_audited(any_database):  
         f"enabled against the evidence by cli:admin on {T0:%Y-%m-%d}: local audit of 400 studies"
     )
     with any_database.session() as session:
-        assert overrides.revoke(session, "m", "1", Decision.RULE_OUT, "cli:other", T0)
-        assert not overrides.revoke(session, "m", "1", Decision.RULE_OUT, "cli:other", T0)
+        assert overrides.revoke(session, "m", "1", Decision.RULE_OUT, "cli:other", T0, "cli")
+        assert not overrides.revoke(session, "m", "1", Decision.RULE_OUT, "cli:other", T0, "cli")
     with any_database.reading() as session:
         assert overrides.in_force(session, "m", "1") == {}
     said = actions(any_database)
@@ -60,7 +61,9 @@ def test_the_worker_reads_an_override_on_the_next_study_and_the_result_audits_th
     first = run()
     assert first.route == "DOUBLE_READ" and Decision.SINGLE_READ in first.not_enabled
     with any_database.session() as session:
-        overrides.enable(session, "triage-breast-demo", "1.0.0", Decision.SINGLE_READ, "pilot", "cli:a", T0)
+        overrides.enable(
+            session, "triage-breast-demo", "1.0.0", Decision.SINGLE_READ, "pilot", "cli:a", T0, "cli"
+        )
     overridden = run()
     assert overridden.route == "SINGLE_READ" and Decision.SINGLE_READ in overridden.overridden
     assert (
@@ -68,7 +71,7 @@ def test_the_worker_reads_an_override_on_the_next_study_and_the_result_audits_th
         in (overridden.overridden[Decision.SINGLE_READ])
     )
     with any_database.session() as session:
-        overrides.revoke(session, "triage-breast-demo", "1.0.0", Decision.SINGLE_READ, "cli:a", T0)
+        overrides.revoke(session, "triage-breast-demo", "1.0.0", Decision.SINGLE_READ, "cli:a", T0, "cli")
     assert run().route == "DOUBLE_READ"
     study_id = seed.add_study(
         any_database, settings, phantoms.screen(None, seed=5, size=64), pipeline="breast",

@@ -32,7 +32,8 @@ def reading(database, study_id, kind):
 def test_the_what_if_counts_the_sites_own_studies_with_their_outcomes(any_database, settings):
     missed = study(any_database, settings, 1, seed.fracture_outcome("NO_FRACTURE", 0.1, {}))
     study(any_database, settings, 2, seed.fracture_outcome("NO_FRACTURE", 0.1, {}))
-    caught = study(any_database, settings, 3, seed.fracture_outcome("DOUBT", 0.4, {}))
+    box = ((10, 10, 40, 40), 0.7)
+    caught = study(any_database, settings, 3, seed.fracture_outcome("DOUBT", 0.4, {"1.2.3.4": [box]}))
     study(any_database, settings, 4, seed.fracture_outcome("FRACTURE", 0.9, {}))
     reading(any_database, missed, FeedbackKind.FRACTURE)
     reading(any_database, caught, FeedbackKind.FRACTURE)
@@ -46,12 +47,15 @@ def test_the_what_if_counts_the_sites_own_studies_with_their_outcomes(any_databa
         rule_out = decision_changes.what_if(session, "fracture", Decision.RULE_OUT, None, settings, NOW)
         at_five = decision_changes.what_if(session, "breast", Decision.SINGLE_READ, 5, settings, NOW)
         at_seven = decision_changes.what_if(session, "breast", Decision.SINGLE_READ, 7, settings, NOW)
+        boxes = decision_changes.what_if(session, "fracture", Decision.BOXES, None, settings, NOW)
     assert rule_out["studies"] == 4 and rule_out["share_cleared"]["value"] == 0.5
     assert rule_out["reads_saved_per_1000"] == 500
     assert rule_out["fractures_cleared"]["value"] == 0.5 and rule_out["fractures_cleared"]["n"] == 2
     assert at_five["share_single_read"]["value"] == 0.4 and at_five["cancers_single_read"]["value"] == 0.0
     assert at_seven["share_single_read"]["value"] == 0.8 and at_seven["reads_saved_per_1000"] == 800
     assert at_seven["cancers_single_read"]["value"] == 0.5, "the cancer scored 6 goes to one reader at 7"
+    assert boxes["studies"] == 4 and boxes["share_with_boxes"]["value"] == 0.25
+    assert boxes["fractures_with_boxes"]["value"] == 0.5 and boxes["fractures_with_boxes"]["n"] == 2
     low, high = at_seven["cancers_single_read"]["ci95_low"], at_seven["cancers_single_read"]["ci95_high"]
     assert 0 < low < 0.5 < high < 1, "two cancers: a wide interval, shown as such"
 
@@ -95,9 +99,9 @@ def test_a_rule_out_enabled_by_two_admins_is_an_override_from_its_time(any_datab
         change = decision_changes.propose(
             session, pipeline="fracture", decision=Decision.RULE_OUT, model=MODEL,
             single_read_max_score=None, effective_at=when, reason="local evidence on 400 fractures",
-            actor="local:first", settings=settings, now=NOW,
+            actor="local:first", settings=settings, now=NOW, source="admin",
         )  # fmt: skip
-        decision_changes.approve(session, change.id, "local:second", NOW)
+        decision_changes.approve(session, change.id, "local:second", NOW, "admin")
     with any_database.reading() as session:
         assert overrides.in_force(session, *MODEL, NOW) == {}
         [why] = overrides.in_force(session, *MODEL, when).values()
@@ -132,3 +136,50 @@ def test_live_performance_from_the_outcomes_so_far(any_database, settings, clien
     not_analysed = body["not_analysed"]["fracture"]
     assert not_analysed["rate"]["value"] == round(1 / 3, 4)
     assert not_analysed["by_reason"] == {"modality CT is outside the model's intended use": 1}
+
+
+def test_at_the_command_line_too_one_admin_proposes_and_another_approves(settings, database):
+    """Enabling a decision against the evidence is never one person's act, in the shell as on the page;
+    ending it moves to the conservative side and takes one."""
+    from typer.testing import CliRunner
+
+    from testkit.peers import triage_env
+    from triage.cli import app
+
+    runner = CliRunner()
+
+    def triage(user, *args):
+        return runner.invoke(app, list(args), env={**triage_env(settings), "LOGNAME": user})
+
+    model = "triage-breast-demo:1.0.0"
+    refused = triage("ann", "decisions", "propose", "breast", "single_read", "--reason", "pilot")
+    assert refused.exit_code == 2 and "single reading takes a threshold" in refused.output
+    proposed = triage(
+        "ann", "decisions", "propose", "breast", "single_read", "--model", model, "--threshold", "4",
+        "--reason", "regional pilot, audited monthly",
+    )  # fmt: skip
+    assert proposed.exit_code == 0, proposed.output
+    assert "change 1 proposed: single reading enabled for triage-breast-demo 1.0.0" in proposed.output
+    assert '"share_single_read"' in proposed.output and "triage decisions approve 1" in proposed.output
+    with database.reading() as session:
+        assert overrides.in_force(session, "triage-breast-demo", "1.0.0") == {}, "not before approval"
+    same = triage("ann", "decisions", "approve", "1")
+    assert same.exit_code == 1 and "a second admin must approve" in same.output
+    approved = triage("bo", "decisions", "approve", "1")
+    assert approved.exit_code == 0 and "change 1 approved" in approved.output
+    assert "approved by cli:bo" in triage("bo", "decisions", "changes").output
+    with database.reading() as session:
+        [why] = overrides.in_force(session, "triage-breast-demo", "1.0.0").values()
+        assert decision_changes.single_read_threshold(session, 5, utcnow()) == 4
+    assert "proposed by cli:ann, approved by cli:bo" in why
+    ended = triage("ann", "decisions", "end-override", "triage-breast-demo", "1.0.0", "single_read",
+                   "--reason", "pilot over")  # fmt: skip
+    assert ended.exit_code == 0, ended.output
+    assert triage("ann", "decisions", "end-override", "triage-breast-demo", "1.0.0", "single_read",
+                  "--reason", "again").exit_code == 1  # fmt: skip
+    with database.reading() as session:
+        assert overrides.in_force(session, "triage-breast-demo", "1.0.0") == {}
+    said = audit_rows(database, "model.decision_override_revoked")
+    assert said[0][0] == "cli:ann" and said[0][3].endswith(": pilot over")
+    no_model = triage("ann", "decisions", "propose", "fracture", "boxes", "--reason", "local audit")
+    assert no_model.exit_code == 2 and "names the model version" in no_model.output

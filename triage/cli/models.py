@@ -1,5 +1,5 @@
-"""Registered models: list, promote, roll back, shadow mode and its report, overrides of the evidence
-gate. Every change is audited."""
+"""Registered models: list, promote, roll back, shadow mode and its report, a site's own model
+imported. Every change is audited (decisions enabled against a model's evidence: ``triage decisions``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from triage.cli.common import ConfigOption, fail, open_database, settings
-from triage.outcomes import Decision
 from triage.pipelines import Pipeline
 from triage.records.audit_actions import AuditAction
 from triage.settings import Settings
@@ -109,35 +108,6 @@ def models_rollback(pipeline: PipelineArgument, config: ConfigOption = None) -> 
     detail = f"{pipeline.registered_name} v{left} rolled back to {f'v{now}' if now else 'the bundled model'}"
     _audit(found, AuditAction.MODEL_ROLLED_BACK, detail)
     typer.echo(detail)
-
-
-@app.command("override")
-def models_override(
-    model_name: Annotated[
-        str, typer.Argument(help="The model's name, as its card and every result give it.")
-    ],
-    model_version: Annotated[str, typer.Argument(help="The model's version, as its card gives it.")],
-    decision: Annotated[Decision, typer.Argument(help="rule_out, single_read or boxes.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why, in words the audit log keeps.")] = "",
-    off: Annotated[bool, typer.Option("--off", help="End the override: the evidence decides again.")] = False,
-    config: ConfigOption = None,
-) -> None:
-    """Enable a decision the model's evidence does not support (an admin act, audited, shown on the
-    page and in every SR it touches), or end such an override with --off. Acts on the next study."""
-    from triage.records import overrides
-    from triage.records.db import utcnow
-
-    actor = f"cli:{getpass.getuser()}"
-    with open_database(settings(config)).session() as session:
-        if off:
-            ended = overrides.revoke(session, model_name, model_version, decision, actor, utcnow())
-            typer.echo(f"{decision.label} override ended" if ended else "no such override in force")
-            return
-        try:
-            overrides.enable(session, model_name, model_version, decision, reason, actor, utcnow())
-        except ValueError as error:
-            fail(error)
-    typer.echo(f"{decision.label} enabled against the evidence for {model_name} {model_version}")
 
 
 @app.command("import")

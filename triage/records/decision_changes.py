@@ -1,15 +1,21 @@
 """Changes to what a model may decide, made by two admins after a what-if on the site's own recent
 studies with outcomes: a decision enabled for a model version against its card's evidence (an
-override, ``triage.records.overrides``), or a new single-reading threshold (the Capital Region of
-Denmark went from single reading at score 5 to 7). One admin proposes, with a reason and the time
-it takes effect; the what-if is computed then and kept; a second admin approves; both are audited.
+override, ``triage.records.overrides``: the rule-out, single reading or the boxes), or a new
+single-reading threshold (the Capital Region of Denmark went from single reading at score 5 to 7).
+One admin proposes, with a reason and the time it takes effect; the what-if is computed then and
+kept; a second admin approves; both are audited. This is the only way to turn a decision on against
+the evidence: at the command line (``triage decisions propose`` / ``approve``) as on the page.
+Turning one off, or ending an override, moves to the conservative side and takes one admin.
 
 The what-if, over the analysed studies of the last ``live_evidence_window_days``:
 - rule-out: the share of trauma studies the model put below DOUBT (cleared), the reads saved per
   1,000 studies, and the fractures among studies with an outcome that would have been cleared;
 - single reading at the threshold: the share of screens single-read, the reads saved per 1,000
   screens against double reading, and the cancers among screens with an outcome that would have gone
-  to one reader; each share with its Wilson 95 % interval.
+  to one reader;
+- boxes: the share of trauma studies that would show a box, and the share of the studies read as
+  fractured that would;
+each share with its Wilson 95 % interval and count.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from triage.records.audit_actions import AuditAction
 from triage.records.performance import latest_readings, share
 from triage.records.status_tables import DecisionChange
 from triage.records.tables import FeedbackKind, Result
+
+# The decisions a change can enable, per pipeline. Single reading may name no model: then it moves the
+# threshold alone; naming one also enables single reading for it against its evidence.
+CHANGEABLE = (
+    (Pipeline.FRACTURE, Decision.RULE_OUT),
+    (Pipeline.FRACTURE, Decision.BOXES),
+    (Pipeline.BREAST, Decision.SINGLE_READ),
+)
 
 
 def what_if(
@@ -48,8 +62,20 @@ def what_if(
     )
     # Each result's latest reading (no IN list of the window's results: a region's six months pass
     # PostgreSQL's bind-parameter limit).
-    kind = FeedbackKind.FRACTURE if decision is Decision.RULE_OUT else FeedbackKind.CANCER
+    kind = FeedbackKind.CANCER if decision is Decision.SINGLE_READ else FeedbackKind.FRACTURE
     positive = {result_id for result_id, value in latest_readings(session, kind, since).items() if value}
+    if decision is Decision.BOXES:
+        boxed = {
+            r.id
+            for r in results
+            if isinstance(r.outcome, FractureOutcome) and any(i.boxes for i in r.outcome.images)
+        }
+        fractured = [r.id for r in results if r.id in positive]
+        return {
+            "studies": len(results), "window_days": settings.live_evidence_window_days,
+            "share_with_boxes": share(len(boxed), len(results)),
+            "fractures_with_boxes": share(len(boxed.intersection(fractured)), len(fractured)),
+        }  # fmt: skip
     if decision is Decision.RULE_OUT:
         cleared = {
             r.id
@@ -87,23 +113,21 @@ def propose(
     actor: str,
     settings: EvidenceSettings,
     now: datetime,
+    source: str,
 ) -> DecisionChange:
-    """Record a proposal and its what-if.
+    """Record a proposal and its what-if (``source``: "admin" for the page and API, "cli").
 
     Raises:
         ValueError: the change does not fit the pipeline, or lacks its model, threshold or reason.
     """
     if len(reason.strip()) < 3:
         raise ValueError("a change needs a reason")
-    if (pipeline, decision) not in (
-        (Pipeline.FRACTURE, Decision.RULE_OUT),
-        (Pipeline.BREAST, Decision.SINGLE_READ),
-    ):
+    if (pipeline, decision) not in CHANGEABLE:
         raise ValueError(
             f"{decision.label} is not a decision of the {pipeline} pipeline that a change can enable"
         )
-    if decision is Decision.RULE_OUT and model is None:
-        raise ValueError("enabling the rule-out names the model version it is enabled for")
+    if decision is not Decision.SINGLE_READ and model is None:
+        raise ValueError(f"enabling the {decision.label} names the model version it is enabled for")
     if decision is Decision.SINGLE_READ and (
         single_read_max_score is None or not 0 <= single_read_max_score <= 10
     ):
@@ -118,19 +142,21 @@ def propose(
     session.add(row)
     session.flush()
     store.audit(
-        session, actor=actor, action=AuditAction.DECISION_CHANGE_PROPOSED, source="admin", now=now,
+        session, actor=actor, action=AuditAction.DECISION_CHANGE_PROPOSED, source=source, now=now,
         detail=f"change {row.id}: {describe(row)}, from {effective_at:%Y-%m-%d %H:%M} UTC: {row.reason}",
     )  # fmt: skip
     return row
 
 
 def describe(row: DecisionChange) -> str:
-    if row.decision == Decision.RULE_OUT:
-        return f"rule-out enabled for {row.model_name} {row.model_version}"
-    return f"single reading at scores up to {row.single_read_max_score}"
+    enabled = f"{Decision(row.decision).label} enabled for {row.model_name} {row.model_version}"
+    if row.decision != Decision.SINGLE_READ:
+        return enabled
+    threshold = f"single reading at scores up to {row.single_read_max_score}"
+    return f"{enabled}, {threshold}" if row.model_name else threshold
 
 
-def approve(session: Session, change_id: int, actor: str, now: datetime) -> DecisionChange:
+def approve(session: Session, change_id: int, actor: str, now: datetime, source: str) -> DecisionChange:
     """The second admin's approval: the change is in force from its stated time.
 
     Raises:
@@ -146,14 +172,14 @@ def approve(session: Session, change_id: int, actor: str, now: datetime) -> Deci
     if row.proposed_by == actor:
         raise PermissionError("a second admin must approve the change, not the one who proposed it")
     row.approved_by, row.approved_at = actor, now
-    if row.decision == Decision.RULE_OUT:
+    if row.model_name:
         overrides.enable(
-            session, row.model_name, row.model_version, Decision.RULE_OUT,
+            session, row.model_name, row.model_version, Decision(row.decision),
             f"decision change {row.id}, proposed by {row.proposed_by}, approved by {actor}: {row.reason}",
-            actor, row.effective_at,
+            actor, row.effective_at, source,
         )  # fmt: skip
     store.audit(
-        session, actor=actor, action=AuditAction.DECISION_CHANGE_APPROVED, source="admin", now=now,
+        session, actor=actor, action=AuditAction.DECISION_CHANGE_APPROVED, source=source, now=now,
         detail=f"change {row.id}: {describe(row)}, from {row.effective_at:%Y-%m-%d %H:%M} UTC",
     )  # fmt: skip
     return row

@@ -1,6 +1,7 @@
-"""Decisions an admin enabled against a model's evidence: each with who, when and why, in force until
-revoked. The evidence gate (``triage.evidence``) reads them for the model that makes a result; every
-change is audited."""
+"""Decisions enabled against a model's evidence: each with who, when and why, in force until revoked.
+One is made only by an approved decision change (two admins, ``triage.records.decision_changes``);
+one admin may end it. The evidence gate (``triage.evidence``) reads them for the model that makes a
+result; every change is audited."""
 
 from __future__ import annotations
 
@@ -46,17 +47,19 @@ def enable(
     reason: str,
     actor: str,
     now: datetime,
+    source: str,
 ) -> None:
-    """Enable ``decision`` for the model version against its evidence (a reason is required)."""
+    """Enable ``decision`` for the model version against its evidence (a reason is required). Only an
+    approved decision change calls this."""
     if not reason.strip():
         raise ValueError("an override needs a reason")
-    revoke(session, model_name, model_version, decision, actor, now, audited=False)
+    revoke(session, model_name, model_version, decision, actor, now, source, audited=False)
     session.add(DecisionOverride(
         model_name=model_name, model_version=model_version, decision=decision, reason=reason.strip(),
         actor=actor, at=now,
     ))  # fmt: skip
     store.audit(
-        session, actor=actor, action=AuditAction.DECISION_OVERRIDDEN, source="cli", now=now,
+        session, actor=actor, action=AuditAction.DECISION_OVERRIDDEN, source=source, now=now,
         detail=f"{decision.label} enabled against the evidence for {model_name} {model_version}: {reason}",
     )  # fmt: skip
 
@@ -68,9 +71,12 @@ def revoke(
     decision: Decision,
     actor: str,
     now: datetime,
+    source: str,
     audited: bool = True,
+    reason: str = "",
 ) -> bool:
-    """End an override; the decision goes back to what the evidence supports. Returns whether one was."""
+    """End an override; the decision goes back to what the evidence supports (the conservative side:
+    one admin suffices). Returns whether one was."""
     rows = list(session.scalars(
         select(DecisionOverride).where(
             DecisionOverride.model_name == model_name, DecisionOverride.model_version == model_version,
@@ -81,7 +87,8 @@ def revoke(
         row.revoked_at, row.revoked_by = now, actor
     if rows and audited:
         store.audit(
-            session, actor=actor, action=AuditAction.DECISION_OVERRIDE_REVOKED, source="cli", now=now,
-            detail=f"{decision.label} override ended for {model_name} {model_version}",
+            session, actor=actor, action=AuditAction.DECISION_OVERRIDE_REVOKED, source=source, now=now,
+            detail=f"{decision.label} override ended for {model_name} {model_version}"
+            + (f": {reason}" if reason else ""),
         )  # fmt: skip
     return bool(rows)

@@ -106,9 +106,13 @@ def resume(
 
 class ChangeProposal(BaseModel):
     pipeline: Pipeline
-    decision: Decision = Field(description="rule_out (fracture) or single_read (breast)")
+    decision: Decision = Field(description="rule_out or boxes (fracture), single_read (breast)")
     model_name: str = Field(
-        default="", max_length=128, pattern=TEXT, description="rule_out: the model version enabled"
+        default="",
+        max_length=128,
+        pattern=TEXT,
+        description="The model version the decision is enabled for against its evidence (rule_out and"
+        " boxes: required; single_read: optional, else the threshold alone moves)",
     )
     model_version: str = Field(default="", max_length=64, pattern=TEXT)
     single_read_max_score: int | None = Field(
@@ -155,6 +159,7 @@ def propose_change(body: ChangeProposal, principal: Admin, state: State) -> Deci
                 session, pipeline=body.pipeline, decision=body.decision, model=model,
                 single_read_max_score=body.single_read_max_score, effective_at=body.effective_at,
                 reason=body.reason, actor=principal.name, settings=state.settings, now=utcnow(),
+                source="admin",
             )  # fmt: skip
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
@@ -168,7 +173,7 @@ def approve_change(
     """A second admin's approval: the change is in force from its stated time (409 for the proposer)."""
     with state.database.session() as session:
         try:
-            row = decision_changes.approve(session, change_id, principal.name, utcnow())
+            row = decision_changes.approve(session, change_id, principal.name, utcnow(), "admin")
         except LookupError as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
         except (PermissionError, ValueError) as error:
