@@ -185,10 +185,12 @@ def test_an_admin_looks_up_who_accessed_a_patients_studies(served, browser):
     expect(viewed).to_contain_text("ACC0003")
 
 
-def test_an_admin_sees_each_decisions_switch_live_figure_and_the_drift_per_scanner(served, browser):
+def test_an_admin_sees_the_live_evidence_drift_and_performance_and_two_admins_enable_a_decision(
+    served, browser
+):
     from triage.outcomes import Decision
     from triage.pipelines import Pipeline
-    from triage.records import drift, readings, switches
+    from triage.records import drift, overrides, readings, switches
     from triage.records.db import utcnow
     from triage.records.tables import FeedbackKind
 
@@ -219,8 +221,33 @@ def test_an_admin_sees_each_decisions_switch_live_figure_and_the_drift_per_scann
     scanner = page.locator("#drift-table tbody tr", has_text="triage test suite (synthetic)")
     expect(scanner).to_contain_text("too few studies")
     expect(scanner.locator("svg.plot rect.bar")).to_have_count(10)
+    month = page.locator("#screening-table tbody tr[data-month='2026-11']")
+    expect(month).to_contain_text("50.0 % (")  # one of the two synthetic screens scored at or below 5
+    expect(month.locator("svg.plot rect.interval")).to_have_count(1)
+    expect(page.locator("#performance-summary")).to_contain_text("NOT ANALYSED: fracture")
+
+    # Enabling the rule-out against the card takes two admins, after its what-if.
+    page.select_option("#change-form select[name=kind]", "fracture/rule_out")
+    page.fill("#change-form input[name=model]", "triage-fracture-phantom:0.1.0")
+    page.fill("#change-form input[name=reason]", "local evidence on 400 fractures")
+    page.click("#change-form button[type=submit]")
+    proposed = page.locator("#changes-table tbody tr[data-change='1']")
+    expect(proposed).to_contain_text("share cleared: ")
+    expect(proposed).to_contain_text("awaiting a second admin")
+    expect(proposed.locator("button")).to_have_count(0)  # not for the one who proposed it
+    page.screenshot(path=str(ARTIFACTS / "operations.png"), full_page=True)
     page.click("#sign-out")
     expect(page.locator("#operations")).to_be_hidden()
+    with database.session() as session:
+        add_user(session, "ops.admin", PASSWORD, frozenset({Role.ADMIN}), actor="test")
+    second = signed_in_page(browser, url, "ops.admin")
+    second.click("#changes-table tbody tr[data-change='1'] button")
+    expect(second.locator("#changes-table tbody tr[data-change='1']")).to_contain_text(
+        "approved by local:ops.admin"
+    )
+    with database.reading() as session:
+        [why] = overrides.in_force(session, "triage-fracture-phantom", "0.1.0").values()
+    assert "proposed by local:it.admin, approved by local:ops.admin" in why
 
 
 def test_the_page_says_when_storage_is_degraded(make_settings, tmp_path, browser):

@@ -111,6 +111,7 @@ async function start() {
     $("#main").hidden = false;
     $("#audit").hidden = !me.roles.includes("admin");
     $("#operations").hidden = !me.roles.includes("admin");
+    state.me = me.name;
     if (me.roles.includes("admin")) loadOperations().catch(() => {});
     if (!me.roles.includes("radiologist")) {
       $("#worklist").hidden = true;
@@ -498,4 +499,97 @@ async function loadOperations() {
     cell(row, d.psi == null ? "too few studies" : d.psi.toFixed(3), d.psi != null && d.psi > 0.25 ? "failed" : "");
     driftBody.appendChild(row);
   }
+  await Promise.all([loadPerformance(), loadChanges()]);
 }
+
+// The live performance: the rule-out's specificity, NOT ANALYSED per pipeline, and the screening
+// programme month by month (each share a bar: its 95 % interval and its value).
+function shareText(s) {
+  return s.value == null ? "none counted" : `${(s.value * 100).toFixed(1)} % (${(s.ci95_low * 100).toFixed(1)}-${(s.ci95_high * 100).toFixed(1)} %, n=${s.n})`;
+}
+
+function shareCell(row, s) {
+  const td = cell(row, shareText(s));
+  if (s.value != null) {
+    td.appendChild(plot([
+      ["rect", { class: "interval", x: s.ci95_low * 100, y: 2, width: Math.max(0.5, (s.ci95_high - s.ci95_low) * 100), height: 6 }],
+      ["rect", { class: "value", x: s.value * 100 - 0.5, y: 1, width: 1, height: 8 }],
+    ]));
+  }
+}
+
+async function loadPerformance() {
+  const found = await (await api("/api/decisions/performance")).json();
+  const missing = Object.entries(found.not_analysed).map(([pipeline, n]) => `${pipeline} ${shareText(n.rate)}`);
+  $("#performance-summary").textContent = `Rule-out specificity among studies read as fracture-free: ${shareText(found.rule_out_specificity)}. NOT ANALYSED: ${missing.join("; ")}.`;
+  const body = $("#screening-table tbody");
+  body.replaceChildren();
+  for (const month of found.screening_by_month) {
+    const row = document.createElement("tr");
+    row.dataset.month = month.month;
+    cell(row, month.month);
+    cell(row, month.screens);
+    shareCell(row, month.share_at_or_below_threshold);
+    const per = month.cancers_per_1000;
+    cell(row, `${per.single == null ? "-" : per.single} / ${per.double == null ? "-" : per.double}`);
+    shareCell(row, month.cancers_in_single_read_arm);
+    body.appendChild(row);
+  }
+}
+
+// Decision changes: one admin proposes (the what-if on the site's own recent studies comes back and
+// stays with the proposal), another approves; the server refuses the proposer's own approval too.
+function whatIfText(whatIf) {
+  return Object.entries(whatIf).map(([key, value]) =>
+    `${key.replaceAll("_", " ")}: ${value !== null && typeof value === "object" ? shareText(value) : value}`).join("; ");
+}
+
+async function loadChanges() {
+  const changes = await (await api("/api/decisions/changes")).json();
+  const body = $("#changes-table tbody");
+  body.replaceChildren();
+  for (const c of changes) {
+    const row = document.createElement("tr");
+    row.dataset.change = c.id;
+    cell(row, c.id);
+    const model = c.model_name ? ` for ${c.model_name} ${c.model_version}` : "";
+    const threshold = c.single_read_max_score == null ? "" : ` at scores up to ${c.single_read_max_score}`;
+    cell(row, `${c.pipeline} ${c.decision}${model}${threshold}: ${c.reason}`);
+    cell(row, when(c.effective_at));
+    cell(row, whatIfText(c.what_if));
+    cell(row, `${c.proposed_by}, ${when(c.proposed_at)}`);
+    const approval = cell(row, c.approved_by ? `approved by ${c.approved_by}, ${when(c.approved_at)}` : "awaiting a second admin");
+    if (!c.approved_by && c.proposed_by !== state.me) {
+      const button = document.createElement("button");
+      button.textContent = "Approve";
+      button.addEventListener("click", async () => {
+        try {
+          await api(`/api/decisions/changes/${c.id}/approve`, { method: "POST" });
+          $("#change-status").textContent = `Change ${c.id} approved.`;
+          await loadChanges();
+        } catch (error) { $("#change-status").textContent = `Not approved: ${error.message}`; }
+      });
+      approval.appendChild(button);
+    }
+    body.appendChild(row);
+  }
+}
+
+$("#change-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const [pipeline, decision] = String(form.get("kind")).split("/");
+  const [model_name, model_version] = String(form.get("model") || "").split(":");
+  const body = {
+    pipeline, decision, reason: form.get("reason"),
+    model_name: model_name || "", model_version: model_version || "",
+    effective_at: form.get("effective_at") ? new Date(form.get("effective_at")).toISOString() : new Date().toISOString(),
+  };
+  if (form.get("threshold") !== "") body.single_read_max_score = Number(form.get("threshold"));
+  try {
+    const change = await (await api("/api/decisions/changes", { method: "POST", body })).json();
+    $("#change-status").textContent = `Change ${change.id} proposed: nothing changes until a second admin approves it.`;
+    event.target.reset();
+    await loadChanges();
+  } catch (error) { $("#change-status").textContent = `Not proposed: ${error.message}`; }
+});
