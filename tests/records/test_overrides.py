@@ -11,7 +11,7 @@ from tests.dicom_node.test_studies import T0
 from tests.worklist import seed
 from tests.worklist.conftest import any_database  # noqa: F401 - the fixture, on both engines
 from triage.outcomes import Analysed, Decision, ModelIdentity
-from triage.records import overrides, results
+from triage.records import decision_changes, overrides, results
 from triage.records.audit_actions import AuditAction
 from triage.records.tables import AuditEvent
 
@@ -49,7 +49,8 @@ def test_the_worker_reads_an_override_on_the_next_study_and_the_result_audits_th
     tmp_path,
 ):
     """The bundled breast model has no single-reading evidence: double reading, whatever its score;
-    an admin's override for that model version makes the next screen single-read; its end undoes it."""
+    single reading enabled for that model version by two admins makes the next screen single-read;
+    one admin's ending it undoes it."""
     settings = make_settings(single_read_max_score=10)  # any scored screen would be single-read
     screen = stored_study(phantoms.screen(None, seed=4, size=256), tmp_path / "storage", "breast")
 
@@ -60,10 +61,15 @@ def test_the_worker_reads_an_override_on_the_next_study_and_the_result_audits_th
 
     first = run()
     assert first.route == "DOUBLE_READ" and Decision.SINGLE_READ in first.not_enabled
+    with any_database.session() as session:  # two admins, after the what-if
+        change = decision_changes.propose(
+            session, pipeline="breast", decision=Decision.SINGLE_READ, model=("triage-breast-demo", "1.0.0"),
+            single_read_max_score=10, effective_at=T0, reason="pilot", actor="local:a", settings=settings,
+            now=T0, source="admin",
+        )  # fmt: skip
+        assert change.what_if["screens"] == 0, "the what-if counts the site's studies (none here)"
     with any_database.session() as session:
-        overrides.enable(
-            session, "triage-breast-demo", "1.0.0", Decision.SINGLE_READ, "pilot", "cli:a", T0, "cli"
-        )
+        decision_changes.approve(session, change.id, "local:b", T0, "admin")
     overridden = run()
     assert overridden.route == "SINGLE_READ" and Decision.SINGLE_READ in overridden.overridden
     assert (
