@@ -17,6 +17,8 @@ import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
+from inference.breast import LESION_MIN_SCORE
+from inference.cad_report import cad_report
 from inference.inputs import StudyImages
 from inference.sr_content import (
     FRACTURE,
@@ -161,10 +163,12 @@ def breast_report(
 
 
 class ReportWriter:
-    """Builds a result's SR and summary image and makes them durable under the results folder."""
+    """Builds a result's SR and summary image (and, for a screen, the Mammography CAD SR) and makes
+    them durable under the results folder."""
 
-    def __init__(self, results_dir: Path) -> None:
+    def __init__(self, results_dir: Path, mammography_cad_sr: bool = True) -> None:
         self.results_dir = results_dir
+        self._cad = mammography_cad_sr
 
     def keep(self, study_instance_uid: str, dataset: Dataset) -> str:
         """Make one result object durable under the results folder; returns its key."""
@@ -183,7 +187,8 @@ class ReportWriter:
         model: ModelIdentity,
         reason: str,
     ) -> list[ResultObject]:
-        """The summary image and the SR (in delivery order: the SR, which acts, last).
+        """The summary image, for a screen the Mammography CAD SR, and the SR (in delivery order: the
+        SR, which acts, last).
 
         Raises:
             ValueError: no image of the study has a readable header to report on.
@@ -199,7 +204,11 @@ class ReportWriter:
         ]
         sc = summary_image(study, render(study, outcome, reason, f"{model.name} {model.version}"), *uids)
         keys = [self.keep(payload.study_instance_uid, ds) for ds in (sc, *reports)]
-        return [
-            ResultObject("sc", str(sc.SOPInstanceUID), keys[0]),
-            ResultObject("sr", str(reports[0].SOPInstanceUID), keys[1], alternate_key=keys[2]),
-        ]
+        written = [ResultObject("sc", str(sc.SOPInstanceUID), keys[0])]
+        if self._cad and isinstance(outcome, BreastOutcome):
+            cad = cad_report(sources, outcome, model, payload.version, reason, LESION_MIN_SCORE)
+            written.append(
+                ResultObject("cad", str(cad.SOPInstanceUID), self.keep(payload.study_instance_uid, cad))
+            )
+        written.append(ResultObject("sr", str(reports[0].SOPInstanceUID), keys[1], alternate_key=keys[2]))
+        return written

@@ -201,7 +201,7 @@ def make_worker_app(
         task_time_limit=TIME_LIMIT_SECONDS,
         worker_hijack_root_logger=False,
     )
-    reports = ReportWriter(settings.results_dir) if settings.pacs else None
+    reports = ReportWriter(settings.results_dir, settings.mammography_cad_sr) if settings.pacs else None
     shadows = pipelines.shadow if isinstance(pipelines, ModelPipelines) else None
     body = AnalyseStudyTask(
         database, pipelines, settings.storage_dir, reports=reports, shadows=shadows,

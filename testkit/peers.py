@@ -172,6 +172,11 @@ class Orthanc:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
+    def download(self, path: str) -> bytes:
+        """A file from the REST API (``/instances/{id}/file``): the stored DICOM object."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=60) as response:
+            return bytes(response.read())
+
     def upload(self, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/instances", path.read_bytes())
         return result

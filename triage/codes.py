@@ -40,6 +40,9 @@ EXAM_SCORE = Code("EXAM-SCORE", SCHEME, "AI exam risk score (1-10)")
 # error), so they are named that: a number called a probability must behave as one.
 EXAM_PROBABILITY = Code("EXAM-MODEL-SCORE", SCHEME, "AI exam model score (0-1, not a calibrated probability)")
 READING_ROUTE = Code("ROUTE", SCHEME, "Reading route")
+# The Mammography CAD SR (TID 4000) has no place for an exam score: this container holds triage's exam
+# result (score, model score, route, HIGH-RISK, why not analysed) in its findings summary.
+EXAM_RESULT = Code("EXAM-RESULT", SCHEME, "AI exam result (triage)")
 ROUTE_CODES = {
     Verdict.SINGLE_READ: Code("SINGLE-READ", SCHEME, "Single reading"),
     Verdict.DOUBLE_READ: Code("DOUBLE-READ", SCHEME, "Double reading"),

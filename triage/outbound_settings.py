@@ -32,6 +32,10 @@ class OutboundSettings(BaseSettings):
     pacs_storage_commitment: bool = False
     storage_commitment_timeout_seconds: float = Field(default=300.0, gt=0)
     storage_commitment_max_requests: int = Field(default=3, ge=1)
+    # Each screen's result also as a Mammography CAD SR (TID 4000), the object mammography
+    # workstations draw CAD marks from; sent to the PACS before the TID 1500 SR. Off for a PACS that
+    # refuses its SOP class (the screen's delivery would fail, and the screen go to double reading).
+    mammography_cad_sr: bool = True
     # HL7 v2.5.1 ORU^R01 over MLLP to the RIS or the emergency department's record, written
     # APPLICATION@host:port: the AI result as preliminary when a study is REPORTED or NOT ANALYSED,
     # and a correction when a later version or a withdrawal changes it. Retried like the PACS

@@ -3,6 +3,7 @@ association of its own to triage's listener, and the study is REPORTED only then
 at commit time is sent again and committed; a PACS that is down or never reports fails the study
 conservatively."""
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -50,10 +51,11 @@ def pacs(tmp_path, listener, port=None):
     return Orthanc(tmp_path / "orthanc", {"triage": ("TRIAGE", "127.0.0.1", port or listener.port)})
 
 
-def analysed_study(listener) -> int:
-    """A trauma study analysed now, its SR and summary image written and queued for the PACS."""
+def analysed_study(listener, datasets=None, outcome=None) -> int:
+    """A study analysed now (by default a trauma study), its result objects written and queued for
+    the PACS."""
     database, settings, now = listener.database, listener.settings, listener.database.now()
-    datasets = phantoms.trauma_study(False, seed=5, images=1, size=64)
+    datasets = datasets or phantoms.trauma_study(False, seed=5, images=1, size=64)
     receive(database, datasets, now)
     with database.session() as session:
         version = session.scalars(select(StudyVersion)).one()
@@ -65,7 +67,7 @@ def analysed_study(listener) -> int:
         ):
             assert store.transition(session, version.id, old, new, now)
         version_id = version.id
-    queue_written_results(database, settings, datasets, version_id, now)
+    queue_written_results(database, settings, datasets, version_id, now, outcome)
     return version_id
 
 
@@ -116,6 +118,48 @@ def test_reported_only_once_the_pacs_commits_every_object(listener, tmp_path):
             select(AuditEvent.detail).where(AuditEvent.action == "delivery.committed")
         )
         assert list(committed) == ["2 object(s) committed by the PACS"]
+
+
+def test_a_screens_mammography_cad_sr_is_stored_committed_and_read_back_whole(listener, tmp_path):
+    """The PACS keeps the CAD SR a mammography workstation draws its marks from: sent before the
+    TID 1500 SR, committed with the rest, and read back from Orthanc as it was written."""
+    from pydicom import dcmread
+
+    from inference.cad_report import MAMMOGRAPHY_CAD_SR
+    from triage.outcomes import BreastOutcome
+
+    views = phantoms.screen(None, seed=6, size=64)
+    lesion = {"corners": [5.0, 6.0, 30.0, 40.0], "score": 0.6}
+    outcome = BreastOutcome.model_validate({
+        "score": 7, "probability": 0.6, "single_read_max_score": 5,
+        "per_view": [{"sop_instance_uid": ds.SOPInstanceUID, "laterality": ds.ImageLaterality,
+                      "view": ds.ViewPosition, "probability": 0.6, "lesions": [lesion] if k == 0 else []}
+                     for k, ds in enumerate(views)],
+    })  # fmt: skip
+    orthanc = pacs(tmp_path, listener)
+    try:
+        analysed_study(listener, views, outcome)
+        with listener.database.session() as session:
+            kinds = list(session.scalars(select(Delivery.kind).order_by(Delivery.id)))
+            cad_uid = session.scalar(select(Delivery.sop_instance_uid).where(Delivery.kind == "cad"))
+        assert kinds == ["sc", "cad", "sr"]
+        sender = deliverer(listener, orthanc)
+        now = listener.database.now()
+        assert deliver_all(sender, now) == 3
+        sender.commit_due(now)
+        wait_until(lambda: version_state(listener) == StudyState.REPORTED, timeout=30)
+        [found] = orthanc.request("POST", "/tools/lookup", cad_uid.encode())
+        stored = dcmread(io.BytesIO(orthanc.download(f"/instances/{found['ID']}/file")))
+    finally:
+        orthanc.stop()
+    written = dcmread(listener.settings.results_dir / f"{views[0].StudyInstanceUID}/{cad_uid}.dcm")
+    assert stored.SOPClassUID == MAMMOGRAPHY_CAD_SR
+    assert stored.ContentSequence == written.ContentSequence, "the content tree as it was written"
+    with listener.database.session() as session:
+        committed = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.action == "delivery.committed")
+        )
+        assert list(committed) == ["3 object(s) committed by the PACS"]
 
 
 def test_an_object_missing_at_commit_time_is_sent_again_and_committed(listener, tmp_path):

@@ -182,17 +182,18 @@ def reported_study(database, settings, classes, bounds=(5, 600), **pacs_options)
     return pacs, Deliverer(database, settings.results_dir, pacs.peer, "TRIAGE", bounds, timeout_seconds=5)
 
 
-def queue_written_results(database, settings, datasets, version_id, at):
-    """Write a NO FRACTURE result's SR and summary image for ``datasets`` and queue them for the PACS."""
+def queue_written_results(database, settings, datasets, version_id, at, outcome=None):
+    """Write a result's objects for ``datasets`` (by default a NO FRACTURE result's SR and summary
+    image) and queue them for the PACS."""
     from inference.inputs import read_study
     from triage.messages import AnalyseStudy
 
-    payload = synthetic.store(datasets, settings.storage_dir, "fracture", version_id)
+    outcome = outcome or FractureOutcome(state="NO_FRACTURE", probability=0.01)
+    payload = synthetic.store(datasets, settings.storage_dir, outcome.pipeline, version_id)
     payload = AnalyseStudy(**{**payload.model_dump(), "study_version_id": version_id})
     objects = ReportWriter(settings.results_dir).write(
-        payload, read_study(payload, settings.storage_dir),
-        FractureOutcome(state="NO_FRACTURE", probability=0.01), ModelIdentity("m", "1", "0" * 64), "",
-    )  # fmt: skip
+        payload, read_study(payload, settings.storage_dir), outcome, ModelIdentity("m", "1", "0" * 64), ""
+    )
     with database.session() as session:
         for written in objects:
             results.add_delivery(session, version_id, written, at)

@@ -59,6 +59,7 @@ def conformance_statement() -> str:
     """The whole statement, as Markdown."""
     from dicom_node.scp import build_ae
     from dicom_node.status import Status
+    from inference.cad_report import MAMMOGRAPHY_CAD_SR
     from inference.reports import SR_CLASSES
     from inference.sr_content import SERIES_DESCRIPTION
 
@@ -77,6 +78,7 @@ def conformance_statement() -> str:
     }
     proposed = [
         *(sr_uids[cls.__name__] for cls in SR_CLASSES),
+        UID(MAMMOGRAPHY_CAD_SR),
         pydicom.uid.SecondaryCaptureImageStorage,
         pydicom.uid.KeyObjectSelectionDocumentStorage,
     ]
@@ -90,8 +92,9 @@ def conformance_statement() -> str:
         "",
         "triage receives radiographs and mammograms from a PACS or modality (Storage SCP), analyses each"
         " complete study with an AI model, and sends the result back as DICOM objects (Storage SCU): a"
-        " Structured Report (TID 1500), a Secondary Capture summary image, and, when it withdraws a"
-        " result, a superseding report and an IOCM rejection note. Every result is preliminary and"
+        " Structured Report (TID 1500), a Secondary Capture summary image, for a screen a Mammography CAD"
+        " SR (TID 4000), and, when it withdraws a result, a superseding report and an IOCM rejection"
+        " note. Every result is preliminary and"
         f' unverified: series description "{SERIES_DESCRIPTION}".',
         "",
         *_table(
@@ -254,6 +257,7 @@ def conformance_statement() -> str:
     for name, title in (
         ("sr", "Comprehensive 3D SR (also sent as Comprehensive SR), TID 1500 Measurement Report"),
         ("sc", "Secondary Capture Image (the summary image, burned-in annotation)"),
+        ("cad", "Mammography CAD SR, TID 4000 Mammography CAD Report (screens; `TRIAGE_MAMMOGRAPHY_CAD_SR`)"),
         ("kos", "Key Object Selection, 113037 Rejected for Patient Safety Reasons (a withdrawn result)"),
     ):
         lines += [f"### {title}", "", *_table(("Tag", "Attribute", "Value or source"), attribute_rows(name))]

@@ -65,7 +65,24 @@ def created(study: str, model_version: str) -> dict[str, Dataset]:
     sr = fracture_report([source], outcome, model, 1)
     uids = [report_uid(study, 1, model.name, model.version, kind) for kind in ("sc-series", "sc")]
     sc = summary_image(images, render(images, outcome, "", f"{model.name} {model.version}"), *uids)
-    return {"sr": sr, "sc": sc, "kos": rejection_note([sr, sc], study, 1)}
+    return {"sr": sr, "sc": sc, "cad": _cad(study, model_version), "kos": rejection_note([sr, sc], study, 1)}
+
+
+def _cad(study: str, model_version: str) -> Dataset:
+    """A screen's Mammography CAD SR, on a made-up mammogram with one lesion."""
+    from inference.cad_report import cad_report
+    from triage.outcomes import BreastOutcome, ModelIdentity
+
+    mammogram = source_header(study, f"{study}.1.2")
+    mammogram.SOPClassUID = pydicom.uid.DigitalMammographyXRayImageStorageForPresentation
+    mammogram.Modality, mammogram.ViewPosition, mammogram.BodyPartExamined = "MG", "CC", "BREAST"
+    lesion = {"corners": [1, 2, 30, 40], "score": 0.6}
+    view = {"sop_instance_uid": mammogram.SOPInstanceUID, "laterality": mammogram.ImageLaterality,
+            "view": "CC", "probability": 0.6, "lesions": [lesion]}  # fmt: skip
+    outcome = BreastOutcome.model_validate(
+        {"score": 7, "probability": 0.6, "single_read_max_score": 5, "per_view": [view]}
+    )
+    return cad_report([mammogram], outcome, ModelIdentity("triage-breast-lite0", model_version, "cd" * 32), 1)
 
 
 def attribute_rows(name: str) -> list[tuple[str, str, str]]:
