@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from delivery import pacs as delivery
 from dicom_node.listener import Listener
+from inference.cad_report import MAMMOGRAPHY_CAD_SR
 from inference.networks import CentrePointDetector
 from testkit import phantoms, synthetic
 from testkit.peers import Orthanc, dciodvfy_errors, free_port, start_triage, stop, wait_until
@@ -77,14 +78,20 @@ def modalities(pacs, study):
     return sorted(series["MainDicomTags"]["Modality"] for series in pacs.get(f"/studies/{study}/series"))
 
 
+def srs_of(pacs, study):
+    """The study's SRs, fetched from Orthanc as files."""
+    found = []
+    for series in pacs.get(f"/studies/{study}/series"):
+        if series["MainDicomTags"]["Modality"] == "SR":
+            [instance] = series["Instances"]
+            found.append(dcmread(io.BytesIO(pacs.download(f"/instances/{instance}/file"))))
+    return found
+
+
 def sr_of(pacs, study):
-    """The study's SR, fetched from Orthanc as a file."""
-    series = next(x for x in pacs.get(f"/studies/{study}/series") if x["MainDicomTags"]["Modality"] == "SR")
-    [instance] = series["Instances"]
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file", timeout=30
-    ) as r:
-        return dcmread(io.BytesIO(r.read()))
+    """The study's TID 1500 SR (a screen also has a Mammography CAD SR)."""
+    [sr] = [ds for ds in srs_of(pacs, study) if ds.SOPClassUID != MAMMOGRAPHY_CAD_SR]
+    return sr
 
 
 def state_code(pacs, study):
@@ -115,13 +122,14 @@ def test_results_arrive_in_the_same_studies_as_sr_and_summary_image(loop, tmp_pa
     intact = push(pacs, phantoms.trauma_study(False, seed=5, images=2), tmp_path / "intact")
     wait_until(lambda: states(listener) == [StudyState.REPORTED] * 3, timeout=180)
     assert modalities(pacs, trauma) == ["DX", "OT", "SR"]
-    assert modalities(pacs, screen) == ["MG", "OT", "SR"]
+    assert modalities(pacs, screen) == ["MG", "OT", "SR", "SR"], "the TID 1500 SR and the CAD SR"
+    assert MAMMOGRAPHY_CAD_SR in {ds.SOPClassUID for ds in srs_of(pacs, screen)}
     verdicts = {study: state_code(pacs, study) for study in (trauma, intact, screen)}
     assert verdicts[trauma] in {"FRACTURE", "DOUBT"} and verdicts[intact] == "NO-FRACTURE"
     assert verdicts[screen] == "ANALYSED"
     for study in (trauma, screen):
-        sr = next(s for s in pacs.get(f"/studies/{study}/series") if s["MainDicomTags"]["Modality"] == "SR")
-        assert "not verified" in sr["MainDicomTags"]["SeriesDescription"]
+        srs = [s for s in pacs.get(f"/studies/{study}/series") if s["MainDicomTags"]["Modality"] == "SR"]
+        assert all("not verified" in sr["MainDicomTags"]["SeriesDescription"] for sr in srs)
 
 
 def test_results_wait_for_a_pacs_that_is_down_and_arrive_once(loop, tmp_path):
@@ -148,14 +156,15 @@ def test_an_incomplete_screen_is_reported_as_not_analysed_for_double_reading(loo
     def delivered():
         with listener.database.session() as session:
             rows = list(session.scalars(select(Delivery)))
-        return len(rows) == 2 and all(d.delivered_at is not None for d in rows)
+        return len(rows) == 3 and all(d.delivered_at is not None for d in rows)
 
     wait_until(delivered, timeout=120)
     assert states(listener) == [StudyState.NOT_ANALYSED]
-    assert modalities(pacs, study) == ["MG", "OT", "SR"]
-    texts = [element.value for element in sr_of(pacs, study).iterall() if element.keyword == "TextValue"]
+    assert modalities(pacs, study) == ["MG", "OT", "SR", "SR"]
+    why = "incomplete screen: missing R-CC, R-MLO; double reading"
+    for sr in srs_of(pacs, study):  # the TID 1500 SR and the CAD SR say why, each in its own way
+        assert why in [element.value for element in sr.iterall() if element.keyword == "TextValue"]
     assert state_code(pacs, study) == "NOT-ANALYSED"
-    assert "incomplete screen: missing R-CC, R-MLO; double reading" in texts
 
 
 def instances_of_modality(pacs, study, modality, folder):
