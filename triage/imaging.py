@@ -102,6 +102,19 @@ def display_values(ds: Dataset, first_frame: bool = False) -> np.ndarray:
         UnreadableImage: the pixel data cannot be decoded, is not one 2-D image, or would decode to
             more than ``MAX_DECODED_BYTES`` (checked from the header, before decoding).
     """
+    pixels = window(ds, stored_pixels(ds, first_frame))
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
+        pixels = 1.0 - pixels
+    return pixels
+
+
+def stored_pixels(ds: Dataset, first_frame: bool = False) -> np.ndarray:
+    """The stored values of one 2-D frame, decoded under the size cap (``first_frame``: frame 0 of
+    a multi-frame image, the only one decoded).
+
+    Raises:
+        UnreadableImage: as ``display_values``.
+    """
     check_decoded_size(ds, one_frame_of_many=first_frame)
     try:
         if first_frame and int(ds.get("NumberOfFrames") or 1) > 1:
@@ -112,10 +125,7 @@ def display_values(ds: Dataset, first_frame: bool = False) -> np.ndarray:
         raise UnreadableImage(f"pixel data cannot be decoded: {type(error).__name__}: {error}") from error
     if stored.ndim != 2:
         raise UnreadableImage(f"expected one 2-D frame, found pixel data of shape {stored.shape}")
-    pixels = window(ds, stored)
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
-        pixels = 1.0 - pixels
-    return pixels
+    return np.asarray(stored)
 
 
 _DATE_TIME_VRS = frozenset({"DA", "TM", "DT", "AS"})

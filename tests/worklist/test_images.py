@@ -116,3 +116,36 @@ def test_an_image_changed_on_disk_since_it_was_received_is_not_shown(page, datab
     path.write_bytes(path.read_bytes()[:-4] + b"\xff\xff\xff\xff")  # a few pixels, changed in place
     shown = client.get(f"/api/studies/{study}/images/{ds.SOPInstanceUID}", headers=headers)
     assert shown.status_code == 422 and "changed on disk since it was received" in shown.json()["detail"]
+
+
+def test_the_reading_viewer_gets_the_values_at_full_depth_with_their_window(page, database):
+    """Not an 8-bit rendering: a 12-bit ramp keeps its 4,096 levels (sized down by area averaging),
+    with the header's window in modality units, MONOCHROME1 and the row direction said."""
+    client, settings, headers = page
+    ds = synthetic.dx()
+    ramp = np.tile(np.arange(4096, dtype=np.uint16), (8, 1))  # 8 x 4096: every 12-bit value
+    ds.Rows, ds.Columns = ramp.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = ramp.tobytes()
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.WindowCenter, ds.WindowWidth = 500, 1000
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.PatientOrientation = ["P", "F"]
+    study = seed.add_study(database, settings, [ds], pipeline="fracture", state=StudyState.NOT_ANALYSED,
+                           reason="test", at=utcnow())  # fmt: skip
+    url = f"/api/studies/{study}/images/{ds.SOPInstanceUID}/pixels"
+    found = client.get(url, params={"size": 4096}, headers=headers)
+    assert found.status_code == 200, found.text
+    values = np.frombuffer(found.content, dtype="<u2")
+    assert found.headers["x-rows"] == "8" and found.headers["x-columns"] == "4096"
+    assert len(np.unique(values)) == 4096, "every level kept, where 8 bits would keep 256"
+    offset, scale = float(found.headers["x-value-offset"]), float(found.headers["x-value-scale"])
+    assert (offset, scale) == (-1024.0, 1.0) and values.max() * scale + offset == 4095 - 1024
+    assert (found.headers["x-window-center"], found.headers["x-window-width"]) == ("500", "1000")
+    assert found.headers["x-invert"] == "1" and found.headers["x-row-direction"] == "P"
+    smaller = client.get(url, params={"size": 1024}, headers=headers)
+    assert smaller.headers["x-columns"] == "1024" and smaller.headers["x-source-columns"] == "4096"
+    assert len(np.unique(np.frombuffer(smaller.content, dtype="<u2"))) == 1024, "area averages, not 8 bits"
+    assert len(audit_rows(database, "image.viewed")) == 2
+    other = client.get(f"/api/studies/{study}/images/1.2.3/pixels", headers=headers)
+    assert other.status_code == 404

@@ -440,3 +440,64 @@ def test_a_pacs_button_opens_the_study_and_the_study_opens_in_the_pacs_viewer(
                 select(AuditEvent.study_id).where(AuditEvent.action == "viewer.launched")
             )
             assert list(launched) == [ids["doubt"]]
+
+
+def test_a_radiologist_reads_at_full_depth_windows_zooms_steps_and_sees_a_screen_hung(served, browser):
+    """The reading viewer: opened from an image, fitted to the window, windowed by dragging on the
+    full-depth values, zoomed by the wheel, stepped by the keyboard, boxes toggled; a screen hung as
+    right and left of one view facing each other, CC then MLO."""
+    url, _, _, _ = served
+    page = signed_in_page(browser, url)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.click("#queues button[data-queue=trauma]")
+    page.locator("#worklist tbody tr").first.click()
+    page.locator("#images figure button.read").first.click()
+    reader = page.locator("#reader")
+    expect(reader).to_be_visible()
+    expect(reader).to_have_attribute("data-boxes", "on")
+    expect(page.locator("#reader-status")).to_contain_text("Image 1 of")
+    canvas = page.locator("#reader-canvas").bounding_box()
+    assert canvas["width"] >= 1300 and canvas["height"] >= 800, "fitted to the window, not a thumbnail"
+    lit = page.evaluate(
+        "(() => { const c = document.querySelector('#reader-canvas'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let k = 0; k < d.length; k += 4)"
+        " if (d[k] > 0) n++; return n / (d.length / 4); })()"
+    )
+    assert lit > 0.2, "the image fills the view"
+    width = float(reader.get_attribute("data-width"))
+    middle = (canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2)
+    page.mouse.move(*middle)
+    page.mouse.down()
+    page.mouse.move(middle[0] + 200, middle[1] - 100, steps=5)
+    page.mouse.up()
+    assert float(reader.get_attribute("data-width")) > width, "dragging right widens the window"
+    page.mouse.wheel(0, -400)
+    assert float(reader.get_attribute("data-zoom")) > 1.5
+    page.keyboard.press("b")
+    expect(reader).to_have_attribute("data-boxes", "off")
+    page.screenshot(path=str(ARTIFACTS / "reader-trauma.png"))
+    page.keyboard.press("Escape")
+    expect(reader).to_be_hidden()
+
+    page.click("#queues button[data-queue=single_read]")
+    expect(page.locator("#worklist tbody tr")).to_have_count(1)
+    page.locator("#worklist tbody tr").first.click()
+    expect(page.locator("#images figure")).to_have_count(4)
+    page.locator("#images figure button.read").first.click()
+    expect(reader).to_have_attribute("data-layout", "R-CC|L-CC")
+    # The synthetic right views run towards P (chest wall on the right), the left ones towards A: each
+    # already faces the other, so neither is flipped; the other cases, from the header and from where
+    # the tissue is when the header says nothing:
+    expect(reader).to_have_attribute("data-flipped", "0,0")
+    sides = page.evaluate(
+        "[['P', false, [1, 9]], ['A', false, [9, 1]], ['', false, [1, 9]], ['', false, [9, 1]],"
+        " ['', true, [1, 9]]].map(([d, inv, v]) => chestWallOnRight({rowDirection: d, invert: inv,"
+        " rows: 1, columns: 2, values: new Uint16Array(v)}))"
+    )
+    assert sides == [True, False, True, False, False]
+    page.screenshot(path=str(ARTIFACTS / "reader-screen-cc.png"))
+    page.keyboard.press("ArrowRight")
+    expect(reader).to_have_attribute("data-layout", "R-MLO|L-MLO")
+    expect(reader).to_have_attribute("data-index", "1")
+    page.keyboard.press("ArrowLeft")
+    expect(reader).to_have_attribute("data-index", "0")

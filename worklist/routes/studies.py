@@ -18,6 +18,7 @@ from triage.stored import StorageUnavailable, StoredUnreadable, open_stored
 from worklist.deps import Admin, Radiologist, State, audit
 from worklist.detail import FeedbackView, StudyDetail, study_detail
 from worklist.images import Rendered
+from worklist.pixels import full_depth
 from worklist.schemas import (
     UID,
     ConflictResolution,
@@ -79,6 +80,64 @@ def open_in_viewer(study_id: StudyId, principal: Radiologist, state: State) -> V
     return ViewerLaunch(url=url)
 
 
+def _routed_image(
+    study_id: int, sop_instance_uid: str, principal: Radiologist, state: State
+) -> tuple[str, str | None]:
+    """The storage key and hash of an image of the study that routing sent to a pipeline, its view
+    audited; 404 for another, 410 once retention removed it."""
+    with state.database.reading() as session:
+        instance = queries.find_instance(session, sop_instance_uid, study_id)
+        key = None if instance is None else instance.storage_key
+        sha256 = None if instance is None else instance.sha256
+        removed = instance is not None and instance.removed_at is not None
+        routed = instance is not None and instance.routed
+    if key is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
+    if not routed:  # never decoded here: a tomosynthesis volume, a report, what no model reads
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "triage shows only the images it routes; see the PACS")
+    if removed:
+        raise HTTPException(
+            status.HTTP_410_GONE, "the original was removed under the retention setting; the PACS holds it"
+        )
+    with state.database.session() as session:
+        audit(session, principal, AuditAction.IMAGE_VIEWED, [study_id], sop_instance_uid)
+    return key, sha256
+
+
+@router.get(
+    "/{study_id}/images/{sop_instance_uid}/pixels",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "The image's values at full depth, little-endian uint16, row by row",
+        },
+        **problems(401, 403, 404, 410, 422, 503),
+    },
+)
+def image_pixels(
+    study_id: StudyId,
+    sop_instance_uid: Annotated[str, PathParam(max_length=64, pattern=UID)],
+    principal: Radiologist,
+    state: State,
+    size: Annotated[int, Query(ge=64, le=4096, description="Longest side in pixels")] = 2048,
+) -> Response:
+    """For the reading viewer: frame 0 with its Modality LUT applied, at full depth (never re-windowed
+    to 8 bits), sized down by area averaging. Headers: X-Rows/Columns of the values, X-Source-Rows/
+    Columns (the size boxes use), X-Value-Offset and X-Value-Scale (modality value = value * scale +
+    offset), X-Window-Center/Width (the image's default, modality units), X-Invert (MONOCHROME1),
+    X-Row-Direction (PatientOrientation's first value, which hangs a mammogram)."""
+    key, sha256 = _routed_image(study_id, sop_instance_uid, principal, state)
+    settings = state.settings
+    try:
+        found = full_depth(open_stored(settings.storage_dir, key, sha256, settings.home), size)
+    except (UnreadableImage, StoredUnreadable) as error:
+        raise HTTPException(422, f"the stored image cannot be shown: {error}") from error
+    except StorageUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+    return Response(found.values, media_type="application/octet-stream", headers=found.headers())
+
+
 @router.get(
     "/{study_id}/images/{sop_instance_uid}",
     response_class=Response,
@@ -97,22 +156,7 @@ def image(
     """One image of the study that routing sent to a pipeline, rendered from its DICOM (Modality
     LUT, VOI LUT or window, MONOCHROME1 inverted); of a multi-frame image, frame 0 alone. Headers
     X-Source-Columns/Rows give the source size that boxes use, X-Frames how many frames it has."""
-    with state.database.reading() as session:
-        instance = queries.find_instance(session, sop_instance_uid, study_id)
-        key = None if instance is None else instance.storage_key
-        sha256 = None if instance is None else instance.sha256
-        removed = instance is not None and instance.removed_at is not None
-        routed = instance is not None and instance.routed
-    if key is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image in this study")
-    if not routed:  # never decoded here: a tomosynthesis volume, a report, what no model reads
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "triage shows only the images it routes; see the PACS")
-    if removed:
-        raise HTTPException(
-            status.HTTP_410_GONE, "the original was removed under the retention setting; the PACS holds it"
-        )
-    with state.database.session() as session:
-        audit(session, principal, AuditAction.IMAGE_VIEWED, [study_id], sop_instance_uid)
+    key, sha256 = _routed_image(study_id, sop_instance_uid, principal, state)
     settings = state.settings
 
     def render() -> Rendered:

@@ -340,6 +340,12 @@ async function showImages(study) {
     figure.appendChild(img);
     const caption = document.createElement("figcaption");
     caption.textContent = `${instance.laterality} ${instance.view} ${instance.body_part_examined} · version ${instance.version}`;
+    const read = document.createElement("button");
+    read.className = "read";
+    read.textContent = "Read";
+    read.title = "Open in the reading viewer (full bit depth, window/level, zoom)";
+    read.addEventListener("click", () => openReader(study, instance.sop_instance_uid));
+    caption.appendChild(read);
     figure.appendChild(caption);
     container.appendChild(figure);
     try {
