@@ -7,11 +7,13 @@ highdicom's content items:
       Image Library: each view with its laterality and view (TID 4020)
       CAD Processing and Findings Summary (CID 6047: with or without findings, or no algorithm
       succeeded when the screen was not analysed)
-        Overall Impression/Recommendation (TID 4001): the 1-10 score and the reading route, as
-        triage's private codes (the standard has no exam score), and why when not analysed
-        Individual Impression/Recommendation (TID 4003), one per lesion: a Mass (TID 4006) with
-        its certainty, the CAD operating point and its outline on the referenced view
-      Summary of Detections / of Analyses (CID 6042): succeeded, or not attempted with the reason
+        triage's exam result (private EXAM-RESULT container: the standard has no exam score): the
+        1-10 score, the model score, the reading route, HIGH-RISK, and why when not analysed
+        Individual Impression/Recommendation (TID 4003), one per lesion: a single-image finding
+        (TID 4006, CID 6014's "Mammography breast density") with its certainty, the CAD operating
+        point, its centre and its outline on the referenced view
+      Summary of Detections / of Analyses (CID 6042): succeeded, by reference to the library's
+      views, or not attempted
 
 The outlines carry a rendering intent: "Presentation Required" when the model's evidence supports
 showing its boxes (the evidence gate, frozen into the outcome), else "Not for Presentation": a
@@ -94,7 +96,8 @@ VIEWS = {
 
 
 class MammographyCadSR(_SR):
-    """The Mammography CAD SR IOD (PS3.3 A.35.5): highdicom's SR document with its SOP class."""
+    """The Mammography CAD SR IOD (PS3.3 A.35.5): highdicom's SR document base (its private ``_SR``,
+    which its public SR classes extend; the version range is pinned) with this SOP class."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(sop_class_uid=MAMMOGRAPHY_CAD_SR, **kwargs)  # type: ignore[arg-type]
@@ -185,7 +188,7 @@ def _algorithm(model: ModelIdentity) -> list[Dataset]:
 def _lesions(
     outcome: BreastOutcome, by_uid: dict[str, Dataset], model: ModelIdentity, operating_point: float
 ) -> list[Dataset]:
-    """TID 4003 with one TID 4006 Mass each; the outline a closed polyline around the lesion's box."""
+    """TID 4003 with one TID 4006 finding each; the outline a closed polyline around the lesion's box."""
     intent = NOT_FOR_PRESENTATION if Decision.BOXES in outcome.not_enabled else PRESENTATION_REQUIRED
     found = []
     for findings in outcome.per_view:
