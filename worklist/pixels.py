@@ -52,7 +52,7 @@ def _shrink(values: np.ndarray, longest_side: int) -> np.ndarray:
         return values
     rows, columns = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
     blocks = values[:rows, :columns].reshape(rows // factor, factor, columns // factor, factor)
-    shrunk: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float64)
+    shrunk: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
     return shrunk
 
 
@@ -68,7 +68,8 @@ def full_depth(ds: Dataset, longest_side: int) -> FullDepth:
     """
     stored = stored_pixels(ds, first_frame=True)
     source_rows, source_columns = stored.shape
-    modality = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    # float32 holds every 16-bit value exactly, at half the memory of float64 (a mammogram: 50 MB)
+    modality = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     values = _shrink(modality, longest_side)
     low, high = float(values.min()), float(values.max())
     scale = max(1.0, (high - low) / 65535)  # 16 bits hold any CR, DX or MG range at scale 1

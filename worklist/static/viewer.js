@@ -25,7 +25,7 @@ function hangingPages(study) {
 }
 
 async function loadFullDepth(studyId, instance) {
-  const key = `${studyId}/${instance.sop_instance_uid}`;
+  const key = `${studyId}/${instance.sop_instance_uid}/${instance.version}`;  // a new version is a new image
   if (reader.cache.has(key)) return reader.cache.get(key);
   const response = await api(`/api/studies/${studyId}/images/${instance.sop_instance_uid}/pixels?size=2048`);
   const number = (name) => Number(response.headers.get(name));
@@ -139,6 +139,7 @@ async function showPage(index) {
 }
 
 async function openReader(study, sopInstanceUid) {
+  if (!reader.study || reader.study.item.study_id !== study.item.study_id) reader.cache.clear();  // one study's values at a time
   reader.study = study;
   reader.pages = hangingPages(study);
   const start = reader.pages.findIndex((p) => p.some((i) => (i.instance || i).sop_instance_uid === sopInstanceUid));
