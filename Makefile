@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
-DEBIAN_PACKAGES := dcmtk orthanc dicom3tools libgdcm-tools chromium libfaketime pixelmed-apps prometheus
+DEBIAN_PACKAGES := dcmtk orthanc dicom3tools libgdcm-tools chromium libfaketime pixelmed-apps openjdk-17-jdk-headless prometheus
 
 .PHONY: run test lint bench acceptance install peers clean
 
@@ -21,10 +21,11 @@ $(STAMPS)/install: pyproject.toml | $(BIN)/python
 install: $(STAMPS)/install
 
 # The real peers the integration tests and benchmarks talk to: DCMTK, Orthanc, dciodvfy, PixelMed's
-# DicomSRValidator (the SR templates), Prometheus's promtool (the alerting rules), and Chromium
-# for the worklist page (Playwright drives it; it never downloads a browser of its own).
+# DicomSRValidator (the SR templates; a JDK runs testkit/ValidateMany.java, many files in one JVM),
+# Prometheus's promtool (the alerting rules), and Chromium for the worklist page (Playwright drives
+# it; it never downloads a browser of its own).
 $(STAMPS)/peers:
-	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v gdcmconv >/dev/null || ! command -v chromium >/dev/null || ! command -v DicomSRValidator >/dev/null || ! command -v promtool >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then \
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v gdcmconv >/dev/null || ! command -v chromium >/dev/null || ! command -v DicomSRValidator >/dev/null || ! command -v javac >/dev/null || ! command -v promtool >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 	@mkdir -p $(STAMPS) && touch $@

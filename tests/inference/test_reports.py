@@ -10,7 +10,7 @@ from pydicom import dcmread
 from inference.reports import breast_report, fracture_report
 from inference.sr_content import SERIES_DESCRIPTION
 from testkit import phantoms
-from testkit.peers import dciodvfy_errors, require_tool, sr_template_findings
+from testkit.peers import dciodvfy_errors, require_tool, sr_template_findings_of
 from triage.outcomes import BreastOutcome, FractureOutcome, ModelIdentity
 
 MODEL = ModelIdentity("triage-fracture-demo", "1.0.0", "ab" * 32)
@@ -228,8 +228,8 @@ ONE_REGION_MISREAD = (
 MANY_REGIONS_MISREAD = '/CODE (130400,DCM,"Geometric purpose of region"): Content Item not in template'
 
 
-def assert_template_clean(path, regions):
-    errors, warnings = sr_template_findings(path)
+def assert_template_clean(findings, regions):
+    errors, warnings = findings
     if regions == 1:
         assert len(errors) == 2, errors
         for line, row in zip(sorted(errors), ONE_REGION_MISREAD, strict=True):
@@ -265,11 +265,13 @@ def test_both_pipelines_pass_pixelmeds_template_validator(tmp_path, marks):
         skipped = FractureOutcome(skipped={"1.2.3.4": "modality CT is not one of ['CR', 'DX']"})
         reports["not analysed"] = fracture_report(sources, skipped, MODEL, 1, reason="cannot be decoded")
         reports["screen not analysed"] = breast_report(views, breast_outcome(views, None), BREAST_MODEL, 1)
+    paths = {name: tmp_path / f"{name}.dcm" for name in reports}
     for name, report in reports.items():
-        path = tmp_path / f"{name}.dcm"
-        path.write_bytes(round_trip(report)[1])
+        paths[name].write_bytes(round_trip(report)[1])
+    findings = sr_template_findings_of(list(paths.values()))  # one JVM for them all
+    for (name, path), found in zip(paths.items(), findings, strict=True):
         assert dciodvfy_errors(path) == [], name
-        assert_template_clean(path, marks)
+        assert_template_clean(found, marks)
         text = content_text(path)
         assert "(363679005,SCT," in text, "a procedure of CID 100"
         bounded = '"Geometric purpose of region")=(75958009,SCT,"Bounded by")'

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from inference.reports import ReportWriter
 from inference.withdrawal import WithdrawResultTask
-from testkit.peers import dciodvfy_errors, sr_template_findings
+from testkit.peers import dciodvfy_errors, sr_template_findings_of
 from tests.delivery.test_pacs import SC, SR, SR_3D, Pacs, deliver_until_quiet, reported_study
 from tests.dicom_node.test_studies import T0
 from triage import messages
@@ -100,7 +100,7 @@ def test_a_withdrawal_racing_the_summary_image_still_rejects_it_at_the_pacs(data
     path = tmp_path / "kos.dcm"
     note.save_as(path, enforce_file_format=True)
     assert dciodvfy_errors(path) == []
-    assert sr_template_findings(path) == ([], [])
+    assert sr_template_findings_of([path]) == [([], [])]
 
 
 def test_a_verdict_retracted_after_retention_is_superseded_from_the_objects_sent(
@@ -133,12 +133,12 @@ def test_a_verdict_retracted_after_retention_is_superseded_from_the_objects_sent
         report.PatientID,
         report.StudyInstanceUID,
     )
-    for name, ds in (("superseding", superseding), ("kos", note)):
-        path = tmp_path / f"{name}.dcm"
+    paths = [tmp_path / "superseding.dcm", tmp_path / "kos.dcm"]
+    for path, ds in zip(paths, (superseding, note), strict=True):
         ds.save_as(path, enforce_file_format=True)
         assert dciodvfy_errors(path) == []
-        assert sr_template_findings(path) == ([], []), name
-    assert dcmread(path).SOPInstanceUID == note.SOPInstanceUID
+    assert sr_template_findings_of(paths) == [([], []), ([], [])]  # one JVM for both
+    assert dcmread(paths[1]).SOPInstanceUID == note.SOPInstanceUID
     with database.session() as session:
         states = {d.kind: d.state for d in session.scalars(select(Delivery))}
     assert states["withdrawal-sr"] == states["kos"] == DeliveryState.DELIVERED
