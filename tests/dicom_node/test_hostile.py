@@ -4,6 +4,7 @@ real association, and each ends with the listener still answering C-ECHO and sto
 import contextlib
 import sys
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -196,10 +197,26 @@ def sizes(receiving):
     return found
 
 
+def slowed(assoc):
+    """Pause before every PDU the association queues for sending (about 2 ms: 64 MiB in 4 KiB PDUs
+    takes ~30 s). pynetdicom sends from a queue that a chunked C-STORE fills faster than a socket
+    drains; unthrottled, the whole data set can be queued before the test aborts, and the A-ABORT
+    then leaves after the last byte."""
+    dul = assoc.dul
+    send_pdu = dul.send_pdu
+
+    def slowly(primitive):
+        time.sleep(0.002)
+        return send_pdu(primitive)
+
+    dul.send_pdu = slowly
+
+
 def test_aborted_transfers_leave_no_partial_files(make_settings, tmp_path):
     """Three 64 MiB C-STOREs, each aborted early: what they sent goes when the association does, not
-    when the listener stops, so an allowed caller cannot walk the disk to the watermark. (Small PDUs
-    make each transfer take a few seconds, so the abort surely comes before its end.)"""
+    when the listener stops, so an allowed caller cannot walk the disk to the watermark. (Small PDUs,
+    each queued after a pause, make each transfer take about 30 s, so the abort surely comes before
+    its end.)"""
     from dicom_node.listener import Listener
 
     node = Listener(make_settings(maximum_pdu_bytes=4096))
@@ -212,6 +229,7 @@ def test_aborted_transfers_leave_no_partial_files(make_settings, tmp_path):
             ae.add_requested_context(DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian)
             assoc = ae.associate("127.0.0.1", node.port, ae_title="TRIAGE")
             assert assoc.is_established
+            slowed(assoc)
             _config.STORE_SEND_CHUNKED_DATASET = True
             try:
                 threading.Thread(target=lambda a=assoc: a.send_c_store(path), daemon=True).start()

@@ -4,12 +4,14 @@ threshold it used. SQLite and the real PostgreSQL; synthetic studies and reading
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from tests.worklist import seed
 from tests.worklist.test_api import audit_rows, signed_in
 from triage.outcomes import Decision
 from triage.records import decision_changes, overrides, readings
 from triage.records.db import utcnow
-from triage.records.tables import FeedbackKind, Role, StudyState
+from triage.records.tables import FeedbackKind, Role, StudyState, StudyVersion
 
 NOW = seed.T0 + timedelta(days=1)
 MODEL = ("triage-fracture-phantom", "0.1.0")  # what tests.worklist.seed names its results' model
@@ -124,6 +126,12 @@ def test_live_performance_from_the_outcomes_so_far(any_database, settings, clien
         any_database, settings, seed.trauma(20, False), pipeline="fracture", state=StudyState.NOT_ANALYSED,
         reason="modality CT is outside the model's intended use; normal reading",
     )  # fmt: skip
+    with any_database.session() as session:  # completion to SR, as the REPORTED transitions store it
+        versions = session.scalars(
+            select(StudyVersion).where(StudyVersion.pipeline == "fracture").order_by(StudyVersion.id)
+        ).all()
+        for version, seconds in zip(versions, (2.0, 9.0), strict=False):
+            version.reported_seconds = seconds
     admin = signed_in(client, any_database, "boss", Role.ADMIN)
     found = client.get("/api/decisions/performance", headers=admin)
     assert found.status_code == 200, found.text
@@ -136,6 +144,8 @@ def test_live_performance_from_the_outcomes_so_far(any_database, settings, clien
     not_analysed = body["not_analysed"]["fracture"]
     assert not_analysed["rate"]["value"] == round(1 / 3, 4)
     assert not_analysed["by_reason"] == {"modality CT is outside the model's intended use": 1}
+    assert body["completion_to_report"]["fracture"] == {"p50_seconds": 2.0, "p95_seconds": 9.0, "n": 2}
+    assert body["completion_to_report"]["breast"] == {"p50_seconds": 4.0, "p95_seconds": 4.0, "n": 2}
 
 
 def test_at_the_command_line_too_one_admin_proposes_and_another_approves(settings, database):

@@ -225,6 +225,7 @@ def test_an_admin_sees_the_live_evidence_drift_and_performance_and_two_admins_en
     expect(month).to_contain_text("50.0 % (")  # one of the two synthetic screens scored at or below 5
     expect(month.locator("svg.plot rect.interval")).to_have_count(1)
     expect(page.locator("#performance-summary")).to_contain_text("NOT ANALYSED: fracture")
+    expect(page.locator("#performance-summary")).to_contain_text("Completion to SR acknowledged: fracture")
 
     # Enabling the rule-out against the card takes two admins, after its what-if.
     page.select_option("#change-form select[name=kind]", "fracture/rule_out")

@@ -215,6 +215,12 @@ def test_interval_cancers_from_the_programmes_list_land_on_the_last_screen(any_d
     assert sorted(r[1] for r in audit_rows(any_database, "outcome.received")) == sorted([single, double])
     wrong = client.post("/api/outcomes/interval-cancers", json={"csv": "id,date\n1,2"}, headers=admin)
     assert wrong.status_code == 422 and "patient_id,diagnosis_date" in wrong.text
+    ends = 'patient_id,diagnosis_date\r"SYN"9\r,2026-01-02\r'  # the line break the API fuzzing sent
+    bare = client.post("/api/outcomes/interval-cancers", json={"csv": ends}, headers=admin)
+    assert bare.status_code == 200 and len(bare.json()["unmatched"]) == 2
+    huge = "patient_id,diagnosis_date\n" + "9" * 200_000 + ",2026-01-02\n"  # past csv's field limit
+    broken = client.post("/api/outcomes/interval-cancers", json={"csv": huge}, headers=admin)
+    assert broken.status_code == 422 and "cannot be read as CSV" in broken.text
     radiologist = signed_in(client, any_database, "rad", Role.RADIOLOGIST)
     assert (
         client.post("/api/outcomes/interval-cancers", json={"csv": listed}, headers=radiologist).status_code

@@ -63,13 +63,17 @@ def import_csv(
     """Read ``patient_id,diagnosis_date`` rows (ISO dates, a header line) and record each match.
 
     Raises:
-        ValueError: the header is not ``patient_id,diagnosis_date``.
+        ValueError: the text is not CSV, or its header is not ``patient_id,diagnosis_date``.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # the csv module's own line endings
+    try:
+        header, rows = tuple(reader.fieldnames or ()), list(reader)
+    except csv.Error as error:  # e.g. a line break inside an unquoted field
+        raise ValueError(f"the file cannot be read as CSV: {error}") from None
+    if header != COLUMNS:
         raise ValueError(f"the file's header must be {','.join(COLUMNS)}")
     matched, unmatched = 0, []
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(rows, start=2):
         try:
             diagnosed = date.fromisoformat((row["diagnosis_date"] or "").strip())
         except ValueError:

@@ -1,12 +1,14 @@
 """Live performance beside the live evidence (``triage.records.live_evidence``): the rule-out's
 specificity among studies read as fracture-free, the screening programme month by month (screens,
 share at or below the single-reading threshold then in force, cancers per 1,000 screens by route
-and in the single-read arm), and the NOT ANALYSED rate by reason. From the outcomes recorded so far,
-so the figures lag the outcomes; each share with its Wilson 95 % interval and count.
+and in the single-read arm), the NOT ANALYSED rate by reason, and completion to SR (median, p95).
+From the outcomes recorded so far, so the figures lag the outcomes; each share with its Wilson 95 %
+interval and count.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
@@ -122,3 +124,27 @@ def not_analysed_by_reason(session: Session, pipeline: Pipeline, since: datetime
         (reason or "no reason recorded").split(";")[0].split(":")[0].strip()[:120] for reason in reasons
     )
     return {"rate": share(len(reasons), total), "by_reason": dict(counted.most_common(20))}
+
+
+def completion_to_report(session: Session, pipeline: Pipeline, since: datetime) -> dict[str, object]:
+    """Seconds from a study's completion to the PACS acknowledging its results, for the pipeline's
+    versions opened since ``since``: the median and the 95th percentile (nearest rank), and how many.
+    Two small queries whatever the window holds: a count, then the value at each rank."""
+    window = (
+        StudyVersion.pipeline == pipeline,
+        StudyVersion.opened_at >= since,
+        StudyVersion.reported_seconds.is_not(None),
+    )
+    count = session.scalar(select(func.count()).where(*window)) or 0
+
+    def at(quantile: float) -> float | None:
+        if not count:
+            return None
+        rank = max(math.ceil(quantile * count) - 1, 0)
+        value = session.scalar(
+            select(StudyVersion.reported_seconds).where(*window).order_by(StudyVersion.reported_seconds)
+            .offset(rank).limit(1)
+        )  # fmt: skip
+        return None if value is None else round(float(value), 2)
+
+    return {"p50_seconds": at(0.5), "p95_seconds": at(0.95), "n": count}

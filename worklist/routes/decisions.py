@@ -191,6 +191,10 @@ class Performance(BaseModel):
     not_analysed: dict[str, dict[str, object]] = Field(
         description="Per pipeline: the rate and the count per reason"
     )
+    completion_to_report: dict[str, dict[str, object]] = Field(
+        description="Per pipeline: seconds from completion to the PACS acknowledging the results"
+        " (median, 95th percentile, count)"
+    )
 
 
 @router.get("/performance", responses=AUTH)
@@ -203,4 +207,5 @@ def live_performance(principal: Admin, state: State) -> Performance:
             rule_out_specificity=performance.rule_out_specificity(session, state.settings, now),
             screening_by_month=performance.screening_by_month(session, state.settings, now),
             not_analysed={p: performance.not_analysed_by_reason(session, p, since) for p in Pipeline},
+            completion_to_report={p: performance.completion_to_report(session, p, since) for p in Pipeline},
         )

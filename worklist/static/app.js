@@ -526,8 +526,13 @@ function shareCell(row, s) {
 
 async function loadPerformance() {
   const found = await (await api("/api/decisions/performance")).json();
-  const missing = Object.entries(found.not_analysed).map(([pipeline, n]) => `${pipeline} ${shareText(n.rate)}`);
-  $("#performance-summary").textContent = `Rule-out specificity among studies read as fracture-free: ${shareText(found.rule_out_specificity)}. NOT ANALYSED: ${missing.join("; ")}.`;
+  const missing = Object.entries(found.not_analysed).map(([pipeline, n]) => {
+    const reasons = Object.entries(n.by_reason).map(([why, count]) => `${why} (${count})`).join(", ");
+    return `${pipeline} ${shareText(n.rate)}${reasons ? `: ${reasons}` : ""}`;
+  });
+  const latency = Object.entries(found.completion_to_report).map(([pipeline, t]) =>
+    t.n ? `${pipeline} median ${t.p50_seconds} s, p95 ${t.p95_seconds} s (n=${t.n})` : `${pipeline} none yet`);
+  $("#performance-summary").textContent = `Rule-out specificity among studies read as fracture-free: ${shareText(found.rule_out_specificity)}. NOT ANALYSED: ${missing.join("; ")}. Completion to SR acknowledged: ${latency.join("; ")}.`;
   const body = $("#screening-table tbody");
   body.replaceChildren();
   for (const month of found.screening_by_month) {
