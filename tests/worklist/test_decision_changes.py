@@ -166,7 +166,7 @@ def test_at_the_command_line_too_one_admin_proposes_and_another_approves(setting
     assert refused.exit_code == 2 and "single reading takes a threshold" in refused.output
     proposed = triage(
         "ann", "decisions", "propose", "breast", "single_read", "--model", model, "--threshold", "4",
-        "--reason", "regional pilot, audited monthly",
+        "--reason", "regional pilot, audited monthly", "--effective-at", "2026-01-01T00:00:00",
     )  # fmt: skip
     assert proposed.exit_code == 0, proposed.output
     assert "change 1 proposed: single reading enabled for triage-breast-demo 1.0.0" in proposed.output

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -107,6 +107,8 @@ def decisions_propose(
         fail("--model takes NAME:VERSION")
     found = settings(config)
     now = utcnow()
+    if effective_at is not None and effective_at.tzinfo is None:  # the help says UTC
+        effective_at = effective_at.replace(tzinfo=UTC)
     with open_database(found).session() as session:
         try:
             row = decision_changes.propose(
