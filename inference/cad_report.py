@@ -32,6 +32,7 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.coding import Code
 
+from inference import cad_codes as dcm
 from inference.sr_content import SERIES_DESCRIPTION, observation_context, report_uid
 from triage import __version__
 from triage.codes import (
@@ -46,61 +47,13 @@ from triage.codes import (
 from triage.outcomes import BreastOutcome, Decision, ModelIdentity, Verdict
 from triage.view_codes import view
 
-MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
-
-
-def _dcm(value: str, meaning: str) -> Code:
-    return Code(value, "DCM", meaning)
-
-
-REPORT = _dcm("111036", "Mammography CAD Report")
-LANGUAGE = Code("121049", "DCM", "Language of Content Item and Descendants")
-ENGLISH = Code("en-US", "RFC5646", "English (United States)")
-IMAGE_LIBRARY = _dcm("111028", "Image Library")
-IMAGE_LATERALITY = _dcm("111027", "Image Laterality")
-IMAGE_VIEW = _dcm("111031", "Image View")
-SUMMARY = _dcm("111017", "CAD Processing and Findings Summary")
-WITH_FINDINGS = _dcm("111242", "All algorithms succeeded; with findings")
-WITHOUT_FINDINGS = _dcm("111241", "All algorithms succeeded; without findings")
-NONE_SUCCEEDED = _dcm("111245", "No algorithms succeeded; without findings")
-INDIVIDUAL = _dcm("111034", "Individual Impression/Recommendation")
-RENDERING_INTENT = _dcm("111056", "Rendering Intent")
-PRESENTATION_REQUIRED = _dcm("111150", "Presentation Required: Rendering device is expected to present")
-NOT_FOR_PRESENTATION = _dcm("111152", "Not for Presentation: Rendering device expected not to present")
-# CID 6014 (Mammography Single Image Finding) has no "Mass"; its term for an abnormal density seen on
-# one view is this one, and it is what each lesion the model marks is reported as.
-DENSITY = Code("129793001", "SCT", "Mammography breast density")
-SINGLE_IMAGE_FINDING = _dcm("111059", "Single Image Finding")
-CERTAINTY = _dcm("111012", "Certainty of Finding")
-OPERATING_POINT = _dcm("111071", "CAD Operating Point")
-OUTLINE = _dcm("111041", "Outline")
-CENTER = _dcm("111010", "Center")
-PERCENT = Code("%", "UCUM", "Percent")
-NO_UNITS = Code("1", "UCUM", "no units")
-DETECTIONS = _dcm("111064", "Summary of Detections")
-ANALYSES = _dcm("111065", "Summary of Analyses")
-SUCCESSFUL_DETECTIONS = _dcm("111063", "Successful Detections")
-SUCCESSFUL_ANALYSES = _dcm("111062", "Successful Analyses")
-DETECTION_PERFORMED = _dcm("111022", "Detection Performed")
-ANALYSIS_PERFORMED = _dcm("111004", "Analysis Performed")
-OVERALL_ANALYSIS = _dcm("111234", "Overall Impression / Recommendation Analysis")
-ALGORITHM_NAME = _dcm("111001", "Algorithm Name")
-ALGORITHM_VERSION = _dcm("111003", "Algorithm Version")
-SUCCEEDED = _dcm("111222", "Succeeded")
-NOT_ATTEMPTED = _dcm("111225", "Not Attempted")
-LATERALITY = {"R": Code("73056007", "SCT", "Right breast"), "L": Code("80248007", "SCT", "Left breast")}
-VIEWS = {
-    "CC": Code("399162004", "SCT", "cranio-caudal"),
-    "MLO": Code("399368009", "SCT", "medio-lateral oblique"),
-}
-
 
 class MammographyCadSR(_SR):
     """The Mammography CAD SR IOD (PS3.3 A.35.5): highdicom's SR document base (its private ``_SR``,
     which its public SR classes extend; the version range is pinned) with this SOP class."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(sop_class_uid=MAMMOGRAPHY_CAD_SR, **kwargs)  # type: ignore[arg-type]
+        super().__init__(sop_class_uid=dcm.MAMMOGRAPHY_CAD_SR, **kwargs)  # type: ignore[arg-type]
 
 
 def _code(name: Code, value: Code, relationship: str) -> hd.sr.CodeContentItem:
@@ -168,19 +121,19 @@ def _library_entry(source: Dataset) -> Dataset:
     """TID 4020: the view with its laterality and view, as the workstation hangs it."""
     context = []
     side = str(source.get("ImageLaterality") or source.get("Laterality") or "")
-    if side in LATERALITY:
-        context.append(_code(IMAGE_LATERALITY, LATERALITY[side], "HAS ACQ CONTEXT"))
-    found = VIEWS.get(view(source))
+    if side in dcm.LATERALITY:
+        context.append(_code(dcm.IMAGE_LATERALITY, dcm.LATERALITY[side], "HAS ACQ CONTEXT"))
+    found = dcm.VIEWS.get(view(source))
     if found is not None:
-        context.append(_code(IMAGE_VIEW, found, "HAS ACQ CONTEXT"))
+        context.append(_code(dcm.IMAGE_VIEW, found, "HAS ACQ CONTEXT"))
     return _with(_image(source, "CONTAINS"), context)
 
 
 def _algorithm(model: ModelIdentity) -> list[Dataset]:
     return [
-        hd.sr.TextContentItem(name=ALGORITHM_NAME, value=model.name, relationship_type="HAS PROPERTIES"),
+        hd.sr.TextContentItem(name=dcm.ALGORITHM_NAME, value=model.name, relationship_type="HAS PROPERTIES"),
         hd.sr.TextContentItem(
-            name=ALGORITHM_VERSION, value=model.version, relationship_type="HAS PROPERTIES"
+            name=dcm.ALGORITHM_VERSION, value=model.version, relationship_type="HAS PROPERTIES"
         ),
     ]
 
@@ -189,7 +142,7 @@ def _lesions(
     outcome: BreastOutcome, by_uid: dict[str, Dataset], model: ModelIdentity, operating_point: float
 ) -> list[Dataset]:
     """TID 4003 with one TID 4006 finding each; the outline a closed polyline around the lesion's box."""
-    intent = NOT_FOR_PRESENTATION if Decision.BOXES in outcome.not_enabled else PRESENTATION_REQUIRED
+    intent = dcm.NOT_FOR_PRESENTATION if Decision.BOXES in outcome.not_enabled else dcm.PRESENTATION_REQUIRED
     found = []
     for findings in outcome.per_view:
         source = by_uid.get(findings.sop_instance_uid)
@@ -198,32 +151,32 @@ def _lesions(
         for lesion in findings.lesions:
             x0, y0, x1, y1 = lesion.corners
             outline = hd.sr.ScoordContentItem(
-                name=OUTLINE,
+                name=dcm.OUTLINE,
                 graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                 graphic_data=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32),
                 relationship_type="HAS PROPERTIES",
             )
             center = hd.sr.ScoordContentItem(
-                name=CENTER,
+                name=dcm.CENTER,
                 graphic_type=hd.sr.GraphicTypeValues.POINT,
                 graphic_data=np.array([[(x0 + x1) / 2, (y0 + y1) / 2]], dtype=np.float32),
                 relationship_type="HAS PROPERTIES",
             )
             mass = _with(
-                _code(SINGLE_IMAGE_FINDING, DENSITY, "CONTAINS"),
+                _code(dcm.SINGLE_IMAGE_FINDING, dcm.DENSITY, "CONTAINS"),
                 [
-                    _code(RENDERING_INTENT, intent, "HAS CONCEPT MOD"),
+                    _code(dcm.RENDERING_INTENT, intent, "HAS CONCEPT MOD"),
                     *_algorithm(model),
                     hd.sr.NumContentItem(
-                        name=CERTAINTY,
+                        name=dcm.CERTAINTY,
                         value=round(100 * float(lesion.score), 1),
-                        unit=PERCENT,
+                        unit=dcm.PERCENT,
                         relationship_type="HAS PROPERTIES",
                     ),
                     hd.sr.NumContentItem(
-                        name=OPERATING_POINT,
+                        name=dcm.OPERATING_POINT,
                         value=float(operating_point),
-                        unit=NO_UNITS,
+                        unit=dcm.NO_UNITS,
                         relationship_type="HAS PROPERTIES",
                     ),
                     _with(center, [_image(source, "SELECTED FROM")]),
@@ -232,7 +185,9 @@ def _lesions(
             )
             found.append(
                 _container(
-                    INDIVIDUAL, [_code(RENDERING_INTENT, intent, "HAS CONCEPT MOD"), mass], "INFERRED FROM"
+                    dcm.INDIVIDUAL,
+                    [_code(dcm.RENDERING_INTENT, intent, "HAS CONCEPT MOD"), mass],
+                    "INFERRED FROM",
                 )
             )
     return found
@@ -243,12 +198,12 @@ def _overall(outcome: BreastOutcome, reason: str) -> Dataset:
     if outcome.score is not None and outcome.probability is not None:
         items += [
             hd.sr.NumContentItem(
-                name=EXAM_SCORE, value=outcome.score, unit=NO_UNITS, relationship_type="CONTAINS"
+                name=EXAM_SCORE, value=outcome.score, unit=dcm.NO_UNITS, relationship_type="CONTAINS"
             ),
             hd.sr.NumContentItem(
                 name=EXAM_PROBABILITY,
                 value=float(outcome.probability),
-                unit=NO_UNITS,
+                unit=dcm.NO_UNITS,
                 relationship_type="CONTAINS",
             ),
         ]
@@ -277,18 +232,21 @@ def _performed(
         images = [_image(source, "INFERRED FROM") for source in sources]
         return _with(_code(name, value, "CONTAINS"), [*_algorithm(model), *references, *images])
 
-    detection = performed(DETECTION_PERFORMED, DENSITY)
-    analysis = performed(ANALYSIS_PERFORMED, OVERALL_ANALYSIS)
+    detection = performed(dcm.DETECTION_PERFORMED, dcm.DENSITY)
+    analysis = performed(dcm.ANALYSIS_PERFORMED, dcm.OVERALL_ANALYSIS)
     if not analysed:  # nothing was attempted: the summary says so, and the exam result says why
-        return [_code(DETECTIONS, NOT_ATTEMPTED, "CONTAINS"), _code(ANALYSES, NOT_ATTEMPTED, "CONTAINS")]
+        return [
+            _code(dcm.DETECTIONS, dcm.NOT_ATTEMPTED, "CONTAINS"),
+            _code(dcm.ANALYSES, dcm.NOT_ATTEMPTED, "CONTAINS"),
+        ]
     return [
         _with(
-            _code(DETECTIONS, SUCCEEDED, "CONTAINS"),
-            [_container(SUCCESSFUL_DETECTIONS, [detection], "INFERRED FROM")],
+            _code(dcm.DETECTIONS, dcm.SUCCEEDED, "CONTAINS"),
+            [_container(dcm.SUCCESSFUL_DETECTIONS, [detection], "INFERRED FROM")],
         ),
         _with(
-            _code(ANALYSES, SUCCEEDED, "CONTAINS"),
-            [_container(SUCCESSFUL_ANALYSES, [analysis], "INFERRED FROM")],
+            _code(dcm.ANALYSES, dcm.SUCCEEDED, "CONTAINS"),
+            [_container(dcm.SUCCESSFUL_ANALYSES, [analysis], "INFERRED FROM")],
         ),
     ]
 
@@ -304,16 +262,16 @@ def cad_report(
     """TID 4000 for a screen, analysed or not (then: no algorithm succeeded, and why)."""
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     lesions = _lesions(outcome, by_uid, model, operating_point) if outcome.analysed else []
-    summary_value = WITH_FINDINGS if lesions else WITHOUT_FINDINGS
+    summary_value = dcm.WITH_FINDINGS if lesions else dcm.WITHOUT_FINDINGS
     if not outcome.analysed:
-        summary_value = NONE_SUCCEEDED
+        summary_value = dcm.NONE_SUCCEEDED
     why = "" if outcome.analysed else reason or outcome.reason
-    head = [_code(LANGUAGE, ENGLISH, "HAS CONCEPT MOD"), *observation_context(model)]
+    head = [_code(dcm.LANGUAGE, dcm.ENGLISH, "HAS CONCEPT MOD"), *observation_context(model)]
     library = [1, len(head) + 1]  # the Image Library's position: the root's next child
-    root = _with(hd.sr.ContainerContentItem(name=REPORT, template_id="4000"), [
+    root = _with(hd.sr.ContainerContentItem(name=dcm.REPORT, template_id="4000"), [
         *head,
-        _container(IMAGE_LIBRARY, [_library_entry(ds) for ds in sources]),
-        _with(_code(SUMMARY, summary_value, "CONTAINS"), [_overall(outcome, why), *lesions]),
+        _container(dcm.IMAGE_LIBRARY, [_library_entry(ds) for ds in sources]),
+        _with(_code(dcm.SUMMARY, summary_value, "CONTAINS"), [_overall(outcome, why), *lesions]),
         *_performed(outcome, model, library, sources),
     ])  # fmt: skip
     study_uid = str(sources[0].StudyInstanceUID)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from delivery import pacs as delivery
 from dicom_node.listener import Listener
-from inference.cad_report import MAMMOGRAPHY_CAD_SR
+from inference.cad_codes import MAMMOGRAPHY_CAD_SR
 from inference.networks import CentrePointDetector
 from testkit import phantoms, synthetic
 from testkit.peers import Orthanc, dciodvfy_errors, free_port, start_triage, stop, wait_until

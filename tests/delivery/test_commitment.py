@@ -125,7 +125,7 @@ def test_a_screens_mammography_cad_sr_is_stored_committed_and_read_back_whole(li
     TID 1500 SR, committed with the rest, and read back from Orthanc as it was written."""
     from pydicom import dcmread
 
-    from inference.cad_report import MAMMOGRAPHY_CAD_SR
+    from inference.cad_codes import MAMMOGRAPHY_CAD_SR
     from triage.outcomes import BreastOutcome
 
     views = phantoms.screen(None, seed=6, size=64)

@@ -5,7 +5,8 @@ evidence gate), for analysed and not-analysed screens alike."""
 import pytest
 from pydicom import dcmread
 
-from inference.cad_report import MAMMOGRAPHY_CAD_SR, cad_report
+from inference.cad_codes import MAMMOGRAPHY_CAD_SR
+from inference.cad_report import cad_report
 from testkit import phantoms
 from testkit.peers import dciodvfy_errors, sr_template_findings_of
 from tests.inference.test_reports import BREAST_MODEL, breast_outcome, content_text, round_trip

@@ -59,7 +59,7 @@ def conformance_statement() -> str:
     """The whole statement, as Markdown."""
     from dicom_node.scp import build_ae
     from dicom_node.status import Status
-    from inference.cad_report import MAMMOGRAPHY_CAD_SR
+    from inference.cad_codes import MAMMOGRAPHY_CAD_SR
     from inference.reports import SR_CLASSES
     from inference.sr_content import SERIES_DESCRIPTION
 
